@@ -1,0 +1,51 @@
+# scv — every target sets itself up: a fresh machine needs only Python 3.11 and pip.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-unit test-integration check fmt demo bench clean
+
+help: ## List every target
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install scv with dev tools
+
+run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo source (Ctrl-C stops)
+	$(BIN)/scv run
+
+test: $(STAMP) ## Run the default test suite (unit, agent and broker-backed integration tests)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP) ## Run only the fast unit and agent tests
+	$(BIN)/python -m pytest -q tests/unit tests/agents
+
+test-integration: $(STAMP) ## Run only the broker-backed integration tests
+	$(BIN)/python -m pytest -q tests/integration
+
+check: $(STAMP) ## Lint (ruff) and type-check (mypy)
+	$(BIN)/ruff check scv tests
+	$(BIN)/ruff format --check scv tests
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## Format and auto-fix with ruff
+	$(BIN)/ruff format scv tests
+	$(BIN)/ruff check --fix scv tests
+
+demo: $(STAMP) ## Run the 20k-event demo once and write var/demo.json
+	@mkdir -p var
+	$(BIN)/scv demo --events 20000 --seed 7 --json var/demo.json
+
+bench: $(STAMP) ## Heavier benchmarks (JSON on stdout); not part of make test
+	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
+
+clean: ## Remove the virtualenv, local state and caches
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,141 @@
+"""Value types shared by every stage.
+
+They are plain dataclasses with ``to_dict``/``from_dict`` so that the wire format (JSON via
+orjson) is explicit and the pure modules never need Faust's record machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: The raw sources scv ingests; the name is the middle part of ``raw.<source>.v1``.
+SOURCES: tuple[str, ...] = ("web", "email", "transactions", "callcenter")
+
+#: An identifier is ``(type, normalised value)``; ``ident_key`` gives its ``type:value`` form.
+Identifier = tuple[str, str]
+
+
+def ident_key(ident: Identifier) -> str:
+    """The ``type:value`` string used as the key of an identifier in stores and topics."""
+    return f"{ident[0]}:{ident[1]}"
+
+
+def parse_ident(key: str) -> Identifier:
+    kind, _, value = key.partition(":")
+    return (kind, value)
+
+
+@dataclass(slots=True)
+class NormalizedEvent:
+    """A validated raw event in the one shape the resolver and profile stages understand.
+
+    ``identifiers`` are normalised (E.164 phones, lower-cased emails, trimmed ids) and
+    de-duplicated, in the order the source gave them. ``traits`` hold personal attributes
+    (first_name, last_name, birth_date, phone, email, address{street,city,postcode,country}).
+    ``consent`` maps a purpose (``marketing``) to granted/denied when the event states it.
+    ``payload`` is source specific: cart items, order, disposition, campaign and so on.
+    """
+
+    event_id: str
+    source: str
+    type: str
+    ts: float
+    identifiers: list[Identifier]
+    traits: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["identifiers"] = [list(i) for i in self.identifiers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NormalizedEvent:
+        return cls(
+            event_id=d["event_id"],
+            source=d["source"],
+            type=d["type"],
+            ts=float(d["ts"]),
+            identifiers=[(str(t), str(v)) for t, v in d["identifiers"]],
+            traits=d.get("traits") or {},
+            consent=d.get("consent") or {},
+            payload=d.get("payload") or {},
+        )
+
+
+@dataclass(slots=True)
+class LinkReason:
+    """Why profiles were joined: the rule, the identifiers that tied them, and the event."""
+
+    rule: str
+    identifiers: list[str]
+    event_id: str
+    ts: float
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class MergeEvent:
+    """One profile absorbed into another; published on ``profiles.merges.v1``."""
+
+    survivor: str
+    absorbed: str
+    reason: LinkReason
+    kind: str = "merge"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "survivor": self.survivor,
+            "absorbed": self.absorbed,
+            "reason": self.reason.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class Dropped:
+    """An identifier of an event that governance refused to link, with the reason."""
+
+    identifier: Identifier
+    reason: str  # "blocked", "limit:<type>", "merge_cap"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identifier": ident_key(self.identifier), "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Resolution:
+    """What the resolver decided for one event.
+
+    ``profile_id`` is None when nothing usable was left (every identifier blocked): the event
+    then belongs to nobody and is counted, not attached. ``accepted`` are the identifiers now
+    owned by ``profile_id`` (both those already owned and those newly attached).
+    """
+
+    profile_id: str | None
+    accepted: list[Identifier]
+    dropped: list[Dropped]
+    merges: list[MergeEvent]
+    created: bool
+
+
+@dataclass(slots=True)
+class Action:
+    """A marketing action for activation services; ``action_id`` is the idempotency key."""
+
+    action_id: str
+    type: str  # "abandoned_cart" | "churn_save"
+    profile_id: str
+    channel: str  # "email" | "sms" | "onsite"
+    payload: dict[str, Any]
+    trigger_event_id: str
+    event_ts: float
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

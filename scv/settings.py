@@ -1,0 +1,72 @@
+"""One settings object for every process, read from ``SCV_*`` environment variables.
+
+Defaults run locally against the embedded broker; production overrides the broker address,
+security and state directory. ``scv config`` prints the effective values (secrets masked).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCV_", extra="ignore")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (lets several pipelines share a cluster)."
+    )
+    raw_partitions: int = Field(4, description="Partitions of the raw.* input topics.")
+    stage_partitions: int = Field(
+        4, description="Partitions of profile-keyed topics (profiles, actions, resolved events)."
+    )
+    replication_factor: int = Field(1, description="Replication factor for created topics.")
+
+    # --- Faust worker --------------------------------------------------------------------
+    app_id: str = Field("scv", description="Faust app id; also the consumer group id.")
+    data_dir: Path = Field(Path("var/state"), description="RocksDB state directory.")
+    store: str = Field("rocksdb://", description="Faust table store (rocksdb:// or memory://).")
+    web_port: int = Field(6066, description="Worker HTTP port (health, metrics).")
+    web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
+    session_timeout_s: float = Field(
+        10.0, description="Consumer session timeout; tansu delays joins by about half of it."
+    )
+    log_level: str = Field("info", description="Worker log level.")
+
+    # --- Identity rules and actions ------------------------------------------------------
+    rules_path: Path | None = Field(
+        None, description="YAML file with identity governance rules; built-in defaults if unset."
+    )
+    cart_window_s: float = Field(
+        1800.0, description="Seconds a cart may stay without an order before abandoned_cart."
+    )
+    cart_check_interval_s: float = Field(1.0, description="How often due carts are checked.")
+    action_cooldown_s: float = Field(
+        86400.0, description="Minimum seconds between two actions of one type for one profile."
+    )
+
+    # --- Embedded broker -----------------------------------------------------------------
+    broker_host: str = Field("127.0.0.1", description="Embedded tansu listen host.")
+    broker_port: int = Field(9092, description="Embedded tansu port (0 picks a free one).")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
