@@ -1,0 +1,441 @@
+"""Raw source bytes -> :class:`NormalizedEvent`, or :class:`InvalidEvent` with a short reason.
+
+This is the only place that looks at the four raw formats. Everything downstream (resolver,
+profiles, triggers) sees one shape with canonical identifiers, so two sources that spell the
+same phone or email differently still link. It is pure (no Faust, no I/O) so the normalise
+agent stays a thin loop and every rule here is unit-testable.
+
+Contract: for *any* input bytes, :func:`normalize` returns an event or raises
+:class:`InvalidEvent`; the agent routes the latter to ``<topic>.dlq`` with ``reason`` as a
+header. A poison message must never crash a worker, so unexpected errors are converted too
+(reason ``internal_error:<ExceptionType>``; it signals a bug here, not bad input).
+
+Reasons never contain raw field values: DLQ headers and logs are read by people who must not
+see personal data. Schema messages carry only the field path and the rule broken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import email_validator
+import fastjsonschema
+import orjson
+import phonenumbers
+
+from scv.domain.model import SOURCES, Identifier, NormalizedEvent
+from scv.schemas import validator
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "IDENTIFIER_FIELDS",
+    "InvalidEvent",
+    "NormalizeConfig",
+    "normalize",
+    "normalize_email",
+    "normalize_id",
+    "normalize_phone",
+]
+
+#: Longest reason put on a DLQ header; schema messages can list many enum values.
+MAX_REASON = 200
+
+#: Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_MS_THRESHOLD = 1e11
+
+#: Which top-level fields of each source are identifiers, in resolver priority order
+#: (most specific first). The field name is also the identifier type.
+IDENTIFIER_FIELDS: dict[str, tuple[str, ...]] = {
+    "web": ("customer_id", "email", "device_id", "anonymous_id"),
+    "email": ("customer_id", "email", "anonymous_id"),
+    "transactions": ("customer_id", "email", "phone", "anonymous_id"),
+    "callcenter": ("customer_id", "email", "phone"),
+}
+
+
+class InvalidEvent(Exception):
+    """The raw message cannot become an event; ``reason`` is short and machine-friendly
+    (``invalid_json``, ``too_large``, ``not_an_object``, ``bad_timestamp``, ``empty``,
+    ``schema: <path> <rule>``) so DLQ consumers can group and count failures."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason[:MAX_REASON]
+        super().__init__(self.reason)
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    """Knobs of normalisation.
+
+    ``default_region`` is the ISO country used to read national phone numbers ("07700 …")
+    when the event gives no country. ``max_bytes`` bounds the work a single message can cause.
+    ``phone_require_valid`` additionally demands that libphonenumber knows the number range;
+    off by default because its metadata lags real allocations and rejects the reserved
+    fiction/test ranges (UK 07700 900xxx) that demo and test data use — the length check
+    (``is_possible``) already rejects garbage, and governance blocks placeholder numbers.
+    """
+
+    default_region: str = "GB"
+    max_bytes: int = 65536
+    phone_require_valid: bool = False
+
+
+DEFAULT_CONFIG = NormalizeConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# Value normalisers (public: connectors, commands and tests use the same rules)
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_id(value: str) -> str | None:
+    """Trim and collapse inner whitespace; None when nothing is left.
+
+    Case is kept: cookie and customer ids are case-sensitive in the systems that issue them.
+    """
+    return " ".join(value.split()) or None
+
+
+def normalize_email(value: str) -> str | None:
+    """Canonical address for matching, or None when it is not a syntactically valid address.
+
+    The whole address is lower-cased (local parts are case-insensitive at every mainstream
+    provider, and a case difference must not split a person in two) and an internationalised
+    domain is converted to its ASCII (IDNA) form so both spellings meet. No DNS lookups: this
+    runs in the hot path.
+    """
+    try:
+        result = email_validator.validate_email(value.strip().lower(), check_deliverability=False)
+    except (email_validator.EmailNotValidError, ValueError, UnicodeError):
+        return None
+    domain = result.ascii_domain or result.domain
+    return f"{result.local_part.lower()}@{domain.lower()}"
+
+
+def normalize_phone(value: str, region: str, *, require_valid: bool = False) -> str | None:
+    """E.164 form (``+447700900123``) or None.
+
+    ``region`` reads national formats; international ones (``+44``, ``0044``) ignore it.
+    The number must be possible for its country (right length); ``require_valid`` also demands
+    an allocated range (see :class:`NormalizeConfig`).
+    """
+    try:
+        number = phonenumbers.parse(value.strip(), region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    if require_valid and not phonenumbers.is_valid_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # A few degenerate inputs (e.g. national-prefix zeros) format to an E.164 string that
+    # parses back to a different number; an identifier must be a fixed point, so refuse them.
+    again = phonenumbers.parse(e164, None)
+    if phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) != e164:
+        return None
+    return e164
+
+
+# --------------------------------------------------------------------------------------------
+# normalize()
+# --------------------------------------------------------------------------------------------
+
+
+def normalize(
+    source: str, raw: bytes | None, config: NormalizeConfig = DEFAULT_CONFIG
+) -> NormalizedEvent:
+    """Decode, validate against ``raw.<source>.v1`` and canonicalise one raw message.
+
+    ``source`` is one of :data:`SOURCES`; an unknown source is a wiring bug, not bad data, so it
+    raises ``ValueError`` rather than sending every message to the DLQ.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    try:
+        return _normalize(source, raw, config)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # a bug here must not stop the stream; the DLQ keeps the bytes
+        raise InvalidEvent(f"internal_error:{type(exc).__name__}") from exc
+
+
+def _normalize(source: str, raw: bytes | None, config: NormalizeConfig) -> NormalizedEvent:
+    doc = _decode(raw, config.max_bytes)
+    _validate(source, doc)
+    ts = _parse_timestamp(doc["timestamp"])
+    warnings: list[str] = []
+    region = _phone_region(source, doc, config.default_region)
+    identifiers = _identifiers(source, doc, region, config, warnings)
+    traits = _traits(source, doc, identifiers, warnings)
+    payload = _PAYLOADS[source](doc)
+    if warnings:
+        payload["warnings"] = warnings
+    return NormalizedEvent(
+        event_id=doc["event_id"],
+        source=source,
+        type=doc["type"],
+        ts=ts,
+        identifiers=identifiers,
+        traits=traits,
+        consent=_consent(source, doc),
+        payload=payload,
+    )
+
+
+def _decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """Bytes -> JSON object; size is checked first so a huge message costs nothing to refuse."""
+    if not raw:
+        raise InvalidEvent("empty")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # also invalid UTF-8, lone surrogates, depth > 1024
+        raise InvalidEvent("invalid_json") from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not_an_object")
+    return doc
+
+
+def _validate(source: str, doc: dict[str, Any]) -> None:
+    """Schema check; the message names the path and rule (fastjsonschema omits the value)."""
+    try:
+        validator(f"raw.{source}.v1")(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent(f"schema: {exc.message}") from None
+
+
+def _parse_timestamp(value: Any) -> float:
+    """ISO-8601 (offset honoured, naive = UTC) or epoch seconds/milliseconds -> epoch seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        ts = float(value)
+        if ts > _MS_THRESHOLD:
+            ts /= 1000.0
+    elif isinstance(value, str):
+        ts = _parse_iso(value)
+    else:
+        raise InvalidEvent("bad_timestamp")
+    if not math.isfinite(ts):
+        raise InvalidEvent("bad_timestamp")
+    return ts
+
+
+def _parse_iso(value: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value.upper())  # 3.11 rejects lower-case 't'/'z'
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise InvalidEvent("bad_timestamp") from None
+
+
+def _phone_region(source: str, doc: dict[str, Any], default_region: str) -> str:
+    """Read national phone numbers with the order's own country when it gives an ISO code:
+    a French order's "06 12 34 56 78" is not a UK number."""
+    address = doc.get("address") if source == "transactions" else None
+    country = address.get("country") if isinstance(address, dict) else None
+    if isinstance(country, str):
+        code = country.strip().upper()
+        if code in phonenumbers.SUPPORTED_REGIONS:
+            return code
+    return default_region
+
+
+def _identifiers(
+    source: str,
+    doc: dict[str, Any],
+    region: str,
+    config: NormalizeConfig,
+    warnings: list[str],
+) -> list[Identifier]:
+    """Canonical identifiers in priority order, de-duplicated.
+
+    Null, empty and blank values mean "unknown" and are skipped silently; a value that is
+    present but unusable (bad email, impossible phone) becomes a warning naming only the type,
+    so one bad field does not discard the rest of the event.
+    """
+    found: list[Identifier] = []
+    for kind in IDENTIFIER_FIELDS[source]:
+        value = doc.get(kind)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        canonical = _canonical(kind, value, region, config)
+        if canonical is None:
+            warnings.append(f"{kind}:invalid")
+        elif (kind, canonical) not in found:
+            found.append((kind, canonical))
+    return found
+
+
+def _canonical(kind: str, value: str, region: str, config: NormalizeConfig) -> str | None:
+    if kind == "email":
+        return normalize_email(value)
+    if kind == "phone":
+        return normalize_phone(value, region, require_valid=config.phone_require_valid)
+    return normalize_id(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Traits and consent
+# --------------------------------------------------------------------------------------------
+
+
+def _clean_text(value: Any) -> str | None:
+    """Trim and collapse whitespace of a free-text field; keep case (names are shown to people)."""
+    return normalize_id(value) if isinstance(value, str) else None
+
+
+#: Where each source states a person's name and birth date (fields outside a source's schema
+#: are never read: they are unvalidated and unbounded).
+_NAME_HOLDER: dict[str, str | None] = {
+    "web": "traits",
+    "email": None,
+    "transactions": "",
+    "callcenter": "",
+}
+
+
+def _traits(
+    source: str, doc: dict[str, Any], identifiers: list[Identifier], warnings: list[str]
+) -> dict[str, Any]:
+    """Personal attributes for matching and the profile; only those the event states."""
+    traits: dict[str, Any] = _names(source, doc)
+    if source in ("transactions", "callcenter"):
+        birth_date = _birth_date(doc.get("birth_date"), warnings)
+        if birth_date:
+            traits["birth_date"] = birth_date
+    address = _address(source, doc)
+    if address:
+        traits["address"] = address
+    for kind in ("phone", "email"):
+        value = next((v for t, v in identifiers if t == kind), None)
+        if value:
+            traits[kind] = value
+    return traits
+
+
+def _names(source: str, doc: dict[str, Any]) -> dict[str, Any]:
+    holder = _NAME_HOLDER[source]
+    if holder is None:
+        return {}
+    names = doc.get(holder) if holder else doc
+    if not isinstance(names, dict):
+        return {}
+    found = {key: _clean_text(names.get(key)) for key in ("first_name", "last_name")}
+    return {key: text for key, text in found.items() if text}
+
+
+def _birth_date(value: Any, warnings: list[str]) -> str | None:
+    """A real calendar date (the schema only checks the shape); impossible ones are dropped."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        warnings.append("birth_date:invalid")
+        return None
+
+
+def _address(source: str, doc: dict[str, Any]) -> dict[str, str]:
+    """Orders carry an address object; the call centre only a postcode; others nothing."""
+    if source == "transactions":
+        raw = doc.get("address")
+    elif source == "callcenter":
+        raw = {"postcode": doc.get("postcode")}
+    else:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    address: dict[str, str] = {}
+    for key in ("street", "city", "postcode", "country"):
+        text = _clean_text(raw.get(key))
+        if not text:
+            continue
+        if key == "postcode" or (key == "country" and len(text) == 2):
+            text = text.upper()  # "sw1a 1aa" == "SW1A 1AA"; "gb" == "GB"
+        address[key] = text
+    return address
+
+
+def _consent(source: str, doc: dict[str, Any]) -> dict[str, bool]:
+    """Consent the event states explicitly; silence is not consent, so nothing is defaulted."""
+    if source == "email":
+        if doc["type"] == "subscribe":
+            return {"marketing": True}
+        if doc["type"] in ("unsubscribe", "complaint"):
+            return {"marketing": False}
+        return {}
+    if source == "transactions":
+        opt_in = doc.get("marketing_opt_in")
+        return {"marketing": opt_in} if isinstance(opt_in, bool) else {}
+    stated = doc.get("consent")
+    if not isinstance(stated, dict):
+        return {}
+    return {purpose: granted for purpose, granted in stated.items() if isinstance(granted, bool)}
+
+
+# --------------------------------------------------------------------------------------------
+# Payloads: the source-specific facts later stages act on (carts, orders, dispositions)
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The stated fields among ``keys``; null means unknown and is left out."""
+    return {key: doc[key] for key in keys if doc.get(key) is not None}
+
+
+def _cart_id(value: Any) -> str | None:
+    """Cart ids are compared between web and orders, so both sides use the same trimming."""
+    return normalize_id(value) if isinstance(value, str) else None
+
+
+def _web_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    payload = _pick(doc, "page", "product")
+    session = _cart_id(doc["session_id"])
+    if session:
+        payload["session_id"] = session
+    cart = doc.get("cart")
+    cart_id = _cart_id(cart.get("cart_id")) if isinstance(cart, dict) else None
+    if isinstance(cart, dict) and cart_id:
+        payload["cart"] = {**cart, "cart_id": cart_id}
+        if "currency" in cart:
+            payload["cart"]["currency"] = cart["currency"].upper()
+    return payload
+
+
+def _email_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    return _pick(doc, "campaign_id", "link_url")
+
+
+def _transactions_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    payload = _pick(doc, "order_id", "items", "total")
+    if "currency" in doc:
+        payload["currency"] = doc["currency"].upper()
+    cart_id = _cart_id(doc.get("cart_id"))
+    if cart_id:
+        payload["cart_id"] = cart_id
+    return payload
+
+
+def _callcenter_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    payload = _pick(doc, "agent_id", "duration_s")
+    if isinstance(doc.get("disposition"), dict):
+        disposition = dict(doc["disposition"])
+        if disposition.get("code") == "cancel_request":
+            disposition["cancel_intent"] = True  # agents often pick the code and skip the flag
+        payload["disposition"] = disposition
+    return payload
+
+
+_PAYLOADS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "web": _web_payload,
+    "email": _email_payload,
+    "transactions": _transactions_payload,
+    "callcenter": _callcenter_payload,
+}

@@ -1,0 +1,79 @@
+"""Topic contracts: load the JSON Schema files and compile them once.
+
+The ``schemas/`` directory at the repository root is the single source of truth for every
+topic's message shape; producers, tests and the normalise stage all read the same files.
+A wheel install carries them as ``scv/schemas/`` (pyproject force-includes the directory), so
+that location wins when it exists and the repository layout is the fallback for a checkout.
+
+Compiling with fastjsonschema turns a schema into generated Python code, which is expensive
+(milliseconds) but makes each validation cheap (microseconds), so compiled validators are
+cached for the life of the process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+__all__ = ["all_schema_names", "load_schema", "schema_dir", "schema_path", "validator"]
+
+#: Topic base names are plain ``a.b.v1`` words; anything else (``..``, ``/``) is refused so a
+#: name can never escape the schema directory.
+_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+
+
+@cache
+def schema_dir() -> Path:
+    """The directory holding ``<topic>.json`` files: packaged copy first, then the repo's."""
+    here = Path(__file__).resolve()
+    packaged = here.parent / "schemas"
+    if packaged.is_dir():
+        return packaged
+    return here.parents[1] / "schemas"
+
+
+def schema_path(topic_base: str) -> Path:
+    """The schema file of a topic given without its deployment prefix (``"raw.web.v1"``).
+
+    Raises ``KeyError`` for a name that has no schema, so a typo in a topic name fails at
+    start-up instead of silently skipping validation.
+    """
+    if not _NAME.match(topic_base):
+        raise KeyError(f"not a topic name: {topic_base!r}")
+    path = schema_dir() / f"{topic_base}.json"
+    if not path.is_file():
+        raise KeyError(f"no schema for topic {topic_base!r} in {schema_dir()}")
+    return path
+
+
+@cache
+def load_schema(topic_base: str) -> dict[str, Any]:
+    """The parsed schema document of a topic (cached; treat it as read-only)."""
+    document = orjson.loads(schema_path(topic_base).read_bytes())
+    if not isinstance(document, dict):
+        raise ValueError(f"schema {topic_base!r} is not a JSON object")
+    return document
+
+
+@cache
+def validator(topic_base: str) -> Callable[[Any], Any]:
+    """A compiled validator for a topic: call it with decoded JSON; it returns the data or
+    raises ``fastjsonschema.JsonSchemaValueException`` whose ``message`` names the field path.
+
+    ``use_default=False`` because validation must never rewrite the message it checks.
+    """
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(
+        load_schema(topic_base), use_default=False
+    )
+    return compiled
+
+
+def all_schema_names() -> list[str]:
+    """Every topic base name with a schema file, sorted (for tests, docs and start-up checks)."""
+    return sorted(p.name.removesuffix(".json") for p in schema_dir().glob("*.json"))
