@@ -1,0 +1,615 @@
+"""Profile state: fold one person's events and merged profiles into a single customer view.
+
+Pure logic, no Faust: the profiles stage keeps one :class:`ProfileState` per profile id, calls
+:func:`apply_event` for each resolved event, :func:`absorb` when the resolver merged another
+profile into it, and publishes :func:`snapshot` on ``profiles.v1``.
+
+Two properties drive the design:
+
+* **Out-of-order safety.** Events from four source systems arrive late and out of order, and
+  a merge hand-over can overtake (or be overtaken by) events of the survivor. Every field is
+  therefore decided by *event time* (per-trait and per-purpose timestamps, carts by
+  ``updated_ts``), never by arrival order, so a late event cannot regress newer data.
+* **Order-independent merges.** ``absorb(a, b)`` and ``absorb(b, a)`` give the same outcome
+  for everything but the surviving id, and folding a hand-over before or after the survivor's
+  own events closes the same carts. Ties are broken by a canonical encoding of the values,
+  never by which side happens to be the survivor.
+
+State stays bounded: closed carts, recent orders and fired action ids are capped so a
+long-lived profile does not grow its changelog record without limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from scv.domain.model import Identifier, NormalizedEvent
+
+#: Fired action ids kept for idempotency. Actions are rare per person (one per cart, one per
+#: cancellation call), so 200 covers years of history; cooldowns are the second line.
+FIRED_CAP = 200
+#: Closed (ordered/emptied/abandoned) carts kept; open carts are never dropped.
+CLOSED_CARTS_CAP = 20
+#: Recent orders kept for de-duplication and for closing carts by ``cart_id`` after a merge.
+RECENT_ORDERS_CAP = 50
+
+#: Cart statuses. Only ``open`` carts can become ``abandoned``.
+OPEN, ORDERED, EMPTIED, ABANDONED = "open", "ordered", "emptied", "abandoned"
+_STATUS_RANK = {OPEN: 0, EMPTIED: 1, ORDERED: 2, ABANDONED: 3}
+
+#: Email events that state a marketing decision even when the source sent no consent block:
+#: an unsubscribe or spam complaint must stop marketing at once (and a subscribe grants it).
+_EMAIL_IMPLIED_CONSENT = {"unsubscribe": False, "complaint": False, "subscribe": True}
+
+_CART_TYPES = frozenset({"cart_add", "cart_remove"})
+
+
+def _canon(value: Any) -> bytes:
+    """A total, deterministic encoding used only to break exact timestamp ties symmetrically."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def _copy(value: Any) -> Any:
+    """Copy JSON-like data (dicts/lists of scalars) without ``copy.deepcopy``'s overhead."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _empty(value: Any) -> bool:
+    """Missing data never overwrites known data: None, blank strings and empty containers."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, dict | list | tuple):
+        return not value
+    return False
+
+
+def _new_orders() -> dict[str, Any]:
+    return {
+        "count": 0,
+        "total": 0.0,
+        "last_order_id": None,
+        "last_ts": None,
+        "returns": 0,
+        "recent": [],
+    }
+
+
+@dataclass(slots=True)
+class ProfileState:
+    """Everything the profiles stage knows about one person (one changelog record).
+
+    ``trait_ts`` holds the event time of each stored trait (``address.city`` for nested
+    traits) so an out-of-order event cannot overwrite a newer value. ``orders["recent"]``
+    keeps the last orders (id, ts, cart_id, total): it de-duplicates redelivered order events
+    and lets a later merge close a cart that an order named by ``cart_id``.
+    """
+
+    profile_id: str
+    created_ts: float
+    updated_ts: float
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    trait_ts: dict[str, float] = field(default_factory=dict)
+    consent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)
+    last_activity: dict[str, Any] | None = None
+    carts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orders: dict[str, Any] = field(default_factory=_new_orders)
+    churn: dict[str, Any] | None = None
+    fired: list[str] = field(default_factory=list)
+    last_action_ts: dict[str, float] = field(default_factory=dict)
+    merged_from: list[str] = field(default_factory=list)
+    event_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe copy (no aliasing: mutating the state later does not change it)."""
+        return {
+            "v": 1,
+            "profile_id": self.profile_id,
+            "created_ts": self.created_ts,
+            "updated_ts": self.updated_ts,
+            "identifiers": _copy(self.identifiers),
+            "traits": _copy(self.traits),
+            "trait_ts": dict(self.trait_ts),
+            "consent": _copy(self.consent),
+            "channels": dict(self.channels),
+            "last_activity": _copy(self.last_activity),
+            "carts": _copy(self.carts),
+            "orders": _copy(self.orders),
+            "churn": _copy(self.churn),
+            "fired": list(self.fired),
+            "last_action_ts": dict(self.last_action_ts),
+            "merged_from": list(self.merged_from),
+            "event_count": self.event_count,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileState:
+        """Inverse of :meth:`to_dict`; tolerant of missing keys so older records still load."""
+        orders = _new_orders()
+        orders.update(_copy(d.get("orders") or {}))
+        return cls(
+            profile_id=d["profile_id"],
+            created_ts=float(d["created_ts"]),
+            updated_ts=float(d["updated_ts"]),
+            identifiers=_copy(d.get("identifiers") or {}),
+            traits=_copy(d.get("traits") or {}),
+            trait_ts={k: float(v) for k, v in (d.get("trait_ts") or {}).items()},
+            consent=_copy(d.get("consent") or {}),
+            channels={k: int(v) for k, v in (d.get("channels") or {}).items()},
+            last_activity=_copy(d.get("last_activity")),
+            carts=_copy(d.get("carts") or {}),
+            orders=orders,
+            churn=_copy(d.get("churn")),
+            fired=list(d.get("fired") or []),
+            last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
+            merged_from=list(d.get("merged_from") or []),
+            event_count=int(d.get("event_count") or 0),
+        )
+
+
+def new_state(profile_id: str, ts: float) -> ProfileState:
+    """An empty profile first seen at event time ``ts``."""
+    return ProfileState(profile_id=profile_id, created_ts=ts, updated_ts=ts)
+
+
+# --------------------------------------------------------------------------------------------
+# apply_event: the hot path. Each helper touches only what the event carries.
+# --------------------------------------------------------------------------------------------
+
+
+def apply_event(
+    state: ProfileState,
+    event: NormalizedEvent,
+    accepted: list[Identifier],
+    now: float,
+    cart_window_s: float,
+) -> None:
+    """Fold one resolved event into ``state`` in place.
+
+    ``accepted`` are the identifiers the resolver attached (governance may have dropped some
+    of the event's identifiers, so ``event.identifiers`` is not used). ``now`` is processing
+    wall-clock: a cart's ``due_at`` is ``now + cart_window_s`` so a backfill of old events
+    still gives the matching order (usually a few records later) its chance to close the cart.
+    """
+    ts = event.ts
+    state.event_count += 1
+    state.channels[event.source] = state.channels.get(event.source, 0) + 1
+    if ts > state.updated_ts:
+        state.updated_ts = ts
+    if ts < state.created_ts:
+        state.created_ts = ts
+    la = state.last_activity
+    if la is None or ts >= la["ts"]:
+        state.last_activity = {"ts": ts, "source": event.source, "type": event.type}
+
+    idents = state.identifiers
+    for kind, value in accepted:
+        values = idents.get(kind)
+        if values is None:
+            idents[kind] = [value]
+        elif value not in values:
+            values.append(value)
+
+    if event.traits:
+        _apply_traits(state, event.traits, ts)
+
+    consent = event.consent
+    if event.source == "email" and event.type in _EMAIL_IMPLIED_CONSENT:
+        implied = _EMAIL_IMPLIED_CONSENT[event.type]
+        consent = {"marketing": implied, **consent}  # an explicit statement still wins
+    for purpose, granted in consent.items():
+        _set_consent(state, purpose, bool(granted), ts, event.source)
+
+    source, etype, payload = event.source, event.type, event.payload
+    if source == "web":
+        if etype in _CART_TYPES:
+            cart = payload.get("cart")
+            if isinstance(cart, dict):
+                _apply_cart(state, cart, ts, now + cart_window_s, event.event_id)
+    elif source == "transactions":
+        if etype == "order":
+            _apply_order(state, payload, ts)
+        elif etype == "return":
+            state.orders["returns"] = int(state.orders.get("returns") or 0) + 1
+    elif source == "callcenter":
+        disposition = payload.get("disposition")
+        if isinstance(disposition, dict) and disposition.get("cancel_intent") is True:
+            churn = state.churn
+            # Keep the earliest open flag: the same rule as absorb(), so order does not matter.
+            if churn is None or (ts, event.event_id) < (churn["flagged_ts"], churn["event_id"]):
+                state.churn = {"flagged_ts": ts, "event_id": event.event_id}
+
+
+def _trait_wins(new_ts: float, new: Any, old_ts: float | None, old: Any) -> bool:
+    """Newer event time wins; an exact tie is broken by value so replays and merges agree."""
+    if old_ts is None or new_ts > old_ts:
+        return True
+    if new_ts < old_ts:
+        return False
+    return _canon(new) > _canon(old)
+
+
+def _apply_traits(state: ProfileState, traits: dict[str, Any], ts: float) -> None:
+    stored, stamps = state.traits, state.trait_ts
+    for name, value in traits.items():
+        if isinstance(value, dict):
+            # Nested traits (address) merge per field: an event with only a city must not
+            # wipe the street another source gave.
+            sub = stored.get(name)
+            if not isinstance(sub, dict):
+                sub = {}
+            changed = False
+            for key, sv in value.items():
+                if _empty(sv):
+                    continue
+                tkey = f"{name}.{key}"
+                if _trait_wins(ts, sv, stamps.get(tkey), sub.get(key)):
+                    sub[key] = sv
+                    stamps[tkey] = ts
+                    changed = True
+            if changed:
+                stored[name] = sub
+        elif not _empty(value) and _trait_wins(ts, value, stamps.get(name), stored.get(name)):
+            stored[name] = value
+            stamps[name] = ts
+
+
+def _consent_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Later decision wins; at equal time a denial beats a grant (then source, for totality)."""
+    if old is None:
+        return True
+    if new["ts"] != old["ts"]:
+        return bool(new["ts"] > old["ts"])
+    if new["granted"] != old["granted"]:
+        return not new["granted"]
+    return str(new["source"]) > str(old["source"])
+
+
+def _set_consent(state: ProfileState, purpose: str, granted: bool, ts: float, source: str) -> None:
+    new = {"granted": granted, "ts": ts, "source": source}
+    if _consent_wins(new, state.consent.get(purpose)):
+        state.consent[purpose] = new
+
+
+def _ordered_cart_ids(orders: dict[str, Any]) -> set[str]:
+    return {o["cart_id"] for o in orders.get("recent") or () if o.get("cart_id")}
+
+
+def _closed_by_orders(cart_id: str, updated_ts: float, orders: dict[str, Any]) -> bool:
+    """An order closes the cart it names, and every cart last changed at or before it.
+
+    The second half is deliberately wider than "orders without cart_id": it makes the rule a
+    function of the order history alone, so it gives the same answer whether the cart and
+    the order met through :func:`apply_event` or through a merge in either order — and a
+    person who has just bought should not get an abandoned-cart reminder for an older cart.
+    """
+    last_ts = orders.get("last_ts")
+    if last_ts is not None and updated_ts <= last_ts:
+        return True
+    return cart_id in _ordered_cart_ids(orders)
+
+
+def _apply_cart(
+    state: ProfileState, cart: dict[str, Any], ts: float, due_at: float, event_id: str
+) -> None:
+    cart_id = cart.get("cart_id")
+    if not cart_id:
+        return
+    cart_id = str(cart_id)
+    current = state.carts.get(cart_id)
+    if current is not None and ts < current["updated_ts"]:
+        return  # a late event must not resurrect an older content of the cart
+    items = cart.get("items") or []
+    status = OPEN if items else EMPTIED
+    # A cart an order named stays closed (a cart id is one checkout, and web and shop clocks
+    # disagree by seconds); a cart covered only by time reopens when changed after the order.
+    if status == OPEN and _closed_by_orders(cart_id, ts, state.orders):
+        status = ORDERED
+    state.carts[cart_id] = {
+        "items": items,
+        "currency": cart.get("currency") or (current or {}).get("currency"),
+        "updated_ts": ts,
+        "due_at": due_at if status == OPEN else None,
+        "status": status,
+        "event_id": event_id,  # the abandoned_cart action's trigger_event_id
+    }
+    if current is None and len(state.carts) > CLOSED_CARTS_CAP:
+        _prune_carts(state.carts)
+
+
+def _prune_carts(carts: dict[str, dict[str, Any]]) -> None:
+    """Keep every open cart and the newest ``CLOSED_CARTS_CAP`` closed ones."""
+    closed = [(c["updated_ts"], cid) for cid, c in carts.items() if c["status"] != OPEN]
+    if len(closed) <= CLOSED_CARTS_CAP:
+        return
+    closed.sort()
+    for _, cid in closed[: len(closed) - CLOSED_CARTS_CAP]:
+        del carts[cid]
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _apply_order(state: ProfileState, payload: dict[str, Any], ts: float) -> None:
+    orders = state.orders
+    order_id = str(payload.get("order_id") or "")
+    recent: list[dict[str, Any]] = orders.setdefault("recent", [])
+    duplicate = bool(order_id) and any(o["order_id"] == order_id for o in recent)
+    last_ts = orders.get("last_ts")
+    if last_ts is None or (ts, order_id) > (last_ts, orders.get("last_order_id") or ""):
+        # Also for a duplicate: last_ts is "the latest order event seen", the same quantity
+        # absorb() takes the max of, so carts close alike whichever way the events met.
+        orders["last_ts"] = ts
+        orders["last_order_id"] = order_id or None
+    if not duplicate:  # a redelivered order (at-least-once input) is counted once
+        cart_id = payload.get("cart_id")
+        total = _to_float(payload.get("total"))
+        orders["count"] = int(orders.get("count") or 0) + 1
+        orders["total"] = float(orders.get("total") or 0.0) + total
+        recent.append(
+            {
+                "order_id": order_id,
+                "ts": ts,
+                "cart_id": str(cart_id) if cart_id else None,
+                "total": total,
+            }
+        )
+        if len(recent) > RECENT_ORDERS_CAP:
+            recent.sort(key=lambda o: (o["ts"], o["order_id"]))
+            del recent[: len(recent) - RECENT_ORDERS_CAP]
+    _close_carts(state)
+
+
+def _close_carts(state: ProfileState) -> None:
+    """Mark every open cart the order history covers as ``ordered`` (no action will fire)."""
+    orders = state.orders
+    last_ts = orders.get("last_ts")
+    ids = _ordered_cart_ids(orders)
+    for cid, cart in state.carts.items():
+        if cart["status"] == OPEN and (
+            cid in ids or (last_ts is not None and cart["updated_ts"] <= last_ts)
+        ):
+            cart["status"] = ORDERED
+            cart["due_at"] = None
+
+
+# --------------------------------------------------------------------------------------------
+# absorb: fold a merged-away profile into the survivor.
+# --------------------------------------------------------------------------------------------
+
+
+def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
+    """Fold ``absorbed`` into ``survivor`` in place (``absorbed`` is not modified).
+
+    The outcome does not depend on which side is the survivor (except ``profile_id`` and
+    the order of ``identifiers``/``merged_from`` lists), so the resolver's survivorship
+    choice and the arrival order of hand-overs never change what a person gets.
+
+    Consent is the most restrictive per purpose *among the parts that recorded a decision*:
+    a denial on either side wins; two grants keep the later one. A purpose recorded on one
+    side only is kept as is — an anonymous cookie profile that never saw a consent banner has
+    no opinion, and treating its silence as a denial would revoke a known customer's grant
+    on every login. Purposes nobody recorded stay missing, and missing still means "no".
+    """
+    s, a = survivor, absorbed
+    s.created_ts = min(s.created_ts, a.created_ts)
+    s.updated_ts = max(s.updated_ts, a.updated_ts)
+    s.event_count += a.event_count
+    for src, n in a.channels.items():
+        s.channels[src] = s.channels.get(src, 0) + n
+    if a.last_activity is not None and (
+        s.last_activity is None or _activity_key(a.last_activity) > _activity_key(s.last_activity)
+    ):
+        s.last_activity = dict(a.last_activity)
+
+    for kind, values in a.identifiers.items():
+        mine = s.identifiers.setdefault(kind, [])
+        for v in values:
+            if v not in mine:
+                mine.append(v)
+
+    _absorb_traits(s, a)
+    _absorb_consent(s, a)
+    _absorb_orders(s, a)
+    _absorb_carts(s, a)
+
+    if a.churn is not None and (
+        s.churn is None
+        or (a.churn["flagged_ts"], a.churn["event_id"])
+        < (s.churn["flagged_ts"], s.churn["event_id"])
+    ):
+        s.churn = dict(a.churn)
+
+    s.fired = merge_fired(s.fired, a.fired)
+    for kind, t in a.last_action_ts.items():
+        if t > s.last_action_ts.get(kind, float("-inf")):
+            s.last_action_ts[kind] = t
+
+    for pid in [a.profile_id, *a.merged_from]:
+        if pid != s.profile_id and pid not in s.merged_from:
+            s.merged_from.append(pid)
+
+
+def _activity_key(la: dict[str, Any]) -> tuple[float, str, str]:
+    return (float(la["ts"]), str(la.get("source")), str(la.get("type")))
+
+
+def _absorb_traits(s: ProfileState, a: ProfileState) -> None:
+    for tkey, ts in a.trait_ts.items():
+        name, dot, sub = tkey.partition(".")
+        if dot:
+            other = a.traits.get(name)
+            if not isinstance(other, dict) or sub not in other:
+                continue
+            value = other[sub]
+            mine = s.traits.get(name)
+            if not isinstance(mine, dict):
+                mine = {}
+            if _trait_wins(ts, value, s.trait_ts.get(tkey), mine.get(sub)):
+                mine[sub] = _copy(value)
+                s.traits[name] = mine
+                s.trait_ts[tkey] = ts
+        elif name in a.traits:
+            value = a.traits[name]
+            if _trait_wins(ts, value, s.trait_ts.get(tkey), s.traits.get(name)):
+                s.traits[name] = _copy(value)
+                s.trait_ts[tkey] = ts
+
+
+def _absorb_consent(s: ProfileState, a: ProfileState) -> None:
+    for purpose, theirs in a.consent.items():
+        mine = s.consent.get(purpose)
+        if mine is None:
+            s.consent[purpose] = dict(theirs)
+        elif mine["granted"] != theirs["granted"]:
+            if not theirs["granted"]:
+                s.consent[purpose] = dict(theirs)  # a denial from either side wins
+        elif _consent_wins(theirs, mine):
+            s.consent[purpose] = dict(theirs)  # same decision: keep the later record
+
+
+def _absorb_orders(s: ProfileState, a: ProfileState) -> None:
+    so, ao = s.orders, a.orders
+    by_id: dict[str, dict[str, Any]] = {}
+    anonymous: list[dict[str, Any]] = []  # orders without id cannot be de-duplicated
+    overlap: dict[str, float] = {}
+    for o in [*(so.get("recent") or []), *(ao.get("recent") or [])]:
+        oid = o.get("order_id")
+        if not oid:
+            anonymous.append(dict(o))
+            continue
+        seen = by_id.get(oid)
+        if seen is None:
+            by_id[oid] = dict(o)
+            continue
+        # The same order reached both profiles (redelivery around the merge): count it once.
+        # Prefer the record that names a cart: losing that would reopen the cart.
+        keep = max(o, seen, key=lambda r: (r.get("cart_id") is not None, _canon(r)))
+        overlap[oid] = seen["total"] + o["total"] - keep["total"]
+        by_id[oid] = dict(keep)
+    count = int(so.get("count") or 0) + int(ao.get("count") or 0) - len(overlap)
+    total = float(so.get("total") or 0.0) + float(ao.get("total") or 0.0)
+    total -= sum(overlap[k] for k in sorted(overlap))
+    recent = sorted(
+        [*by_id.values(), *anonymous], key=lambda o: (o["ts"], o["order_id"] or "", _canon(o))
+    )
+    last_candidates = [
+        (so["last_ts"], so.get("last_order_id") or "") if so.get("last_ts") is not None else None,
+        (ao["last_ts"], ao.get("last_order_id") or "") if ao.get("last_ts") is not None else None,
+    ]
+    present = [c for c in last_candidates if c is not None]
+    last = max(present) if present else None
+    s.orders = {
+        "count": count,
+        "total": total,
+        "last_order_id": (last[1] or None) if last else None,
+        "last_ts": last[0] if last else None,
+        "returns": int(so.get("returns") or 0) + int(ao.get("returns") or 0),
+        "recent": recent[-RECENT_ORDERS_CAP:],
+    }
+
+
+def _cart_key(c: dict[str, Any]) -> tuple[float, int, bytes]:
+    return (float(c["updated_ts"]), _STATUS_RANK.get(c["status"], 0), _canon(c))
+
+
+def _absorb_carts(s: ProfileState, a: ProfileState) -> None:
+    for cid, theirs in a.carts.items():
+        mine = s.carts.get(cid)
+        if mine is None or _cart_key(theirs) > _cart_key(mine):
+            s.carts[cid] = _copy(theirs)
+    # An order on either side may cover a cart of the other (cart on the cookie profile,
+    # order on the customer profile): close those now, before any due() check can fire.
+    _close_carts(s)
+    _prune_carts(s.carts)
+
+
+def merge_fired(mine: list[str], theirs: list[str]) -> list[str]:
+    """Union of two fired-id lists, oldest first, capped at ``FIRED_CAP``.
+
+    Each list is in firing order; an id's age is its distance from the end of the list it is
+    in (the smaller one if in both). Sorting by that rank, then id, is symmetric in the two
+    arguments, so the cap drops the same (oldest) ids whichever profile survives.
+    """
+    if not theirs:
+        return list(mine)
+    rank: dict[str, int] = {}
+    for lst in (mine, theirs):
+        n = len(lst)
+        for i, aid in enumerate(lst):
+            r = n - i
+            if r < rank.get(aid, r + 1):
+                rank[aid] = r
+    ordered = sorted(rank, key=lambda aid: (-rank[aid], aid))
+    return ordered[-FIRED_CAP:]
+
+
+# --------------------------------------------------------------------------------------------
+# Read side.
+# --------------------------------------------------------------------------------------------
+
+
+def snapshot(state: ProfileState) -> dict[str, Any]:
+    """The ``profiles.v1`` value: what activation services may see (no internal bookkeeping).
+
+    Returns copies, so the stage may serialise it after mutating the state again.
+    """
+    open_carts = [
+        {
+            "cart_id": cid,
+            "items": _copy(c["items"]),
+            "currency": c.get("currency"),
+            "updated_ts": c["updated_ts"],
+            "due_at": c.get("due_at"),
+        }
+        for cid, c in state.carts.items()
+        if c["status"] == OPEN
+    ]
+    open_carts.sort(key=lambda c: (c["updated_ts"], c["cart_id"]))
+    o = state.orders
+    return {
+        "profile_id": state.profile_id,
+        "created_ts": state.created_ts,
+        "updated_ts": state.updated_ts,
+        "identifiers": _copy(state.identifiers),
+        "traits": _copy(state.traits),
+        "consent": _copy(state.consent),
+        "channels": dict(state.channels),
+        "last_activity": _copy(state.last_activity),
+        "open_carts": open_carts,
+        "orders": {
+            "count": o.get("count", 0),
+            "total": o.get("total", 0.0),
+            "last_order_id": o.get("last_order_id"),
+            "last_ts": o.get("last_ts"),
+            "returns": o.get("returns", 0),
+        },
+        "churn_risk": _copy(state.churn),
+        "merged_from": list(state.merged_from),
+        "event_count": state.event_count,
+    }
+
+
+def next_due(state: ProfileState) -> float | None:
+    """Earliest ``due_at`` among open carts: when the stage should next call ``due()``."""
+    best: float | None = None
+    for c in state.carts.values():
+        if c["status"] == OPEN and c.get("due_at") is not None:
+            d = float(c["due_at"])
+            if best is None or d < best:
+                best = d
+    return best

@@ -1,0 +1,275 @@
+"""Action triggers: abandoned cart, churn save, and the idempotency/consent/cooldown gate."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from scv.domain.model import Identifier, NormalizedEvent
+from scv.domain.profile import ProfileState, absorb, apply_event, new_state, next_due
+from scv.domain.triggers import (
+    ABANDONED_CART,
+    CHURN_SAVE,
+    COOLDOWN,
+    DUPLICATE,
+    EXPIRED,
+    NO_CHANNEL,
+    NO_CONSENT,
+    Suppressed,
+    TriggerConfig,
+    action_id,
+    due,
+    has_consent,
+    on_event,
+)
+
+CFG = TriggerConfig()
+WINDOW = 60.0
+_ids = itertools.count()
+
+
+def ev(
+    source: str,
+    type_: str,
+    ts: float,
+    identifiers: list[Identifier] | None = None,
+    *,
+    consent: dict[str, bool] | None = None,
+    payload: dict[str, Any] | None = None,
+    event_id: str | None = None,
+) -> NormalizedEvent:
+    return NormalizedEvent(
+        event_id=event_id or f"t{next(_ids)}",
+        source=source,
+        type=type_,
+        ts=ts,
+        identifiers=identifiers or [],
+        consent=consent or {},
+        payload=payload or {},
+    )
+
+
+def cart_ev(ts: float, cart_id: str, items: list[dict[str, Any]] | None = None) -> NormalizedEvent:
+    items = [{"sku": "A", "qty": 1, "price": 10.0}] if items is None else items
+    cart = {"cart_id": cart_id, "items": items, "currency": "GBP"}
+    return ev("web", "cart_add", ts, [("anonymous_id", "cookie1")], payload={"cart": cart})
+
+
+def order_ev(ts: float, order_id: str, cart_id: str | None = None) -> NormalizedEvent:
+    payload: dict[str, Any] = {"order_id": order_id, "items": [], "total": 10.0}
+    if cart_id is not None:
+        payload["cart_id"] = cart_id
+    return ev("transactions", "order", ts, [("customer_id", "c1")], payload=payload)
+
+
+def apply(state: ProfileState, event: NormalizedEvent, now: float = 1000.0) -> list[Any]:
+    apply_event(state, event, list(event.identifiers), now, WINDOW)
+    return on_event(state, event, now, CFG)
+
+
+def customer(pid: str = "p1", *, consent: bool | None = True) -> ProfileState:
+    s = new_state(pid, 0)
+    c = {} if consent is None else {"marketing": consent}
+    apply(s, ev("web", "login", 1, [("customer_id", "c1"), ("email", "x@y.com")], consent=c))
+    return s
+
+
+def cancel_call(ts: float, event_id: str = "call1") -> NormalizedEvent:
+    payload = {"disposition": {"code": "CANCEL", "cancel_intent": True}}
+    return ev("callcenter", "call", ts, [("phone", "+441234")], payload=payload, event_id=event_id)
+
+
+def visit(ts: float, type_: str = "page_view") -> NormalizedEvent:
+    return ev("web", type_, ts, [("anonymous_id", "cookie9")], payload={"session_id": "s9"})
+
+
+def test_action_id_is_deterministic_and_kind_scoped() -> None:
+    assert action_id("abandoned_cart", "k1") == action_id("abandoned_cart", "k1")
+    assert action_id("abandoned_cart", "k1") != action_id("churn_save", "k1")
+    assert action_id("x", "y").startswith("act_") and len(action_id("x", "y")) == 28
+
+
+def test_has_consent_missing_means_no() -> None:
+    assert not has_consent(customer(consent=None), "marketing")
+    assert not has_consent(customer(consent=False), "marketing")
+    assert has_consent(customer(consent=True), "marketing")
+
+
+def test_abandoned_cart_fires_once_after_window() -> None:
+    s = customer()
+    apply(s, cart_ev(10, "k1", items=[{"sku": "A", "qty": 2, "price": 9.99}]), now=100)
+    assert due(s, 100 + WINDOW - 1, CFG) == []
+    actions = due(s, 100 + WINDOW, CFG)
+    assert len(actions) == 1
+    a = actions[0]
+    assert a.type == ABANDONED_CART and a.channel == "email" and a.profile_id == "p1"
+    assert a.action_id == action_id(ABANDONED_CART, "k1")
+    assert a.payload["cart_id"] == "k1" and a.payload["value"] == 19.98
+    assert "email" not in a.payload and "x@y.com" not in str(a.payload)
+    assert a.event_ts == 10 and a.created_at == 100 + WINDOW
+    assert a.trigger_event_id == s.carts["k1"]["event_id"]
+    assert due(s, 100 + WINDOW + 5, CFG) == []  # second check: nothing more
+    assert s.carts["k1"]["status"] == "abandoned" and next_due(s) is None
+
+
+def test_abandoned_cart_sms_when_only_phone_and_none_without_channel() -> None:
+    s = new_state("p1", 0)
+    apply(s, ev("callcenter", "call", 1, [("phone", "+44")], consent={"marketing": True}))
+    apply(s, cart_ev(10, "k1"), now=0)
+    assert [a.channel for a in due(s, WINDOW, CFG)] == ["sms"]
+
+    anon = new_state("p2", 0)
+    apply(anon, ev("web", "consent_update", 1, consent={"marketing": True}))
+    apply(anon, cart_ev(10, "k1"), now=0)
+    sup: list[Suppressed] = []
+    assert due(anon, WINDOW, CFG, sup) == []
+    assert [x.reason for x in sup] == [NO_CHANNEL]
+    assert anon.carts["k1"]["status"] == "abandoned"
+
+
+def test_cart_then_order_with_or_without_cart_id_no_action() -> None:
+    for cart_id in ("k1", None):
+        s = customer()
+        apply(s, cart_ev(10, "k1"), now=0)
+        apply(s, order_ev(20, "o1", cart_id=cart_id), now=1)
+        assert due(s, 10 * WINDOW, CFG) == []
+
+
+def test_cart_on_b_order_on_a_then_merge_no_action() -> None:
+    b = new_state("pB", 0)
+    apply(b, cart_ev(10, "k1"), now=0)
+    a = customer("pA")
+    apply(a, order_ev(20, "o1"), now=1)
+    absorb(a, b)
+    assert due(a, 10 * WINDOW, CFG) == []
+    assert a.carts["k1"]["status"] == "ordered"
+
+
+def test_no_consent_no_action_and_reason_reported() -> None:
+    s = customer(consent=None)
+    apply(s, cart_ev(10, "k1"), now=0)
+    sup: list[Suppressed] = []
+    assert due(s, WINDOW, CFG, sup) == []
+    assert sup == [Suppressed(action_id(ABANDONED_CART, "k1"), ABANDONED_CART, NO_CONSENT, "k1")]
+
+
+def test_denial_from_merge_blocks() -> None:
+    a = customer("pA", consent=True)
+    apply(a, cart_ev(10, "k1"), now=0)
+    b = new_state("pB", 0)
+    apply(b, ev("web", "consent_update", 0.5, consent={"marketing": False}))
+    absorb(a, b)
+    assert not has_consent(a, "marketing")
+    assert due(a, WINDOW, CFG) == []
+
+
+def test_cooldown_per_type() -> None:
+    s = customer()
+    apply(s, cart_ev(10, "k1"), now=0)
+    apply(s, cart_ev(11, "k2"), now=0)
+    sup: list[Suppressed] = []
+    assert len(due(s, WINDOW, CFG, sup)) == 1
+    assert [x.reason for x in sup] == [COOLDOWN]
+    apply(s, cart_ev(12, "k3"), now=CFG.cooldown_s)
+    assert len(due(s, CFG.cooldown_s + WINDOW, CFG)) == 1  # cooldown over
+
+
+def test_fired_before_merge_not_fired_again() -> None:
+    b = customer("pB")
+    apply(b, cart_ev(10, "k1"), now=0)
+    assert len(due(b, WINDOW, CFG)) == 1
+    a = customer("pA")
+    apply(a, cart_ev(20, "k1"), now=0)  # same cart, changed later, reached A before the link
+    absorb(a, b)
+    assert a.carts["k1"]["status"] == "open"  # A's newer version of the cart wins ...
+    sup: list[Suppressed] = []
+    assert due(a, 10 * WINDOW, CFG, sup) == []  # ... but its reminder was already sent
+    assert [x.reason for x in sup] == [DUPLICATE]
+
+
+def test_churn_flag_then_anonymous_visit_fires_once() -> None:
+    s = customer()
+    s.identifiers["anonymous_id"] = ["cookie9"]  # cookie linked earlier
+    assert apply(s, cancel_call(100)) == []
+    assert s.churn == {"flagged_ts": 100, "event_id": "call1"}
+    assert apply(s, visit(90)) == []  # visit before the call does not count
+    actions = apply(s, visit(110), now=2000)
+    assert len(actions) == 1
+    a = actions[0]
+    assert a.type == CHURN_SAVE and a.channel == "onsite"
+    assert a.action_id == action_id(CHURN_SAVE, "call1")
+    assert a.payload == {
+        "session_id": "s9",
+        "anonymous_id": "cookie9",
+        "offer": "retention",
+        "reason": "cancel_intent",
+        "call_event_id": "call1",
+    }
+    assert a.event_ts == 110 and a.created_at == 2000
+    assert s.churn is None
+    assert apply(s, visit(120)) == []
+
+
+def test_churn_ignores_non_trigger_web_types_and_other_sources() -> None:
+    s = customer()
+    apply(s, cancel_call(100))
+    assert apply(s, visit(110, "cart_remove")) == []
+    assert apply(s, ev("email", "open", 111)) == []
+    assert s.churn is not None
+
+
+def test_churn_without_consent_keeps_flag_until_consent() -> None:
+    s = customer(consent=None)
+    apply(s, cancel_call(100))
+    sup: list[Suppressed] = []
+    ev1 = visit(110)
+    apply_event(s, ev1, list(ev1.identifiers), 0, WINDOW)
+    assert on_event(s, ev1, 0, CFG, sup) == []
+    assert [x.reason for x in sup] == [NO_CONSENT]
+    assert s.churn is not None
+    apply(s, ev("web", "consent_update", 120, consent={"marketing": True}))
+    assert len(apply(s, visit(130))) == 1
+
+
+def test_redelivered_call_after_save_is_duplicate_and_clears() -> None:
+    s = customer()
+    apply(s, cancel_call(100))
+    assert len(apply(s, visit(110))) == 1
+    apply(s, cancel_call(100))  # redelivery re-flags
+    sup: list[Suppressed] = []
+    e = visit(200)
+    apply_event(s, e, list(e.identifiers), 5000, WINDOW)
+    assert on_event(s, e, 5000, CFG, sup) == []
+    assert [x.reason for x in sup] == [DUPLICATE]
+    assert s.churn is None
+
+
+def test_churn_fired_on_b_not_again_after_merge() -> None:
+    b = customer("pB")
+    apply(b, cancel_call(100))
+    assert len(apply(b, visit(110))) == 1
+    a = customer("pA")
+    apply(a, cancel_call(100))  # same call reached A too
+    absorb(a, b)
+    assert apply(a, visit(130)) == []
+    assert a.churn is None
+
+
+def test_churn_flag_expires() -> None:
+    cfg = TriggerConfig(churn_max_age_s=50)
+    s = customer()
+    apply(s, cancel_call(100))
+    e = visit(200)
+    apply_event(s, e, list(e.identifiers), 0, WINDOW)
+    sup: list[Suppressed] = []
+    assert on_event(s, e, 0, cfg, sup) == []
+    assert [x.reason for x in sup] == [EXPIRED] and s.churn is None
+
+
+def test_state_round_trip_keeps_idempotency() -> None:
+    s = customer()
+    apply(s, cart_ev(10, "k1"), now=0)
+    assert len(due(s, WINDOW, CFG)) == 1
+    back = ProfileState.from_dict(s.to_dict())
+    assert back.fired == [action_id(ABANDONED_CART, "k1")]
+    assert ABANDONED_CART in back.last_action_ts
