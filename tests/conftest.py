@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+``broker`` is session-scoped and lazy: pytest only builds it when a test (directly or via
+``settings``) asks for it, so unit tests never start tansu. Each test that uses ``settings``
+gets its own topic prefix and app id, so tests share one broker without seeing each
+other's topics, offsets or consumer groups.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scv.broker import EmbeddedBroker
+from scv.settings import Settings
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One in-memory tansu broker on a free port for the whole test session."""
+    log_path: Path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    embedded = EmbeddedBroker(port=0, log_path=log_path).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings pointing at the test broker, isolated per test.
+
+    ``session_timeout_s=2`` because tansu delays a group join by about half the session
+    timeout; the default would cost seconds per consumer in every test.
+    """
+    n = next(_counter)
+    return Settings(
+        bootstrap_servers=broker.bootstrap,
+        topic_prefix=f"t{n}-",
+        app_id=f"scv-test-{n}",
+        data_dir=tmp_path / "state",
+        session_timeout_s=2.0,
+    )

@@ -1,0 +1,188 @@
+"""Client configuration built from Settings (no broker needed)."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+import pytest
+from pydantic import SecretStr
+
+from scv.kafka import (
+    PARTITIONER,
+    client_config,
+    consumer_config,
+    faust_broker_kwargs,
+    producer_config,
+)
+from scv.settings import Settings
+from scv.topics import Topics, TopicSpec, topic_specs
+
+
+def make(**values: object) -> Settings:
+    base: dict[str, object] = {"bootstrap_servers": "k1:9092, k2:9093"}
+    base.update(values)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def test_plaintext_client_config_has_only_connection_settings() -> None:
+    assert client_config(make()) == {
+        "bootstrap.servers": "k1:9092,k2:9093",
+        "security.protocol": "PLAINTEXT",
+    }
+
+
+def test_sasl_ssl_maps_to_librdkafka_names() -> None:
+    config = client_config(
+        make(
+            security_protocol="sasl_ssl",
+            sasl_mechanism="scram-sha-512",
+            sasl_username="svc",
+            sasl_password=SecretStr("s3cret"),
+            ssl_cafile="/etc/ca.pem",
+        )
+    )
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl.username"] == "svc"
+    assert config["sasl.password"] == "s3cret"
+    assert config["ssl.ca.location"] == "/etc/ca.pem"
+
+
+def test_ssl_without_sasl_has_no_sasl_keys() -> None:
+    config = client_config(make(security_protocol="SSL", ssl_cafile="/etc/ca.pem"))
+    assert config["ssl.ca.location"] == "/etc/ca.pem"
+    assert not any(key.startswith("sasl.") for key in config)
+
+
+def test_sasl_plaintext_does_not_set_a_ca() -> None:
+    config = client_config(
+        make(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_username="u",
+            sasl_password=SecretStr("p"),
+            ssl_cafile="/etc/ca.pem",
+        )
+    )
+    assert "ssl.ca.location" not in config
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"security_protocol": "TLS"}, "SCV_SECURITY_PROTOCOL"),
+        ({"security_protocol": "SASL_SSL"}, "SCV_SASL_MECHANISM"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "SCV_SASL_USERNAME"),
+        ({"bootstrap_servers": " , "}, "SCV_BOOTSTRAP_SERVERS"),
+    ],
+)
+def test_misconfiguration_fails_early(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        client_config(make(**values))
+
+
+def test_producer_defaults_are_faust_compatible_and_batched() -> None:
+    config = producer_config(make())
+    assert config["partitioner"] == PARTITIONER == "murmur2_random"
+    assert config["linger.ms"] == 20
+    assert config["batch.num.messages"] == 10_000
+    assert config["batch.size"] == 1024 * 1024
+    assert config["acks"] == "all"
+    assert config["enable.idempotence"] is False
+    assert config["compression.type"] == "none"
+    assert config["bootstrap.servers"] == "k1:9092,k2:9093"
+
+
+def test_producer_overrides_accept_underscore_or_dotted_names() -> None:
+    config = producer_config(make(), linger_ms=5, **{"enable.idempotence": True})
+    assert config["linger.ms"] == 5
+    assert config["enable.idempotence"] is True
+
+
+def test_consumer_timeouts_follow_session_timeout() -> None:
+    config = consumer_config(make(session_timeout_s=2.0), "grp", enable_auto_commit=False)
+    assert config["group.id"] == "grp"
+    assert config["session.timeout.ms"] == 2000
+    assert config["heartbeat.interval.ms"] == 400
+    assert config["auto.offset.reset"] == "earliest"
+    assert config["max.partition.fetch.bytes"] >= producer_config(make())["batch.size"]
+    assert config["enable.auto.commit"] is False
+
+
+def test_security_reaches_every_client() -> None:
+    settings = make(security_protocol="SSL")
+    for config in (producer_config(settings), consumer_config(settings, "g")):
+        assert config["security.protocol"] == "SSL"
+
+
+def test_faust_kwargs_plaintext() -> None:
+    kwargs = faust_broker_kwargs(make(session_timeout_s=2.0))
+    assert kwargs["broker"] == ["kafka://k1:9092", "kafka://k2:9093"]
+    assert kwargs["broker_session_timeout"] == 2.0
+    assert kwargs["broker_heartbeat_interval"] == pytest.approx(0.4)
+    assert kwargs["broker_rebalance_timeout"] == 6.0
+    assert kwargs["broker_request_timeout"] >= kwargs["broker_session_timeout"]
+    assert kwargs["producer_linger"] == pytest.approx(0.02)
+    assert "broker_credentials" not in kwargs
+
+
+def test_faust_kwargs_sasl_ssl_credentials() -> None:
+    kwargs = faust_broker_kwargs(
+        make(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_username="svc",
+            sasl_password=SecretStr("pw"),
+        )
+    )
+    creds = kwargs["broker_credentials"]
+    assert isinstance(creds, faust.SASLCredentials)
+    assert creds.username == "svc"
+    assert creds.password == "pw"
+    assert creds.mechanism.value == "SCRAM-SHA-256"
+    assert creds.protocol.value == "SASL_SSL"
+    assert isinstance(creds.ssl_context, ssl.SSLContext)
+
+
+def test_faust_kwargs_ssl_credentials() -> None:
+    creds = faust_broker_kwargs(make(security_protocol="SSL"))["broker_credentials"]
+    assert isinstance(creds, faust.SSLCredentials)
+    assert creds.protocol.value == "SSL"
+
+
+def test_faust_app_accepts_the_kwargs() -> None:
+    """The names must be real faust-streaming settings (a typo is silently ignored)."""
+    app = faust.App("kwargs-check", **faust_broker_kwargs(make(session_timeout_s=2.0)))
+    conf = app.conf
+    assert [str(url) for url in conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
+    assert conf.broker_session_timeout == 2.0
+    assert conf.broker_rebalance_timeout == 6.0
+    assert conf.producer_linger == pytest.approx(0.02)
+    assert conf.producer_max_batch_size == 1_000_000
+    assert conf.consumer_max_fetch_size == 8 * 1024 * 1024
+
+
+def test_topic_names_use_prefix() -> None:
+    topics = Topics(make(topic_prefix="dev-"))
+    assert topics.raw("web") == "dev-raw.web.v1"
+    assert topics.dlq(topics.raw("email")) == "dev-raw.email.v1.dlq"
+    assert topics.identity_events == "dev-identity.events.v1"
+    assert topics.commands_dlq == "dev-identity.commands.v1.dlq"
+    assert topics.profiles == "dev-profiles.v1"
+    with pytest.raises(ValueError, match="unknown source"):
+        topics.raw("fax")
+
+
+def test_topic_specs_layout() -> None:
+    specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
+    assert len(specs) == 15
+    assert specs["raw.callcenter.v1.dlq"].partitions == 3
+    assert specs["identity.events.v1"].partitions == 1
+    assert specs["identity.commands.v1"].partitions == 1
+    assert specs["profiles.v1"] == TopicSpec(
+        "profiles.v1", 5, compacted=True, partitions_setting="SCV_STAGE_PARTITIONS"
+    )
+    assert specs["profiles.v1"].topic_config == {"cleanup.policy": "compact"}
+    assert [s.name for s in specs.values() if s.compacted] == ["profiles.v1"]
+    assert hash(specs["actions.v1"])  # frozen specs can go into sets
