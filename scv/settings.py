@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Worker log level.")
 
     # --- Identity rules and actions ------------------------------------------------------
+    default_region: str = Field(
+        "GB", description="Region for phone numbers written without a country code."
+    )
     rules_path: Path | None = Field(
         None, description="YAML file with identity governance rules; built-in defaults if unset."
     )

@@ -1,0 +1,238 @@
+"""Run and observe a local pipeline: worker processes, drain detection, topic reads.
+
+Shared by ``scv demo``, ``scv run`` and the integration tests so that all three exercise the
+same real parts: ``scv worker`` subprocesses against a Kafka-protocol broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from scv.kafka import client_config, consumer_config
+from scv.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``SCV_*`` variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"SCV_{name.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """One ``scv worker`` subprocess with its own state dir, web port and log file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        env = os.environ | settings_env(self.settings)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scv.cli", "worker"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
+            if self.ready():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s: {self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _end_offsets(
+    consumer: Consumer, topics: Iterable[str], timeout: float = 10.0
+) -> list[TopicPartition]:
+    """The true log-end offset of every partition of ``topics``.
+
+    tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, not the log
+    end; a fetch response carries the true high watermark. So: ask, then fetch from the
+    answer - 1 and read the watermark the fetch left in the client's cache.
+    """
+    meta = consumer.list_topics(timeout=timeout)
+    listed: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        md = meta.topics.get(topic)
+        if md is None or md.error is not None:
+            continue
+        for p in md.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            listed[(topic, p)] = high
+    probe = {tp: high for tp, high in listed.items() if high > 0}
+    if probe:
+        consumer.assign([TopicPartition(t, p, high - 1) for (t, p), high in probe.items()])
+        pending = set(probe)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    pending.discard((msg.topic() or "", msg.partition() or 0))
+        for (t, p), high in probe.items():
+            _, cached = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            listed[(t, p)] = max(high, cached)
+        consumer.unassign()
+    return [TopicPartition(t, p, high) for (t, p), high in listed.items()]
+
+
+def group_lag(settings: Settings, topics: Iterable[str]) -> int:
+    """Messages on ``topics`` not yet committed by the worker group (``settings.app_id``)."""
+    consumer = Consumer(consumer_config(settings, settings.app_id, **{"enable.auto.commit": False}))
+    try:
+        ends = _end_offsets(consumer, topics)
+        committed = consumer.committed([TopicPartition(t.topic, t.partition) for t in ends], 10)
+        lag = 0
+        for end, done in zip(ends, committed, strict=True):
+            lag += end.offset - max(done.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def wait_drained(
+    settings: Settings, topics: Iterable[str], timeout: float, settle: float = 2.0
+) -> float:
+    """Block until the group's lag on ``topics`` is zero for ``settle`` seconds; returns when.
+
+    Zero lag once is not enough: a stage may be about to produce to the next topic.
+    """
+    topic_list = list(topics)
+    deadline = time.monotonic() + timeout
+    zero_since: float | None = None
+    while time.monotonic() < deadline:
+        if group_lag(settings, topic_list) == 0:
+            zero_since = zero_since or time.monotonic()
+            if time.monotonic() - zero_since >= settle:
+                return time.time() - settle
+        else:
+            zero_since = None
+        time.sleep(0.25)
+    raise TimeoutError(f"pipeline not drained after {timeout}s")
+
+
+@dataclass(slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[Record]:
+    """Everything on ``topic`` up to its current end, read without a consumer group.
+
+    Assigning partitions directly avoids a group join (seconds on tansu) and commits nothing.
+    """
+    consumer = Consumer(
+        client_config(settings)
+        | {"group.id": "scv-reader", "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    )
+    try:
+        ends = [tp for tp in _end_offsets(consumer, [topic]) if tp.offset > 0]
+        if not ends:
+            return []
+        remaining = {tp.partition: tp.offset for tp in ends}
+        consumer.assign([TopicPartition(topic, tp.partition, 0) for tp in ends])
+        out: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(10000, 0.5):
+                if msg.error() is not None:
+                    continue
+                part = msg.partition()
+                offset = msg.offset()
+                if part is None or offset is None or part not in remaining:
+                    continue
+                if offset < remaining[part]:
+                    ts = msg.timestamp()[1]
+                    headers = dict(_headers(msg.headers()))
+                    key, value = msg.key(), msg.value()
+                    out.append(Record(topic, part, offset, _b(key), _b(value), headers, ts))
+                if offset + 1 >= remaining[part]:
+                    del remaining[part]
+        if remaining:
+            raise TimeoutError(f"{topic}: could not read to the end in {timeout}s")
+        return out
+    finally:
+        consumer.close()
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _headers(raw: Any) -> Iterable[tuple[str, bytes]]:
+    for name, value in raw or []:
+        yield name, _b(value) or b""
+
+
+def latest_by_key(records: Iterable[Record]) -> dict[bytes, Any]:
+    """Compaction semantics on the client side: last value per key, tombstones delete."""
+    state: dict[bytes, Any] = {}
+    for rec in records:
+        if rec.key is None:
+            continue
+        if rec.value is None:
+            state.pop(rec.key, None)
+        else:
+            state[rec.key] = rec.value
+    return state

@@ -1,0 +1,64 @@
+"""Normalise stage: raw source events → ``identity.events.v1``, bad input → ``<raw>.dlq``.
+
+Partitioned like the raw topics, so it scales with workers. A bad event costs only itself:
+it is forwarded with its original key and bytes plus headers saying why, and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
+from scv.streams import metrics
+from scv.streams.app import app, dlq_topics, identity_events, raw_stream_topic, settings, topics
+
+log = logging.getLogger(__name__)
+_config = NormalizeConfig(default_region=settings.default_region)
+
+
+def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int) -> list[Any]:
+    """Error headers on a dead-lettered message; values are bytes as Kafka headers are."""
+    return [
+        ("scv.error.reason", reason.encode()[:1000]),
+        ("scv.error.stage", stage.encode()),
+        ("scv.error.topic", topic.encode()),
+        ("scv.error.partition", str(partition).encode()),
+        ("scv.error.offset", str(offset).encode()),
+    ]
+
+
+async def send_to_dlq(event: Any, reason: str, stage: str) -> None:
+    msg = event.message
+    log.warning("%s[%s] offset %s -> dlq: %s", msg.topic, msg.partition, msg.offset, reason)
+    metrics.DLQ.labels(msg.topic, reason.split(":")[0]).inc()
+    await dlq_topics[msg.topic].send(
+        key=msg.key,
+        value=msg.value,
+        headers=dlq_headers(reason, stage, msg.topic, msg.partition, msg.offset),
+    )
+
+
+@app.agent(raw_stream_topic, name="normalize")
+async def normalize_agent(stream: Any) -> None:
+    async for event in stream.events():
+        msg = event.message
+        metrics.EVENTS_IN.labels("normalize").inc()
+        source = topics.source_of(msg.topic)
+        try:
+            normalized = normalize(source, msg.value or b"", _config)
+        except InvalidEvent as exc:
+            await send_to_dlq(event, exc.reason, "normalize")
+            continue
+        except Exception as exc:  # a bug must not stop the stream; the event is kept
+            log.exception(
+                "%s[%s] offset %s: normaliser failed", msg.topic, msg.partition, msg.offset
+            )
+            await send_to_dlq(event, f"internal: {type(exc).__name__}", "normalize")
+            continue
+        await identity_events.send(
+            key=normalized.event_id.encode(), value=orjson.dumps(normalized.to_dict())
+        )
+        metrics.EVENTS_OUT.labels("normalize", identity_events.get_topic_name()).inc()

@@ -1,0 +1,138 @@
+"""Profile and action stage, partitioned by profile id.
+
+Consumes ``profiles.events.v1`` (events, merge hand-overs, cart ticks), keeps each profile's
+state in a RocksDB table, publishes snapshots on ``profiles.v1`` and actions on
+``actions.v1``. A timer finds due carts and sends a tick through the same topic, so every
+state change happens inside stream iteration, one message at a time per partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from scv.domain.model import Action, NormalizedEvent, parse_ident
+from scv.domain.profile import ProfileState, absorb, apply_event, new_state, next_due, snapshot
+from scv.domain.triggers import TriggerConfig, due, on_event
+from scv.streams import metrics
+from scv.streams.app import (
+    actions_out,
+    app,
+    carts_due,
+    profile_events,
+    profile_table,
+    profiles_out,
+    settings,
+)
+
+log = logging.getLogger(__name__)
+trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
+
+#: A profile merged away keeps a forwarding marker so late hand-overs find the survivor.
+MOVED = "moved_to"
+
+
+def _load(pid: bytes) -> dict[str, Any] | None:
+    raw = profile_table.get(pid)
+    return orjson.loads(raw) if raw is not None else None
+
+
+async def _forward(msg: dict[str, Any], survivor: str) -> None:
+    await profile_events.send(
+        key=survivor.encode(), value=orjson.dumps(msg | {"profile_id": survivor})
+    )
+
+
+async def _hand_over(pid: str, state: ProfileState, survivor: str) -> None:
+    """The absorbed side of a merge: give the state to the survivor and leave a marker."""
+    key = pid.encode()
+    await _forward({"kind": "absorb", "absorbed": pid, "state": state.to_dict()}, survivor)
+    profile_table[key] = orjson.dumps({MOVED: survivor})
+    carts_due.pop(key, None)
+    await profiles_out.send(key=key, value=None)  # tombstone on the compacted topic
+
+
+def _step(
+    state: ProfileState | None, pid: str, msg: dict[str, Any], now: float
+) -> tuple[ProfileState, list[Action]]:
+    kind = msg["kind"]
+    if kind == "event":
+        event = NormalizedEvent.from_dict(msg["event"])
+        state = state or new_state(pid, event.ts)
+        accepted = [parse_ident(k) for k in msg.get("accepted", [])]
+        apply_event(state, event, accepted, now, settings.cart_window_s)
+        return state, on_event(state, event, now, trigger_config)
+    if kind == "absorb":
+        other = ProfileState.from_dict(msg["state"])
+        state = state or new_state(pid, other.created_ts)
+        absorb(state, other)
+        return state, due(state, now, trigger_config)
+    if kind == "tick" and state is not None:
+        return state, due(state, now, trigger_config)
+    raise ValueError(f"unknown message kind {kind!r}")
+
+
+@app.agent(profile_events, name="profiles")
+async def profiles_agent(stream: Any) -> None:
+    async for event in stream.events():
+        msg_meta = event.message
+        metrics.EVENTS_IN.labels("profiles").inc()
+        try:
+            msg = orjson.loads(msg_meta.value)
+            pid = msg["profile_id"]
+            key = pid.encode()
+            stored = _load(key)
+            if stored is not None and MOVED in stored:
+                await _forward(msg, stored[MOVED])
+                continue
+            state = ProfileState.from_dict(stored) if stored is not None else None
+            if msg["kind"] == "tick" and state is None:
+                continue  # the profile went away (merged or erased) after the tick was sent
+            if msg["kind"] == "merge":
+                await _hand_over(pid, state or new_state(pid, time.time()), msg["survivor"])
+                continue
+            state, actions = _step(state, pid, msg, time.time())
+        except Exception:  # one bad message must not stop the partition
+            log.exception(
+                "%s[%s] offset %s: profile step failed",
+                msg_meta.topic,
+                msg_meta.partition,
+                msg_meta.offset,
+            )
+            metrics.DLQ.labels(msg_meta.topic, "profile_step").inc()
+            continue
+        profile_table[key] = orjson.dumps(state.to_dict())
+        due_at = next_due(state)
+        if due_at is None:
+            carts_due.pop(key, None)
+        else:
+            carts_due[key] = str(due_at).encode()
+        await profiles_out.send(key=key, value=orjson.dumps(snapshot(state)))
+        for action in actions:
+            metrics.ACTIONS.labels(action.type).inc()
+            await actions_out.send(key=key, value=orjson.dumps(action.to_dict()))
+
+
+_ticked: dict[bytes, float] = {}
+
+
+@app.timer(interval=settings.cart_check_interval_s)
+async def check_due_carts() -> None:
+    """Send a tick for every local profile with a cart past its window.
+
+    The timer may not write tables (that must happen in stream iteration), so it only sends a
+    message; the agent re-checks. ``_ticked`` keeps one tick in flight per profile.
+    """
+    now = time.time()
+    for key, raw in list(carts_due.items()):
+        if float(raw) > now or _ticked.get(key, 0.0) > now - 5 * settings.cart_check_interval_s:
+            continue
+        _ticked[key] = now
+        await profile_events.send(
+            key=key, value=orjson.dumps({"kind": "tick", "profile_id": key.decode()})
+        )
+    for key in [k for k, t in _ticked.items() if t < now - 60]:
+        del _ticked[key]
