@@ -150,5 +150,6 @@ def run_live(
                         print(f"          last action: {tally.last_action}", flush=True)
             chunk += 1
         producer.flush(10)
+        del producer  # before the broker stops, or librdkafka logs the disconnect
         print("stopping…")
     return 0
