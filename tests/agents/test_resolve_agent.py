@@ -1,0 +1,120 @@
+"""The resolve agent: identity events → identity graph tables + profile events and merges."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from agentkit import Outbox, feed
+
+from scv.domain.model import Identifier, NormalizedEvent
+from scv.domain.resolver import new_profile_id
+
+COOKIE: Identifier = ("anonymous_id", "ck-1")
+# Not @example.*: the default governance rules block those (placeholder addresses).
+EMAIL: Identifier = ("email", "jane.doe@acme-corp.co.uk")
+CUSTOMER: Identifier = ("customer_id", "C-1")
+
+
+def event(event_id: str, ts: float, *idents: Identifier, etype: str = "page_view") -> bytes:
+    ev = NormalizedEvent(event_id=event_id, source="web", type=etype, ts=ts, identifiers=[*idents])
+    return orjson.dumps(ev.to_dict())
+
+
+def graph(stages: SimpleNamespace) -> tuple[dict[str, str], dict[str, Any]]:
+    """The identity tables as plain data: owners ``type:value → pid``, nodes ``pid → node``."""
+    owners = {k.decode(): v.decode() for k, v in stages.wiring.owners.items()}
+    nodes = {k.decode(): orjson.loads(v) for k, v in stages.wiring.nodes.items()}
+    return owners, nodes
+
+
+async def test_login_attaches_identifiers_to_the_anonymous_profile(
+    stages: SimpleNamespace, sent: Outbox
+) -> None:
+    async with stages.resolve.resolve_agent.test_context() as agent:
+        await feed(agent, event("e1", 1000.0, COOKIE), key=b"e1")
+        await feed(agent, event("e2", 2000.0, CUSTOMER, EMAIL, COOKIE, etype="login"), key=b"e2")
+
+    pid = new_profile_id("e1")
+    owners, nodes = graph(stages)
+    assert owners == {
+        "anonymous_id:ck-1": pid,
+        "email:jane.doe@acme-corp.co.uk": pid,
+        "customer_id:C-1": pid,
+    }
+    assert list(nodes) == [pid]
+    assert nodes[pid]["identifiers"] == {
+        "anonymous_id": ["ck-1"],
+        "customer_id": ["C-1"],
+        "email": ["jane.doe@acme-corp.co.uk"],
+    }
+
+    # One profile all along: no merge, one kind=event per input, keyed by the profile.
+    assert sent.topics == [stages.topics.profile_events] * 2
+    assert [m.key for m in sent] == [pid.encode()] * 2
+    first, second = (m.json() for m in sent)
+    assert (first["kind"], first["profile_id"], first["event"]["event_id"]) == ("event", pid, "e1")
+    assert first["accepted"] == ["anonymous_id:ck-1"]
+    assert (second["kind"], second["event"]["event_id"]) == ("event", "e2")
+    assert set(second["accepted"]) == {
+        "customer_id:C-1",
+        "email:jane.doe@acme-corp.co.uk",
+        "anonymous_id:ck-1",
+    }
+    assert second["dropped"] == []
+
+
+@pytest.mark.parametrize("older", ["cookie", "email"])
+async def test_login_joining_two_profiles_merges_into_the_older(
+    stages: SimpleNamespace, sent: Outbox, older: str
+) -> None:
+    # Arrival order is fixed (cookie first); the survivor is decided by first-seen event time.
+    cookie_ts, email_ts = (1000.0, 2000.0) if older == "cookie" else (2000.0, 1000.0)
+    cookie_pid, email_pid = new_profile_id("e-cookie"), new_profile_id("e-email")
+    survivor, absorbed = (cookie_pid, email_pid) if older == "cookie" else (email_pid, cookie_pid)
+
+    async with stages.resolve.resolve_agent.test_context() as agent:
+        await feed(agent, event("e-cookie", cookie_ts, COOKIE))
+        await feed(agent, event("e-email", email_ts, EMAIL))
+        assert len(graph(stages)[1]) == 2  # two profiles before the login
+        before = len(sent)
+        await feed(agent, event("e-login", 3000.0, CUSTOMER, EMAIL, COOKIE, etype="login"))
+
+    t = stages.topics
+    out = sent[before:]
+    assert [(m.topic, m.key) for m in out] == [
+        (t.merges, survivor.encode()),
+        (t.profile_events, absorbed.encode()),  # hand-over to the absorbed profile's owner
+        (t.profile_events, survivor.encode()),  # then the event, for the survivor
+    ]
+    merge, handover, routed = (m.json() for m in out)
+    assert (merge["kind"], merge["survivor"], merge["absorbed"]) == ("merge", survivor, absorbed)
+    assert merge["reason"]["event_id"] == "e-login"
+    assert merge["trigger"] == {"event_id": "e-login", "source": "web"}
+    assert handover["kind"] == "merge"
+    assert (handover["profile_id"], handover["survivor"]) == (absorbed, survivor)
+    assert handover["reason"] == merge["reason"]
+    assert (routed["kind"], routed["profile_id"]) == ("event", survivor)
+    assert routed["event"]["event_id"] == "e-login"
+
+    owners, nodes = graph(stages)
+    assert list(nodes) == [survivor]
+    assert set(owners.values()) == {survivor}
+    assert set(owners) == {"anonymous_id:ck-1", "email:jane.doe@acme-corp.co.uk", "customer_id:C-1"}
+    assert nodes[survivor]["absorbed"] == 1
+    assert nodes[survivor]["first_seen"] == 1000.0
+
+
+async def test_unreadable_message_is_skipped_and_the_agent_goes_on(
+    stages: SimpleNamespace, sent: Outbox
+) -> None:
+    async with stages.resolve.resolve_agent.test_context() as agent:
+        await feed(agent, b"not json")
+        await feed(agent, orjson.dumps({"event_id": "no-identifiers-field"}))
+        await feed(agent, event("e1", 1000.0, COOKIE))
+        assert agent.crash_reason is None
+
+    assert [m.json()["event"]["event_id"] for m in sent] == ["e1"]
+    assert list(graph(stages)[1]) == [new_profile_id("e1")]
