@@ -83,7 +83,7 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
             continue
         seen.add(action["action_id"])
         by_type[action["type"]] += 1
-    dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.raw_topics}
+    dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.dead_lettered}
     assignment = final_assignment(settings)
     scores = pairwise_scores(truth, assignment)
     return {
@@ -140,7 +140,7 @@ def run_demo(
 
         count = produce_events(base, generate(events, seed), keep_truth)
         topics = Topics(base)
-        inputs = [*topics.raw_topics, topics.identity_events, topics.profile_events]
+        inputs = topics.dead_lettered  # every topic a stage consumes
         drained_at = wait_drained(base, inputs, timeout)
         # Carts still open fire after their window: wait it out, then drain the ticks.
         time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))

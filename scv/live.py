@@ -42,7 +42,7 @@ class Tally:
             | {"group.id": "scv-live", "enable.auto.commit": False, "auto.offset.reset": "earliest"}
         )
         names = [self.topics.profiles, self.topics.merges, self.topics.actions]
-        names += [self.topics.dlq(n) for n in self.topics.raw_topics]
+        names += [self.topics.dlq(n) for n in self.topics.dead_lettered]
         meta = self._consumer.list_topics(timeout=10)
         self._consumer.assign(
             [TopicPartition(t, p, 0) for t in names for p in meta.topics[t].partitions]

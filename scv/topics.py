@@ -78,6 +78,11 @@ class Topics:
         return self._settings.topic(COMMANDS)
 
     @property
+    def dead_lettered(self) -> list[str]:
+        """Every topic a stage consumes: each has a ``<topic>.dlq`` beside it."""
+        return [*self.raw_topics, self.identity_events, self.profile_events]
+
+    @property
     def commands_dlq(self) -> str:
         return self.dlq(self.commands)
 
@@ -138,9 +143,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs += [
         # One partition: the resolver is a single writer and must see every event in order.
         TopicSpec(names.identity_events, 1),
+        TopicSpec(names.dlq(names.identity_events), 1),
         TopicSpec(names.commands, 1),
         TopicSpec(names.commands_dlq, 1),
         TopicSpec(names.profile_events, stage_n, partitions_setting=stage_env),
+        TopicSpec(names.dlq(names.profile_events), stage_n, partitions_setting=stage_env),
         TopicSpec(names.profiles, stage_n, compacted=True, partitions_setting=stage_env),
         TopicSpec(names.merges, stage_n, partitions_setting=stage_env),
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),

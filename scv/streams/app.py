@@ -55,7 +55,8 @@ def _raw_topic(name: str) -> faust.TopicT:
 
 raw_topics = {src: _raw_topic(topics.raw(src)) for src in SOURCES}
 raw_stream_topic = app.topic(*topics.raw_topics, internal=False, **_BYTES)
-dlq_topics = {name: _raw_topic(topics.dlq(name)) for name in topics.raw_topics}
+#: input topic -> its dead-letter topic, for every topic a stage consumes.
+dlq_topics = {name: _raw_topic(topics.dlq(name)) for name in topics.dead_lettered}
 
 identity_events = _raw_topic(topics.identity_events)
 profile_events = _raw_topic(topics.profile_events)

@@ -13,32 +13,11 @@ import orjson
 
 from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
 from scv.streams import metrics
-from scv.streams.app import app, dlq_topics, identity_events, raw_stream_topic, settings, topics
+from scv.streams.app import app, identity_events, raw_stream_topic, settings, topics
+from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 _config = NormalizeConfig(default_region=settings.default_region)
-
-
-def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int) -> list[Any]:
-    """Error headers on a dead-lettered message; values are bytes as Kafka headers are."""
-    return [
-        ("scv.error.reason", reason.encode()[:1000]),
-        ("scv.error.stage", stage.encode()),
-        ("scv.error.topic", topic.encode()),
-        ("scv.error.partition", str(partition).encode()),
-        ("scv.error.offset", str(offset).encode()),
-    ]
-
-
-async def send_to_dlq(event: Any, reason: str, stage: str) -> None:
-    msg = event.message
-    log.warning("%s[%s] offset %s -> dlq: %s", msg.topic, msg.partition, msg.offset, reason)
-    metrics.DLQ.labels(msg.topic, reason.split(":")[0]).inc()
-    await dlq_topics[msg.topic].send(
-        key=msg.key,
-        value=msg.value,
-        headers=dlq_headers(reason, stage, msg.topic, msg.partition, msg.offset),
-    )
 
 
 @app.agent(raw_stream_topic, name="normalize")

@@ -27,6 +27,7 @@ from scv.streams.app import (
     profiles_out,
     settings,
 )
+from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
@@ -95,14 +96,14 @@ async def profiles_agent(stream: Any) -> None:
                 await _hand_over(pid, state or new_state(pid, time.time()), msg["survivor"])
                 continue
             state, actions = _step(state, pid, msg, time.time())
-        except Exception:  # one bad message must not stop the partition
+        except Exception as exc:  # one bad message must not stop the partition
             log.exception(
                 "%s[%s] offset %s: profile step failed",
                 msg_meta.topic,
                 msg_meta.partition,
                 msg_meta.offset,
             )
-            metrics.DLQ.labels(msg_meta.topic, "profile_step").inc()
+            await send_to_dlq(event, f"profile_step: {type(exc).__name__}: {exc}", "profiles")
             continue
         profile_table[key] = orjson.dumps(state.to_dict())
         due_at = next_due(state)

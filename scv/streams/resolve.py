@@ -21,6 +21,7 @@ from scv.domain.resolver import ProfileNode, resolve
 from scv.streams import metrics
 from scv.streams.app import app, identity_events, merges_out, nodes, owners, profile_events
 from scv.streams.app import settings as _settings
+from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 rules = load_rules(_settings.rules_path)
@@ -96,10 +97,7 @@ async def resolve_agent(stream: Any) -> None:
         try:
             normalized = NormalizedEvent.from_dict(orjson.loads(msg.value))
         except Exception as exc:  # only scv writes this topic: a bad message is a bug
-            log.error(
-                "%s[%s] offset %s: unreadable (%s)", msg.topic, msg.partition, msg.offset, exc
-            )
-            metrics.DLQ.labels(msg.topic, "unreadable").inc()
+            await send_to_dlq(event, f"unreadable: {type(exc).__name__}: {exc}", "resolve")
             continue
         started = time.perf_counter()
         res = resolve(normalized, store, rules)

@@ -228,6 +228,16 @@ async def test_bad_messages_cost_only_themselves(stages: SimpleNamespace, sent: 
         await feed(agent, event_msg(A, web_event(WEB[0])), key=A.encode())
         assert agent.crash_reason is None
 
-    assert [(m.topic, m.key) for m in sent] == [(stages.topics.profiles, A.encode())]
+    dlq = stages.topics.dlq(stages.topics.profile_events)
+    assert [(m.topic, m.key) for m in sent] == [
+        (dlq, None),
+        (dlq, None),
+        (stages.topics.profiles, A.encode()),
+    ]
+    assert sent[0].value == b"{not json"
+    assert sent[0].header_map["scv.error.stage"] == b"profiles"
+    assert sent[1].header_map["scv.error.reason"] == (
+        b"profile_step: ValueError: unknown message kind 'bogus'"
+    )
     assert stored(stages, "p_nobody") is None
     assert stored(stages, A)["event_count"] == 1

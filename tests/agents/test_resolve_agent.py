@@ -107,7 +107,7 @@ async def test_login_joining_two_profiles_merges_into_the_older(
     assert nodes[survivor]["first_seen"] == 1000.0
 
 
-async def test_unreadable_message_is_skipped_and_the_agent_goes_on(
+async def test_unreadable_message_goes_to_the_dlq_and_the_agent_goes_on(
     stages: SimpleNamespace, sent: Outbox
 ) -> None:
     async with stages.resolve.resolve_agent.test_context() as agent:
@@ -116,5 +116,12 @@ async def test_unreadable_message_is_skipped_and_the_agent_goes_on(
         await feed(agent, event("e1", 1000.0, COOKIE))
         assert agent.crash_reason is None
 
-    assert [m.json()["event"]["event_id"] for m in sent] == ["e1"]
+    topics = stages.topics
+    dlq = topics.dlq(topics.identity_events)
+    assert sent.topics == [dlq, dlq, topics.profile_events]
+    assert sent[0].value == b"not json"  # the original bytes, untouched
+    assert sent[0].header_map["scv.error.stage"] == b"resolve"
+    assert sent[0].header_map["scv.error.reason"].startswith(b"unreadable: JSONDecodeError")
+    assert sent[1].header_map["scv.error.reason"].startswith(b"unreadable: KeyError")
+    assert sent[2].json()["event"]["event_id"] == "e1"
     assert list(graph(stages)[1]) == [new_profile_id("e1")]
