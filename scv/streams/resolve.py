@@ -68,8 +68,7 @@ def outgoing(event: NormalizedEvent, res: Resolution) -> list[tuple[Any, bytes, 
     """
     out: list[tuple[Any, bytes, bytes]] = []
     for merge in res.merges:
-        body = merge.to_dict() | {"trigger": {"event_id": event.event_id, "source": event.source}}
-        out.append((merges_out, merge.survivor.encode(), orjson.dumps(body)))
+        out.append((merges_out, merge.survivor.encode(), orjson.dumps(merge.to_dict())))
         handover = {
             "kind": "merge",
             "profile_id": merge.absorbed,

@@ -11,6 +11,7 @@ from agentkit import Outbox, feed
 
 from scv.domain.model import Identifier, NormalizedEvent
 from scv.domain.resolver import new_profile_id
+from scv.schemas import validator
 
 COOKIE: Identifier = ("anonymous_id", "ck-1")
 # Not @example.*: the default governance rules block those (placeholder addresses).
@@ -92,7 +93,7 @@ async def test_login_joining_two_profiles_merges_into_the_older(
     merge, handover, routed = (m.json() for m in out)
     assert (merge["kind"], merge["survivor"], merge["absorbed"]) == ("merge", survivor, absorbed)
     assert merge["reason"]["event_id"] == "e-login"
-    assert merge["trigger"] == {"event_id": "e-login", "source": "web"}
+    validator("profiles.merges.v1")(merge)  # the published contract, nothing more
     assert handover["kind"] == "merge"
     assert (handover["profile_id"], handover["survivor"]) == (absorbed, survivor)
     assert handover["reason"] == merge["reason"]
