@@ -133,8 +133,11 @@ def run_demo(
             proc.wait_ready(120)
         ready_at = time.time()
         truth: dict[str, str] = {}
+        malformed = 0
 
         def keep_truth(ev: DemoEvent) -> None:
+            nonlocal malformed
+            malformed += ev.malformed
             if ev.event_id is not None and ev.person_id is not None and not ev.malformed:
                 truth[ev.event_id] = ev.person_id
 
@@ -147,6 +150,7 @@ def run_demo(
         wait_drained(base, inputs, timeout)
         summary = summarize(base, truth, count)
     summary |= {
+        "malformed_in": malformed,
         "seconds": round(time.time() - started, 2),
         "processing_seconds": round(drained_at - ready_at, 2),
         "events_per_second": round(count / max(drained_at - ready_at, 1e-9), 1),
