@@ -8,7 +8,11 @@ emails use reserved domains, so nothing here is real personal data.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Any
+
+from scv.domain.model import Identifier, NormalizedEvent
 
 WEB: list[dict[str, Any]] = [
     {
@@ -205,3 +209,45 @@ VALID_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "transactions": TRANSACTIONS,
     "callcenter": CALLCENTER,
 }
+
+
+def variant(source: str, pick: int | str, **changes: Any) -> dict[str, Any]:
+    """A copy of one example (by index or event id) with fields replaced; ``...`` removes one."""
+    events = VALID_EXAMPLES[source]
+    chosen = (
+        events[pick] if isinstance(pick, int) else next(e for e in events if e["event_id"] == pick)
+    )
+    event = copy.deepcopy(chosen)
+    for key, value in changes.items():
+        if value is ...:
+            event.pop(key, None)
+        else:
+            event[key] = value
+    return event
+
+
+_ids = itertools.count()
+
+
+def ev(
+    source: str,
+    type_: str,
+    ts: float,
+    identifiers: list[Identifier] | None = None,
+    *,
+    traits: dict[str, Any] | None = None,
+    consent: dict[str, bool] | None = None,
+    payload: dict[str, Any] | None = None,
+    event_id: str | None = None,
+) -> NormalizedEvent:
+    """A normalised event as the normaliser would emit it, for profile and trigger tests."""
+    return NormalizedEvent(
+        event_id=event_id or f"e{next(_ids)}",
+        source=source,
+        type=type_,
+        ts=ts,
+        identifiers=identifiers or [],
+        traits=traits or {},
+        consent=consent or {},
+        payload=payload or {},
+    )

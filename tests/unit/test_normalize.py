@@ -3,12 +3,11 @@ contract that any input bytes give an event or ``InvalidEvent`` — never a cras
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
 import pytest
-from examples import VALID_EXAMPLES
+from examples import VALID_EXAMPLES, variant
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,17 +24,6 @@ from scv.domain.normalize import (
 from scv.schemas import validator
 
 JANE_TS = 1714554000.0  # 2024-05-01T09:00:00Z
-
-
-def example(source: str, event_id: str, **changes: Any) -> dict[str, Any]:
-    """A copy of a shared example with fields replaced (``...`` removes a field)."""
-    event = copy.deepcopy(next(e for e in VALID_EXAMPLES[source] if e["event_id"] == event_id))
-    for key, value in changes.items():
-        if value is ...:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    return event
 
 
 def run(source: str, event: dict[str, Any], config: NormalizeConfig | None = None) -> Any:
@@ -217,7 +205,7 @@ def test_normalize_id(value: str, expected: str | None) -> None:
 def test_identifiers_per_source(
     source: str, event_id: str, identifiers: list[tuple[str, str]]
 ) -> None:
-    event = run(source, example(source, event_id))
+    event = run(source, variant(source, event_id))
     assert isinstance(event, NormalizedEvent)
     assert event.identifiers == identifiers
     assert event.source == source
@@ -226,9 +214,9 @@ def test_identifiers_per_source(
 
 
 def test_same_person_spelled_differently_gets_same_identifiers() -> None:
-    web = run("web", example("web", "web-5", email=" JANE.DOE@example.COM "))
-    tx = run("transactions", example("transactions", "tx-1", phone="0044 7700-900-123"))
-    cc = run("callcenter", example("callcenter", "cc-1", email="Jane.Doe@Example.com"))
+    web = run("web", variant("web", "web-5", email=" JANE.DOE@example.COM "))
+    tx = run("transactions", variant("transactions", "tx-1", phone="0044 7700-900-123"))
+    cc = run("callcenter", variant("callcenter", "cc-1", email="Jane.Doe@Example.com"))
     assert ("email", "jane.doe@example.com") in web.identifiers
     assert ("email", "jane.doe@example.com") in tx.identifiers
     assert ("email", "jane.doe@example.com") in cc.identifiers
@@ -237,12 +225,12 @@ def test_same_person_spelled_differently_gets_same_identifiers() -> None:
 
 
 def test_ids_are_trimmed_and_case_kept() -> None:
-    event = run("web", example("web", "web-6", customer_id="  C-1001 ", anonymous_id=" Ck  X "))
+    event = run("web", variant("web", "web-6", customer_id="  C-1001 ", anonymous_id=" Ck  X "))
     assert event.identifiers == [("customer_id", "C-1001"), ("anonymous_id", "Ck X")]
 
 
 def test_bad_email_is_dropped_with_a_warning_and_no_value() -> None:
-    event = run("web", example("web", "web-5", email="jane.doe@@example"))
+    event = run("web", variant("web", "web-5", email="jane.doe@@example"))
     assert [t for t, _ in event.identifiers] == ["customer_id", "anonymous_id"]
     assert event.payload["warnings"] == ["email:invalid"]
     assert "email" not in event.traits
@@ -250,7 +238,7 @@ def test_bad_email_is_dropped_with_a_warning_and_no_value() -> None:
 
 
 def test_impossible_phone_is_dropped_with_a_warning() -> None:
-    event = run("transactions", example("transactions", "tx-1", phone="12"))
+    event = run("transactions", variant("transactions", "tx-1", phone="12"))
     assert ("phone", "12") not in event.identifiers
     assert [t for t, _ in event.identifiers] == ["customer_id", "email", "anonymous_id"]
     assert event.payload["warnings"] == ["phone:invalid"]
@@ -258,14 +246,14 @@ def test_impossible_phone_is_dropped_with_a_warning() -> None:
 
 
 def test_every_invalid_identifier_is_reported_once_each() -> None:
-    event = run("callcenter", example("callcenter", "cc-2", email="nope", phone="999"))
+    event = run("callcenter", variant("callcenter", "cc-2", email="nope", phone="999"))
     assert event.identifiers == [("customer_id", "C-2002")]
     assert event.payload["warnings"] == ["email:invalid", "phone:invalid"]
 
 
 def test_invalid_required_phone_leaves_an_event_without_identifiers() -> None:
     """Kept, not rejected: its name/birth date can still be matched probabilistically."""
-    event = run("callcenter", example("callcenter", "cc-1", phone="call back later"))
+    event = run("callcenter", variant("callcenter", "cc-1", phone="call back later"))
     assert event.identifiers == []
     assert event.traits["first_name"] == "jane"
     assert event.payload["warnings"] == ["phone:invalid"]
@@ -275,26 +263,26 @@ def test_invalid_required_phone_leaves_an_event_without_identifiers() -> None:
 def test_null_or_blank_optional_identifiers_are_absent_without_warning(blank: Any) -> None:
     event = run(
         "transactions",
-        example("transactions", "tx-1", customer_id=blank, email=blank, anonymous_id=blank),
+        variant("transactions", "tx-1", customer_id=blank, email=blank, anonymous_id=blank),
     )
     assert event.identifiers == [("phone", "+447700900123")]
     assert "warnings" not in event.payload
 
 
 def test_phone_region_comes_from_the_address_country() -> None:
-    fr = run("transactions", example("transactions", "tx-3"))
+    fr = run("transactions", variant("transactions", "tx-3"))
     assert fr.identifiers == [("phone", "+33612345678")]
     # Read as a UK number it is a different (possible, unallocated) number: no link.
-    default = run("transactions", example("transactions", "tx-3", address=...))
+    default = run("transactions", variant("transactions", "tx-3", address=...))
     assert default.identifiers == [("phone", "+44612345678")]
     strict = NormalizeConfig(phone_require_valid=True)
     assert (
-        run("transactions", example("transactions", "tx-3", address=...), strict).identifiers == []
+        run("transactions", variant("transactions", "tx-3", address=...), strict).identifiers == []
     )
 
 
 def test_default_region_is_configurable() -> None:
-    event = example("callcenter", "cc-3", phone="06 12 34 56 78")
+    event = variant("callcenter", "cc-3", phone="06 12 34 56 78")
     assert run("callcenter", event).identifiers != [("phone", "+33612345678")]
     fr = run("callcenter", event, NormalizeConfig(default_region="FR"))
     assert fr.identifiers == [("phone", "+33612345678")]
@@ -302,7 +290,7 @@ def test_default_region_is_configurable() -> None:
 
 def test_strict_phone_config() -> None:
     event = run(
-        "callcenter", example("callcenter", "cc-1"), NormalizeConfig(phone_require_valid=True)
+        "callcenter", variant("callcenter", "cc-1"), NormalizeConfig(phone_require_valid=True)
     )
     assert event.identifiers == []
     assert event.payload["warnings"] == ["phone:invalid"]
@@ -331,12 +319,12 @@ def test_strict_phone_config() -> None:
     ],
 )
 def test_timestamps(timestamp: Any) -> None:
-    assert run("web", example("web", "web-1", timestamp=timestamp)).ts == JANE_TS
+    assert run("web", variant("web", "web-1", timestamp=timestamp)).ts == JANE_TS
 
 
 def test_fractional_timestamps() -> None:
-    assert run("web", example("web", "web-1", timestamp=JANE_TS + 0.25)).ts == JANE_TS + 0.25
-    iso = run("web", example("web", "web-1", timestamp="2024-05-01T09:00:00.250Z"))
+    assert run("web", variant("web", "web-1", timestamp=JANE_TS + 0.25)).ts == JANE_TS + 0.25
+    iso = run("web", variant("web", "web-1", timestamp="2024-05-01T09:00:00.250Z"))
     assert iso.ts == JANE_TS + 0.25
 
 
@@ -345,7 +333,7 @@ def test_fractional_timestamps() -> None:
     ["2024-02-30T00:00:00Z", "2024-01-01T25:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T00:61Z"],
 )
 def test_impossible_dates_are_bad_timestamps(timestamp: str) -> None:
-    raw = orjson.dumps(example("web", "web-1", timestamp=timestamp))
+    raw = orjson.dumps(variant("web", "web-1", timestamp=timestamp))
     assert reason_of("web", raw) == "bad_timestamp"
 
 
@@ -353,7 +341,7 @@ def test_impossible_dates_are_bad_timestamps(timestamp: str) -> None:
 
 
 def test_transaction_traits() -> None:
-    event = run("transactions", example("transactions", "tx-1", first_name="  Mary  Jane "))
+    event = run("transactions", variant("transactions", "tx-1", first_name="  Mary  Jane "))
     assert event.traits == {
         "first_name": "Mary Jane",
         "last_name": "Doe",
@@ -370,7 +358,7 @@ def test_transaction_traits() -> None:
 
 
 def test_callcenter_traits_keep_case_and_put_postcode_in_address() -> None:
-    event = run("callcenter", example("callcenter", "cc-1", postcode=" sw1a   1aa "))
+    event = run("callcenter", variant("callcenter", "cc-1", postcode=" sw1a   1aa "))
     assert event.traits == {
         "first_name": "jane",
         "last_name": "DOE",
@@ -381,7 +369,7 @@ def test_callcenter_traits_keep_case_and_put_postcode_in_address() -> None:
 
 
 def test_web_traits_come_from_signup_traits() -> None:
-    event = run("web", example("web", "web-5"))
+    event = run("web", variant("web", "web-5"))
     assert event.traits == {
         "first_name": "Jane",
         "last_name": "Doe",
@@ -390,23 +378,23 @@ def test_web_traits_come_from_signup_traits() -> None:
 
 
 def test_only_present_traits_are_set() -> None:
-    assert run("web", example("web", "web-1")).traits == {}
-    assert run("callcenter", example("callcenter", "cc-3")).traits == {"phone": "+447700900789"}
-    blanks = example("transactions", "tx-2", first_name="  ", birth_date="", address={"city": None})
+    assert run("web", variant("web", "web-1")).traits == {}
+    assert run("callcenter", variant("callcenter", "cc-3")).traits == {"phone": "+447700900789"}
+    blanks = variant("transactions", "tx-2", first_name="  ", birth_date="", address={"city": None})
     assert run("transactions", blanks).traits == {}
 
 
 def test_impossible_birth_date_is_dropped_with_a_warning() -> None:
-    event = run("callcenter", example("callcenter", "cc-1", birth_date="1985-02-30"))
+    event = run("callcenter", variant("callcenter", "cc-1", birth_date="1985-02-30"))
     assert "birth_date" not in event.traits
     assert event.payload["warnings"] == ["birth_date:invalid"]
 
 
 def test_country_names_are_kept_and_codes_upper_cased() -> None:
     address = {"city": "Lyon", "country": "fr"}
-    code = run("transactions", example("transactions", "tx-3", address=address))
+    code = run("transactions", variant("transactions", "tx-3", address=address))
     assert code.traits["address"] == {"city": "Lyon", "country": "FR"}
-    name = run("transactions", example("transactions", "tx-3", address={"country": "France"}))
+    name = run("transactions", variant("transactions", "tx-3", address={"country": "France"}))
     assert name.traits["address"] == {"country": "France"}
 
 
@@ -416,28 +404,28 @@ def test_country_names_are_kept_and_codes_upper_cased() -> None:
 @pytest.mark.parametrize(
     ("source", "event", "consent"),
     [
-        ("web", example("web", "web-5"), {"marketing": True, "analytics": True}),
-        ("web", example("web", "web-7"), {"marketing": False}),
-        ("web", example("web", "web-1"), {}),
-        ("email", example("email", "em-3"), {"marketing": True}),
-        ("email", example("email", "em-4"), {"marketing": False}),
-        ("email", example("email", "em-4", type="complaint"), {"marketing": False}),
-        ("email", example("email", "em-1"), {}),
-        ("email", example("email", "em-5"), {}),
-        ("transactions", example("transactions", "tx-1"), {"marketing": True}),
+        ("web", variant("web", "web-5"), {"marketing": True, "analytics": True}),
+        ("web", variant("web", "web-7"), {"marketing": False}),
+        ("web", variant("web", "web-1"), {}),
+        ("email", variant("email", "em-3"), {"marketing": True}),
+        ("email", variant("email", "em-4"), {"marketing": False}),
+        ("email", variant("email", "em-4", type="complaint"), {"marketing": False}),
+        ("email", variant("email", "em-1"), {}),
+        ("email", variant("email", "em-5"), {}),
+        ("transactions", variant("transactions", "tx-1"), {"marketing": True}),
         (
             "transactions",
-            example("transactions", "tx-1", marketing_opt_in=False),
+            variant("transactions", "tx-1", marketing_opt_in=False),
             {"marketing": False},
         ),
-        ("transactions", example("transactions", "tx-2"), {}),
-        ("callcenter", example("callcenter", "cc-1"), {"marketing": True}),
+        ("transactions", variant("transactions", "tx-2"), {}),
+        ("callcenter", variant("callcenter", "cc-1"), {"marketing": True}),
         (
             "callcenter",
-            example("callcenter", "cc-1", consent={"marketing": False}),
+            variant("callcenter", "cc-1", consent={"marketing": False}),
             {"marketing": False},
         ),
-        ("callcenter", example("callcenter", "cc-2"), {}),
+        ("callcenter", variant("callcenter", "cc-2"), {}),
     ],
 )
 def test_consent_mapping(source: str, event: dict[str, Any], consent: dict[str, bool]) -> None:
@@ -448,36 +436,36 @@ def test_consent_mapping(source: str, event: dict[str, Any], consent: dict[str, 
 
 
 def test_web_payload() -> None:
-    cart = run("web", example("web", "web-3", cart={"cart_id": " cart-1 ", "currency": "gbp"}))
+    cart = run("web", variant("web", "web-3", cart={"cart_id": " cart-1 ", "currency": "gbp"}))
     assert cart.payload == {
         "session_id": "sess-1",
         "cart": {"cart_id": "cart-1", "currency": "GBP"},
     }
-    page = run("web", example("web", "web-1"))
+    page = run("web", variant("web", "web-1"))
     assert page.payload == {
         "session_id": "sess-1",
         "page": {"url": "https://shop.example/", "title": "Home", "referrer": ""},
     }
-    product = run("web", example("web", "web-2"))
+    product = run("web", variant("web", "web-2"))
     assert product.payload["product"] == {"sku": "SKU-1", "name": "Kettle", "price": 29.99}
 
 
 def test_unknown_top_level_fields_are_not_forwarded() -> None:
-    event = run("web", example("web", "web-7"))
+    event = run("web", variant("web", "web-7"))
     assert "campaign" not in event.payload
     assert event.payload == {"session_id": "sess-9"}
 
 
 def test_email_payload() -> None:
-    assert run("email", example("email", "em-2")).payload == {
+    assert run("email", variant("email", "em-2")).payload == {
         "campaign_id": "spring-sale",
         "link_url": "https://shop.example/kettles",
     }
-    assert run("email", example("email", "em-5")).payload == {}  # link_url null is left out
+    assert run("email", variant("email", "em-5")).payload == {}  # link_url null is left out
 
 
 def test_transactions_payload() -> None:
-    event = run("transactions", example("transactions", "tx-1", currency="gbp", cart_id=" cart-1"))
+    event = run("transactions", variant("transactions", "tx-1", currency="gbp", cart_id=" cart-1"))
     assert event.payload == {
         "order_id": "O-5001",
         "items": [{"sku": "SKU-1", "name": "Kettle", "qty": 1, "price": 29.99}],
@@ -485,11 +473,11 @@ def test_transactions_payload() -> None:
         "currency": "GBP",
         "cart_id": "cart-1",
     }
-    assert run("transactions", example("transactions", "tx-2")).payload["total"] == -29.99
+    assert run("transactions", variant("transactions", "tx-2")).payload["total"] == -29.99
 
 
 def test_callcenter_payload_marks_cancel_intent() -> None:
-    event = run("callcenter", example("callcenter", "cc-1"))
+    event = run("callcenter", variant("callcenter", "cc-1"))
     assert event.payload == {
         "agent_id": "agent-7",
         "duration_s": 312.5,
@@ -499,13 +487,13 @@ def test_callcenter_payload_marks_cancel_intent() -> None:
             "cancel_intent": True,
         },
     }
-    flagged = run("callcenter", example("callcenter", "cc-2", disposition={"code": "other"}))
+    flagged = run("callcenter", variant("callcenter", "cc-2", disposition={"code": "other"}))
     assert flagged.payload["disposition"] == {"code": "other"}
     explicit = {"code": "complaint", "cancel_intent": True}
-    assert run("callcenter", example("callcenter", "cc-2", disposition=explicit)).payload[
+    assert run("callcenter", variant("callcenter", "cc-2", disposition=explicit)).payload[
         "disposition"
     ] == {"code": "complaint", "cancel_intent": True}
-    assert run("callcenter", example("callcenter", "cc-3")).payload == {}
+    assert run("callcenter", variant("callcenter", "cc-3")).payload == {}
 
 
 def test_event_round_trips_through_the_wire_format() -> None:
@@ -546,7 +534,7 @@ def test_invalid_input_reasons(raw: bytes | None, reason: str) -> None:
 
 
 def test_too_large_is_checked_before_decoding() -> None:
-    event = example("web", "web-1")
+    event = variant("web", "web-1")
     raw = orjson.dumps(event)
     assert normalize("web", raw, NormalizeConfig(max_bytes=len(raw))).event_id == "web-1"
     assert reason_of("web", raw, NormalizeConfig(max_bytes=len(raw) - 1)) == "too_large"
@@ -558,20 +546,20 @@ def test_too_large_is_checked_before_decoding() -> None:
     [
         (
             "web",
-            example("web", "web-3", cart={"items": []}),
+            variant("web", "web-3", cart={"items": []}),
             "schema: data.cart must contain ['cart_id'] properties",
         ),
-        ("web", example("web", "web-3", cart=...), "schema: data must contain ['cart'] properties"),
+        ("web", variant("web", "web-3", cart=...), "schema: data must contain ['cart'] properties"),
         (
             "web",
-            example("web", "web-1", anonymous_id=...),
+            variant("web", "web-1", anonymous_id=...),
             "schema: data must contain ['anonymous_id'] properties",
         ),
-        ("email", example("email", "em-1", campaign_id=...), "schema: data must contain"),
-        ("transactions", example("transactions", "tx-1", items=[]), "schema: data.items must"),
-        ("callcenter", example("callcenter", "cc-1", type="sms"), "schema: data.type must be one"),
-        ("web", example("web", "web-1", timestamp="now"), "schema: data.timestamp"),
-        ("web", example("web", "web-1", timestamp=1e20), "schema: data.timestamp"),
+        ("email", variant("email", "em-1", campaign_id=...), "schema: data must contain"),
+        ("transactions", variant("transactions", "tx-1", items=[]), "schema: data.items must"),
+        ("callcenter", variant("callcenter", "cc-1", type="sms"), "schema: data.type must be one"),
+        ("web", variant("web", "web-1", timestamp="now"), "schema: data.timestamp"),
+        ("web", variant("web", "web-1", timestamp=1e20), "schema: data.timestamp"),
     ],
 )
 def test_schema_reasons(source: str, event: dict[str, Any], reason: str) -> None:
@@ -580,11 +568,11 @@ def test_schema_reasons(source: str, event: dict[str, Any], reason: str) -> None
 
 def test_schema_reason_is_short_and_free_of_personal_values() -> None:
     secret = "jane.doe.secret@example.com"
-    event = example("callcenter", "cc-1", phone=secret * 3, email=123)
+    event = variant("callcenter", "cc-1", phone=secret * 3, email=123)
     reason = reason_of("callcenter", orjson.dumps(event))
     assert reason.startswith("schema: data.")
     assert secret not in reason
-    noisy = example("web", "web-1", page={"k" * 1000: 1})
+    noisy = variant("web", "web-1", page={"k" * 1000: 1})
     assert len(reason_of("web", orjson.dumps(noisy))) <= MAX_REASON
 
 
@@ -594,19 +582,19 @@ def test_unknown_source_is_a_programming_error() -> None:
 
 
 def test_huge_integers_are_schema_errors() -> None:
-    raw = orjson.dumps(example("transactions", "tx-1", total=...))[:-1] + b',"total":' + b"9" * 40
+    raw = orjson.dumps(variant("transactions", "tx-1", total=...))[:-1] + b',"total":' + b"9" * 40
     assert reason_of("transactions", raw + b"}").startswith("schema: data.total")
 
 
 def test_deep_nesting_in_ignored_fields_is_harmless() -> None:
     deep = b'{"d":' * 1000 + b"1" + b"}" * 1000  # below orjson's 1024 limit
-    raw = orjson.dumps(example("web", "web-1"))[:-1] + b',"extra":' + deep + b"}"
+    raw = orjson.dumps(variant("web", "web-1"))[:-1] + b',"extra":' + deep + b"}"
     event = normalize("web", raw)
     assert event.identifiers == [("anonymous_id", "ck-jane-1")]
 
 
 def test_control_characters_survive_to_valid_json() -> None:
-    event = run("web", example("web", "web-1", anonymous_id="ck\x00\x01-1", session_id="\x7fs"))
+    event = run("web", variant("web", "web-1", anonymous_id="ck\x00\x01-1", session_id="\x7fs"))
     assert event.identifiers == [("anonymous_id", "ck\x00\x01-1")]
     assert orjson.loads(orjson.dumps(event.to_dict()))["identifiers"] == [
         ["anonymous_id", "ck\x00\x01-1"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import orjson
+from examples import ev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scv.domain.model import Identifier, NormalizedEvent
+from scv.domain.model import NormalizedEvent
 from scv.domain.profile import (
     FIRED_CAP,
     ProfileState,
@@ -22,30 +22,6 @@ from scv.domain.profile import (
 )
 
 WINDOW = 60.0
-_ids = itertools.count()
-
-
-def ev(
-    source: str,
-    type_: str,
-    ts: float,
-    identifiers: list[Identifier] | None = None,
-    *,
-    traits: dict[str, Any] | None = None,
-    consent: dict[str, bool] | None = None,
-    payload: dict[str, Any] | None = None,
-    event_id: str | None = None,
-) -> NormalizedEvent:
-    return NormalizedEvent(
-        event_id=event_id or f"e{next(_ids)}",
-        source=source,
-        type=type_,
-        ts=ts,
-        identifiers=identifiers or [],
-        traits=traits or {},
-        consent=consent or {},
-        payload=payload or {},
-    )
 
 
 def cart_ev(ts: float, cart_id: str, items: list[dict[str, Any]] | None = None) -> NormalizedEvent:

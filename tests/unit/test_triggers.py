@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
-from scv.domain.model import Identifier, NormalizedEvent
+from examples import ev
+
+from scv.domain.model import NormalizedEvent
 from scv.domain.profile import ProfileState, absorb, apply_event, new_state, next_due
 from scv.domain.triggers import (
     ABANDONED_CART,
@@ -25,28 +26,6 @@ from scv.domain.triggers import (
 
 CFG = TriggerConfig()
 WINDOW = 60.0
-_ids = itertools.count()
-
-
-def ev(
-    source: str,
-    type_: str,
-    ts: float,
-    identifiers: list[Identifier] | None = None,
-    *,
-    consent: dict[str, bool] | None = None,
-    payload: dict[str, Any] | None = None,
-    event_id: str | None = None,
-) -> NormalizedEvent:
-    return NormalizedEvent(
-        event_id=event_id or f"t{next(_ids)}",
-        source=source,
-        type=type_,
-        ts=ts,
-        identifiers=identifiers or [],
-        consent=consent or {},
-        payload=payload or {},
-    )
 
 
 def cart_ev(ts: float, cart_id: str, items: list[dict[str, Any]] | None = None) -> NormalizedEvent:
