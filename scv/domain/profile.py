@@ -45,6 +45,8 @@ _STATUS_RANK = {OPEN: 0, EMPTIED: 1, ORDERED: 2, ABANDONED: 3}
 _EMAIL_IMPLIED_CONSENT = {"unsubscribe": False, "complaint": False, "subscribe": True}
 
 _CART_TYPES = frozenset({"cart_add", "cart_remove"})
+#: Web events that count as a visit (a churn-save offer can be shown in that session).
+VISIT_TYPES = frozenset({"page_view", "product_view", "cart_add", "login"})
 
 
 def _canon(value: Any) -> bytes:
@@ -90,7 +92,10 @@ class ProfileState:
     ``trait_ts`` holds the event time of each stored trait (``address.city`` for nested
     traits) so an out-of-order event cannot overwrite a newer value. ``orders["recent"]``
     keeps the last orders (id, ts, cart_id, total): it de-duplicates redelivered order events
-    and lets a later merge close a cart that an order named by ``cart_id``.
+    and lets a later merge close a cart that an order named by ``cart_id``. ``last_visit``
+    is the latest web visit by event time (with the processing time it was seen), because
+    sources are consumed in parallel: the visit after a cancellation call may be processed
+    before the call, and the churn save must still fire.
     """
 
     profile_id: str
@@ -105,6 +110,7 @@ class ProfileState:
     carts: dict[str, dict[str, Any]] = field(default_factory=dict)
     orders: dict[str, Any] = field(default_factory=_new_orders)
     churn: dict[str, Any] | None = None
+    last_visit: dict[str, Any] | None = None
     fired: list[str] = field(default_factory=list)
     last_action_ts: dict[str, float] = field(default_factory=dict)
     merged_from: list[str] = field(default_factory=list)
@@ -126,6 +132,7 @@ class ProfileState:
             "carts": _copy(self.carts),
             "orders": _copy(self.orders),
             "churn": _copy(self.churn),
+            "last_visit": _copy(self.last_visit),
             "fired": list(self.fired),
             "last_action_ts": dict(self.last_action_ts),
             "merged_from": list(self.merged_from),
@@ -150,6 +157,7 @@ class ProfileState:
             carts=_copy(d.get("carts") or {}),
             orders=orders,
             churn=_copy(d.get("churn")),
+            last_visit=_copy(d.get("last_visit")),
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             merged_from=list(d.get("merged_from") or []),
@@ -212,6 +220,15 @@ def apply_event(
 
     source, etype, payload = event.source, event.type, event.payload
     if source == "web":
+        lv = state.last_visit
+        if etype in VISIT_TYPES and (lv is None or (ts, event.event_id, now) >= _visit_key(lv)[:3]):
+            state.last_visit = {
+                "ts": ts,
+                "event_id": event.event_id,
+                "session_id": payload.get("session_id"),
+                "anonymous_id": next((v for t, v in accepted if t == "anonymous_id"), None),
+                "seen_at": now,
+            }
         if etype in _CART_TYPES:
             cart = payload.get("cart")
             if isinstance(cart, dict):
@@ -228,6 +245,13 @@ def apply_event(
             # Keep the earliest open flag: the same rule as absorb(), so order does not matter.
             if churn is None or (ts, event.event_id) < (churn["flagged_ts"], churn["event_id"]):
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
+
+
+def _visit_key(visit: dict[str, Any]) -> tuple[float, str, float, bytes]:
+    """Later event time wins; ties (a redelivered visit) go to the later sighting, then to
+    the content, so absorb() picks the same visit whichever side survives."""
+    seen = float(visit.get("seen_at", 0.0))
+    return (float(visit["ts"]), str(visit["event_id"]), seen, _canon(visit))
 
 
 def _trait_wins(new_ts: float, new: Any, old_ts: float | None, old: Any) -> bool:
@@ -433,6 +457,11 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
         < (s.churn["flagged_ts"], s.churn["event_id"])
     ):
         s.churn = dict(a.churn)
+
+    if a.last_visit is not None and (
+        s.last_visit is None or _visit_key(a.last_visit) > _visit_key(s.last_visit)
+    ):
+        s.last_visit = dict(a.last_visit)
 
     s.fired = merge_fired(s.fired, a.fired)
     for kind, t in a.last_action_ts.items():

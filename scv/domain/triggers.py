@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Action, NormalizedEvent
-from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, ProfileState
+from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, VISIT_TYPES, ProfileState
 
 ABANDONED_CART = "abandoned_cart"
 CHURN_SAVE = "churn_save"
@@ -37,13 +37,16 @@ class TriggerConfig:
 
     ``churn_max_age_s`` bounds how long a cancellation intent waits for a web visit: an
     offer months after the call is noise, and an unbounded flag would never be cleared for
-    people who never come back (None disables the limit).
+    people who never come back (None disables the limit). ``churn_visit_grace_s`` is how long
+    (processing time) a visit stays fresh enough for an onsite offer when the cancellation
+    call, or the merge that joins call and visit, is processed after it.
     """
 
     cooldown_s: float = 86400.0
-    churn_web_types: frozenset[str] = frozenset({"page_view", "product_view", "cart_add", "login"})
+    churn_web_types: frozenset[str] = VISIT_TYPES
     require_consent_purpose: str = "marketing"
     churn_max_age_s: float | None = 30 * 86400.0
+    churn_visit_grace_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,22 +110,41 @@ def on_event(
     """Actions triggered by ``event`` (call after ``apply_event``): today only churn save.
 
     A web visit at or after an open cancellation flag fires one ``churn_save`` and clears the
-    flag. When consent or the cooldown blocks it the flag is *kept*, so a later visit (after
-    the person grants marketing, or after the cooldown) can still save them; a duplicate
-    (this call's offer was already made, e.g. before a merge or on a redelivered call event)
-    clears it, because the intent has been handled.
+    flag. So does the cancellation call itself when a visit later in event time was already
+    processed (sources are consumed in parallel, so the two can arrive in either order).
+    When consent or the cooldown blocks it the flag is *kept*, so a later visit (after the
+    person grants marketing, or after the cooldown) can still save them; a duplicate (this
+    call's offer was already made, e.g. before a merge or on a redelivered call event) clears
+    it, because the intent has been handled.
     """
     churn = state.churn
-    if (
-        churn is None
-        or event.source != "web"
-        or event.type not in cfg.churn_web_types
-        or event.ts < churn["flagged_ts"]
-    ):
+    if churn is None:
         return []
+    if event.source == "web" and event.type in cfg.churn_web_types:
+        return pending_churn(state, now, cfg, suppressed)
+    if event.source == "callcenter" and churn["event_id"] == event.event_id:
+        return pending_churn(state, now, cfg, suppressed)
+    return []
+
+
+def pending_churn(
+    state: ProfileState,
+    now: float,
+    cfg: TriggerConfig,
+    suppressed: list[Suppressed] | None = None,
+) -> list[Action]:
+    """A ``churn_save`` if the profile's latest visit is at or after its cancellation flag.
+
+    The stage also calls this after a merge, which may bring a call and a visit together.
+    """
+    churn, visit = state.churn, state.last_visit
+    if churn is None or visit is None or visit["ts"] < churn["flagged_ts"]:
+        return []
+    if now - float(visit.get("seen_at", now)) > cfg.churn_visit_grace_s:
+        return []  # that visit is over; wait for the next one
     call_id = str(churn["event_id"])
     aid = action_id(CHURN_SAVE, call_id)
-    if cfg.churn_max_age_s is not None and event.ts - churn["flagged_ts"] > cfg.churn_max_age_s:
+    if cfg.churn_max_age_s is not None and visit["ts"] - churn["flagged_ts"] > cfg.churn_max_age_s:
         state.churn = None
         if suppressed is not None:
             suppressed.append(Suppressed(aid, CHURN_SAVE, EXPIRED, call_id))
@@ -132,7 +154,6 @@ def on_event(
         state.churn = None
     if reason is not None:
         return []
-    anonymous_id = next((v for t, v in event.identifiers if t == "anonymous_id"), None)
     _record(state, CHURN_SAVE, aid, now)
     state.churn = None
     return [
@@ -142,14 +163,14 @@ def on_event(
             profile_id=state.profile_id,
             channel="onsite",
             payload={
-                "session_id": event.payload.get("session_id"),
-                "anonymous_id": anonymous_id,
+                "session_id": visit.get("session_id"),
+                "anonymous_id": visit.get("anonymous_id"),
                 "offer": "retention",
                 "reason": "cancel_intent",
                 "call_event_id": call_id,
             },
-            trigger_event_id=event.event_id,
-            event_ts=event.ts,
+            trigger_event_id=str(visit["event_id"]),
+            event_ts=float(visit["ts"]),
             created_at=now,
         )
     ]
@@ -237,4 +258,5 @@ __all__ = [
     "due",
     "has_consent",
     "on_event",
+    "pending_churn",
 ]

@@ -16,7 +16,7 @@ import orjson
 
 from scv.domain.model import Action, NormalizedEvent, parse_ident
 from scv.domain.profile import ProfileState, absorb, apply_event, new_state, next_due, snapshot
-from scv.domain.triggers import TriggerConfig, due, on_event
+from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.streams import metrics
 from scv.streams.app import (
     actions_out,
@@ -70,7 +70,8 @@ def _step(
         other = ProfileState.from_dict(msg["state"])
         state = state or new_state(pid, other.created_ts)
         absorb(state, other)
-        return state, due(state, now, trigger_config)
+        # A merge can bring a cart past its window, or a cancellation and a later visit, together.
+        return state, due(state, now, trigger_config) + pending_churn(state, now, trigger_config)
     if kind == "tick" and state is not None:
         return state, due(state, now, trigger_config)
     raise ValueError(f"unknown message kind {kind!r}")

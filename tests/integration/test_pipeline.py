@@ -190,6 +190,29 @@ def test_cancellation_then_anonymous_visit_fires_one_churn_save(pipeline: Pipeli
     assert after["identifiers"]["phone"] == [e164]
 
 
+def test_visit_that_overtakes_the_call_still_gets_one_churn_save(pipeline: Pipeline) -> None:
+    """Raw topics are consumed in parallel: the later visit may be processed first."""
+    cookie, customer = uid("ck"), uid("C")
+    typed, _ = phone()
+    pipeline.send("web", web("login", cookie, customer_id=customer))
+    profile = pipeline.wait_for(lambda: pipeline.profile_with("anonymous_id", cookie))
+    cancel = call(typed, customer_id=customer, consent={"marketing": True})
+    cancel["disposition"] = {"code": "cancel_request"}
+    visit = web("page_view", cookie, timestamp=now_iso(5))  # five seconds after the call
+    pipeline.send("web", visit)
+    pipeline.wait_for(
+        lambda: (p := pipeline.profile_with("anonymous_id", cookie)) and p["event_count"] == 2
+    )
+    pipeline.send("callcenter", cancel)
+    actions = pipeline.wait_for(lambda: pipeline.actions(profile["profile_id"]) or None)
+    pipeline.drain()
+
+    assert actions == pipeline.actions(profile["profile_id"])
+    assert [a["type"] for a in actions] == ["churn_save"]
+    assert actions[0]["trigger_event_id"] == visit["event_id"]
+    assert actions[0]["payload"]["call_event_id"] == cancel["event_id"]
+
+
 def test_abandoned_cart_fires_once_and_an_order_cancels_it(pipeline: Pipeline) -> None:
     consent = {"marketing": True}
     ck_a, ck_b, cart_a, cart_b = uid("ck"), uid("ck"), uid("cart"), uid("cart")

@@ -22,6 +22,7 @@ from scv.domain.triggers import (
     due,
     has_consent,
     on_event,
+    pending_churn,
 )
 
 CFG = TriggerConfig()
@@ -214,13 +215,51 @@ def test_redelivered_call_after_save_is_duplicate_and_clears() -> None:
     s = customer()
     apply(s, cancel_call(100))
     assert len(apply(s, visit(110))) == 1
-    apply(s, cancel_call(100))  # redelivery re-flags
     sup: list[Suppressed] = []
-    e = visit(200)
-    apply_event(s, e, list(e.identifiers), 5000, WINDOW)
-    assert on_event(s, e, 5000, CFG, sup) == []
+    call = cancel_call(100)  # redelivered: re-flags, sees the visit it was already saved on
+    apply_event(s, call, list(call.identifiers), 1000, WINDOW)
+    assert on_event(s, call, 1000, CFG, sup) == []
     assert [x.reason for x in sup] == [DUPLICATE]
     assert s.churn is None
+    assert apply(s, visit(200), now=5000) == []
+
+
+def test_visit_processed_before_the_call_still_saves() -> None:
+    """Sources are consumed in parallel: the later visit may overtake the call."""
+    s = customer()
+    assert apply(s, visit(110), now=1000) == []  # no flag yet
+    actions = apply(s, cancel_call(100), now=1002)
+    assert [a.type for a in actions] == [CHURN_SAVE]
+    assert actions[0].trigger_event_id == s.last_visit["event_id"]  # type: ignore[index]
+    assert actions[0].payload["anonymous_id"] == "cookie9"
+    assert actions[0].event_ts == 110
+    assert s.churn is None
+
+
+def test_visit_before_the_call_in_event_time_does_not_save() -> None:
+    s = customer()
+    apply(s, visit(90), now=1000)
+    assert apply(s, cancel_call(100), now=1002) == []
+    assert s.churn is not None
+
+
+def test_stale_visit_waits_for_the_next_one() -> None:
+    s = customer()
+    apply(s, visit(110), now=1000)
+    late = 1000 + CFG.churn_visit_grace_s + 1
+    assert apply(s, cancel_call(100), now=late) == []  # that visit is over
+    assert s.churn is not None
+    assert len(apply(s, visit(120), now=late + 1)) == 1
+
+
+def test_merge_joins_a_call_and_a_later_visit() -> None:
+    called, visited = customer("pA"), customer("pB")
+    apply(called, cancel_call(100), now=1000)
+    apply(visited, visit(110), now=1000)
+    absorb(called, visited)
+    actions = pending_churn(called, 1001, CFG)
+    assert [a.type for a in actions] == [CHURN_SAVE]
+    assert pending_churn(called, 1002, CFG) == []
 
 
 def test_churn_fired_on_b_not_again_after_merge() -> None:
