@@ -10,6 +10,9 @@ people into one profile. These rules are the brakes the resolver applies:
   identifier (device, cookie) never overrides a strong one (customer id, email);
 * **blocked** values: placeholders for any type, exact ``type:value`` keys and per-type
   regular expressions; a blocked identifier never links anything;
+* **generic** detection (``generic_after``): a value that ties together more than that many
+  otherwise separate people (a shop's shared phone, a family email) is marked generic by the
+  resolver, stops linking, and the profile it over-merged is split back;
 * a **merge cap**: how many profiles one profile may absorb over its life, a last fuse
   against a runaway component.
 
@@ -36,7 +39,8 @@ DEFAULT_RULES_PATH = Path(__file__).with_name("rules.default.yaml")
 
 _TOP_LEVEL_KEYS = frozenset({"merge_cap", "identifiers", "default", "blocked"})
 _BLOCKED_KEYS = frozenset({"values", "exact", "patterns"})
-_RULE_KEYS = frozenset({"max_per_profile", "priority"})
+_RULE_KEYS = frozenset({"max_per_profile", "priority", "generic_after"})
+_REQUIRED_RULE_KEYS = frozenset({"max_per_profile", "priority"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +48,14 @@ class IdentifierRule:
     """Governance of one identifier type.
 
     ``max_per_profile`` (>= 1) bounds how many values of the type one profile may own;
-    ``priority`` orders identifiers when a link would break a limit (higher wins).
+    ``priority`` orders identifiers when a link would break a limit (higher wins);
+    ``generic_after`` (>= 1, or None for never) is how many otherwise separate people one
+    value may tie together before it is declared generic.
     """
 
     max_per_profile: int
     priority: int
+    generic_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,7 @@ def _parse_rule(raw: Any, where: str) -> IdentifierRule:
             f"{where}: expected a mapping with max_per_profile and priority, got {_tname(raw)}"
         )
     _check_keys(raw, _RULE_KEYS, where)
-    missing = sorted(_RULE_KEYS - raw.keys())
+    missing = sorted(_REQUIRED_RULE_KEYS - raw.keys())
     if missing:
         raise ValueError(f"{where}: missing {', '.join(missing)}")
     max_per_profile = raw["max_per_profile"]
@@ -231,7 +238,12 @@ def _parse_rule(raw: Any, where: str) -> IdentifierRule:
         )
     if not _is_int(priority):
         raise ValueError(f"{where}.priority: expected an integer, got {priority!r}")
-    return IdentifierRule(max_per_profile=max_per_profile, priority=priority)
+    generic_after = raw.get("generic_after")
+    if generic_after is not None and (not _is_int(generic_after) or generic_after < 1):
+        raise ValueError(
+            f"{where}.generic_after: expected an integer >= 1 or null, got {generic_after!r}"
+        )
+    return IdentifierRule(max_per_profile, priority, generic_after)
 
 
 def _check_keys(data: Mapping[Any, Any], allowed: frozenset[str], where: str) -> None:

@@ -18,16 +18,16 @@ def rules() -> Rules:
 
 def test_default_limits_and_priorities(rules: Rules) -> None:
     expected = {
-        "customer_id": (1, 100),
-        "loyalty_id": (1, 95),
-        "email": (5, 90),
-        "hashed_email": (5, 89),
-        "phone": (3, 80),
-        "device_id": (10, 40),
-        "anonymous_id": (50, 30),
+        "customer_id": (1, 100, None),
+        "loyalty_id": (1, 95, None),
+        "email": (5, 90, 2),
+        "hashed_email": (5, 89, 2),
+        "phone": (3, 80, 2),
+        "device_id": (10, 40, 3),
+        "anonymous_id": (50, 30, 3),
     }
-    for kind, (limit, prio) in expected.items():
-        assert rules.rule(kind) == IdentifierRule(max_per_profile=limit, priority=prio)
+    for kind, (limit, prio, generic) in expected.items():
+        assert rules.rule(kind) == IdentifierRule(limit, prio, generic)
     assert rules.rule("some_new_type") == IdentifierRule(max_per_profile=10, priority=10)
     assert rules.merge_cap == 100
 
@@ -149,7 +149,7 @@ def test_load_rules_from_yaml(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(data))
     r = load_rules(path)
-    assert r.rule("email") == IdentifierRule(2, 90)
+    assert r.rule("email") == IdentifierRule(2, 90, 2)
     assert r.merge_cap == 7
     assert r.is_blocked(("customer_id", "DEMO"))
     assert r.is_blocked(("email", "test@test.com"))
@@ -222,3 +222,13 @@ def test_bad_yaml_file_names_the_file(tmp_path: Path) -> None:
     bad_value.write_text("merge_cap: lots\n")
     with pytest.raises(ValueError, match=r"value\.yaml: rules\.merge_cap"):
         load_rules(bad_value)
+
+
+def test_generic_after_is_optional_and_checked() -> None:
+    base = {"identifiers": {"phone": {"max_per_profile": 3, "priority": 80}}}
+    assert Rules.from_mapping(base).rule("phone").generic_after is None
+    base["identifiers"]["phone"]["generic_after"] = 4
+    assert Rules.from_mapping(base).rule("phone").generic_after == 4
+    base["identifiers"]["phone"]["generic_after"] = 0
+    with pytest.raises(ValueError, match=r"identifiers.phone.generic_after: expected an integer"):
+        Rules.from_mapping(base)
