@@ -98,14 +98,58 @@ class MergeEvent:
 
 
 @dataclass(slots=True)
-class Dropped:
-    """An identifier of an event that governance refused to link, with the reason."""
+class Split:
+    """A profile split into parts (un-merge, or a value found generic).
 
-    identifier: Identifier
-    reason: str  # "blocked", "limit:<type>", "merge_cap"
+    ``parts`` maps each resulting profile id to the identifier keys it owns; the part that
+    holds the old profile's oldest identifier keeps ``profile_id`` (it may be absent when
+    nothing is left). ``removed`` are keys that now belong to nobody (generic values).
+    """
+
+    profile_id: str
+    parts: dict[str, list[str]]
+    removed: list[str]
+    reason: LinkReason
+
+    def events(self) -> list[dict[str, Any]]:
+        """The ``profiles.merges.v1`` records: one ``split`` per profile split off."""
+        return [
+            {
+                "kind": "split",
+                "survivor": self.profile_id,
+                "absorbed": pid,
+                "identifiers": keys,
+                "reason": self.reason.to_dict(),
+            }
+            for pid, keys in self.parts.items()
+            if pid != self.profile_id
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"identifier": ident_key(self.identifier), "reason": self.reason}
+        return {
+            "profile_id": self.profile_id,
+            "parts": {pid: list(keys) for pid, keys in self.parts.items()},
+            "removed": list(self.removed),
+            "reason": self.reason.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class Dropped:
+    """An identifier of an event that governance refused to link, with the reason.
+
+    ``owner`` is the profile the identifier belongs to when what was refused is a merge.
+    """
+
+    identifier: Identifier
+    reason: str  # "blocked", "generic", "banned", "limit:<type>", "merge_cap"
+    owner: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"identifier": ident_key(self.identifier), "reason": self.reason}
+        if self.owner is not None:
+            d["owner"] = self.owner
+        return d
 
 
 @dataclass(slots=True)
@@ -122,6 +166,12 @@ class Resolution:
     dropped: list[Dropped]
     merges: list[MergeEvent]
     created: bool
+    #: The event's highest-priority accepted identifier: the profile stage files the event's
+    #: contribution under it, which is what lets a later split give each part its own history.
+    anchor: Identifier | None = None
+    splits: list[Split] = field(default_factory=list)
+    #: Keys declared generic while deciding this event.
+    generic: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

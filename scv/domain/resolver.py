@@ -14,11 +14,15 @@ mutated in place and are always handed back through ``put_node``.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
 from scv.domain.governance import Rules
+from scv.domain.graph import (
+    GENERIC,
+    DictStore,
+    GraphStore,
+    ProfileNode,
+    fresh_id,
+    new_profile_id,
+)
 from scv.domain.model import (
     Dropped,
     Identifier,
@@ -28,105 +32,9 @@ from scv.domain.model import (
     Resolution,
     ident_key,
 )
+from scv.domain.split import people_tied_by, split_profile
 
-
-@dataclass(slots=True)
-class ProfileNode:
-    """A profile as the identity graph sees it: the identifiers it owns, nothing else.
-
-    ``identifiers`` maps type -> values in attach order (order matters only for
-    determinism). ``absorbed`` counts every profile merged into this one over its life,
-    including those its absorbed profiles had absorbed, and is what ``merge_cap`` bounds.
-    """
-
-    profile_id: str
-    first_seen: float
-    identifiers: dict[str, list[str]] = field(default_factory=dict)
-    absorbed: int = 0
-
-    def count(self, ident_type: str) -> int:
-        """How many values of ``ident_type`` the profile owns."""
-        values = self.identifiers.get(ident_type)
-        return len(values) if values else 0
-
-    def keys(self) -> list[str]:
-        """Every owned identifier as a ``type:value`` key."""
-        return [f"{kind}:{v}" for kind, values in self.identifiers.items() for v in values]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile_id": self.profile_id,
-            "first_seen": self.first_seen,
-            "identifiers": {k: list(v) for k, v in self.identifiers.items()},
-            "absorbed": self.absorbed,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProfileNode:
-        return cls(
-            profile_id=str(d["profile_id"]),
-            first_seen=float(d["first_seen"]),
-            identifiers={str(k): [str(x) for x in v] for k, v in d["identifiers"].items()},
-            absorbed=int(d.get("absorbed", 0)),
-        )
-
-
-class GraphStore(Protocol):
-    """What the resolver needs from storage: two key-value maps.
-
-    Implementations: :class:`DictStore` (tests, replay) and the Faust/RocksDB tables of
-    the resolve stage. Keeping the interface this small is what lets a sharded resolver
-    replace the single-writer topology later without touching the rules.
-    """
-
-    def get_owner(self, key: str) -> str | None: ...
-    def set_owner(self, key: str, profile_id: str) -> None: ...
-    def del_owner(self, key: str) -> None: ...
-    def get_node(self, profile_id: str) -> ProfileNode | None: ...
-    def put_node(self, node: ProfileNode) -> None: ...
-    def del_node(self, profile_id: str) -> None: ...
-
-
-class DictStore:
-    """In-memory :class:`GraphStore`. Nodes are kept by reference (no copies): cheap for
-    replaying large inputs; callers that snapshot it should use ``to_dict``."""
-
-    __slots__ = ("nodes", "owners")
-
-    def __init__(self) -> None:
-        self.owners: dict[str, str] = {}
-        self.nodes: dict[str, ProfileNode] = {}
-
-    def get_owner(self, key: str) -> str | None:
-        return self.owners.get(key)
-
-    def set_owner(self, key: str, profile_id: str) -> None:
-        self.owners[key] = profile_id
-
-    def del_owner(self, key: str) -> None:
-        self.owners.pop(key, None)
-
-    def get_node(self, profile_id: str) -> ProfileNode | None:
-        return self.nodes.get(profile_id)
-
-    def put_node(self, node: ProfileNode) -> None:
-        self.nodes[node.profile_id] = node
-
-    def del_node(self, profile_id: str) -> None:
-        self.nodes.pop(profile_id, None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, comparable snapshot (used by replay-determinism tests)."""
-        return {
-            "owners": dict(sorted(self.owners.items())),
-            "nodes": {pid: self.nodes[pid].to_dict() for pid in sorted(self.nodes)},
-        }
-
-
-def new_profile_id(event_id: str) -> str:
-    """The id of a profile created by ``event_id``: derived from the event, not random or a
-    counter, so replaying the input (or re-delivery after a crash) yields the same ids."""
-    return "p_" + hashlib.blake2b(event_id.encode("utf-8"), digest_size=10).hexdigest()
+__all__ = ["DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
 
 
 def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resolution:
@@ -134,15 +42,20 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
 
     Governance is applied greedily in priority order (the design's "drop the
     lowest-priority identifier and retry"): each identifier is accepted only if joining it
-    - and the profile that owns it - keeps every type within its ``max_per_profile`` and the
-    survivor within ``merge_cap``; otherwise it is dropped and its owner is *not* merged.
-    Limits only guard growth: a profile already over a limit (rules tightened later) can
-    still be reached through its own identifiers, it just cannot grow further.
+    - and the profile that owns it - keeps every type within its ``max_per_profile``, the
+    survivor within ``merge_cap``, and no banned pair together; otherwise it is dropped and
+    its owner is *not* merged. Blocked and generic values never link. Limits only guard
+    growth: a profile already over a limit (rules tightened later) can still be reached
+    through its own identifiers, it just cannot grow further.
 
     The oldest involved profile (``first_seen``, then id) survives; the others are absorbed
-    and reported as :class:`MergeEvent` s ordered by the same key.
+    and reported as :class:`MergeEvent` s ordered by the same key. The event's identifier
+    pairs are recorded as links on the survivor (the evidence splits replay). If a value
+    now ties more people together than its type's ``generic_after`` allows, it is declared
+    generic and the profile is split back (see :mod:`scv.domain.split`).
     """
     drop_reason: dict[Identifier, str] = {}
+    drop_owner: dict[Identifier, str] = {}
 
     # De-duplicate (the normaliser should have, but a replayed raw file might not) and block.
     seen = list(dict.fromkeys(event.identifiers))  # distinct, first occurrence wins
@@ -159,10 +72,15 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
     new_idents: list[Identifier] = []  # accepted identifiers nobody owned
     counts: dict[str, int] = {}  # per-type distinct identifiers in the joined view
     absorbed_total = 0  # sum of the involved profiles' own ``absorbed`` counts
+    view_keys: set[str] = set()  # identifiers in the joined view
+    view_bans: set[str] = set()  # keys the joined view must never take in
     for ident in rules.priority_order(candidates):
         kind = ident[0]
         key = ident_key(ident)
         owner = store.get_owner(key)
+        if owner == GENERIC:
+            drop_reason[ident] = "generic"
+            continue
         node: ProfileNode | None = None
         if owner is not None and owner not in nodes:
             node = store.get_node(owner)
@@ -176,36 +94,40 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
             if have + 1 > rules.rule(kind).max_per_profile:
                 drop_reason[ident] = f"limit:{kind}"
                 continue
+            if key in view_bans:
+                drop_reason[ident] = "banned"
+                continue
             counts[kind] = have + 1
             new_idents.append(ident)
+            view_keys.add(key)
             continue
         if node is None:  # owner already in the joined view: the identifier adds nothing
             owner_of[ident] = owner
             continue
         if nodes or new_idents:  # joining something: governance applies
-            violated = _violated_type(counts, node, rules)
-            if violated is not None:
-                drop_reason[ident] = f"limit:{violated}"
-                continue
-            if nodes and absorbed_total + node.absorbed + len(nodes) > rules.merge_cap:
-                drop_reason[ident] = "merge_cap"
+            reason = _refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
+            if reason is not None:
+                drop_reason[ident] = reason
+                drop_owner[ident] = owner
                 continue
         nodes[owner] = node
         owner_of[ident] = owner
         absorbed_total += node.absorbed
         for k, values in node.identifiers.items():
             counts[k] = counts.get(k, 0) + len(values)
+        view_keys.update(node.keys())
+        view_bans |= node.ban_targets()
 
     # Report in event order; every distinct identifier is either accepted or dropped.
     accepted = [i for i in seen if i not in drop_reason]
-    dropped = [Dropped(i, drop_reason[i]) for i in seen if i in drop_reason]
+    dropped = [Dropped(i, drop_reason[i], drop_owner.get(i)) for i in seen if i in drop_reason]
 
     if not nodes and not new_idents:
         return Resolution(profile_id=None, accepted=[], dropped=dropped, merges=[], created=False)
 
     created = False
     if not nodes:
-        survivor = ProfileNode(_fresh_id(event.event_id, store), event.ts, {})
+        survivor = ProfileNode(fresh_id(event.event_id, store), event.ts, {})
         created = True
         others: list[ProfileNode] = []
     else:
@@ -224,12 +146,9 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
                 ),
             )
         )
-        for kind, values in other.identifiers.items():
-            survivor.identifiers.setdefault(kind, []).extend(values)
-            for value in values:
-                store.set_owner(f"{kind}:{value}", survivor.profile_id)
-        survivor.absorbed += 1 + other.absorbed
-        survivor.first_seen = min(survivor.first_seen, other.first_seen)
+        survivor.take(other)
+        for key in other.keys():
+            store.set_owner(key, survivor.profile_id)
         store.del_node(other.profile_id)
 
     # Attach new identifiers in event order (not priority order): attach order is what a
@@ -240,16 +159,93 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         survivor.identifiers.setdefault(kind, []).append(value)
         store.set_owner(f"{kind}:{value}", survivor.profile_id)
 
-    if created or others or attached:
+    # Evidence: the event ties its anchor (highest priority) to each other identifier.
+    anchor = rules.priority_order(accepted)[0]
+    anchor_key = ident_key(anchor)
+    changed = bool(created or others or attached)
+    linked: list[str] = []
+    for ident in accepted:
+        key = ident_key(ident)
+        changed |= survivor.add_origin(key, event.ts, event.event_id)
+        if ident != anchor and survivor.add_link(
+            anchor_key, key, "deterministic", event.event_id, event.ts, None
+        ):
+            changed = True
+            linked += [anchor_key, key]
+    if changed:
         store.put_node(survivor)
 
-    return Resolution(
+    res = Resolution(
         profile_id=survivor.profile_id,
         accepted=accepted,
         dropped=dropped,
         merges=merges,
         created=created,
+        anchor=anchor,
     )
+    if linked and merges:  # a value can only tie more people once profiles have merged
+        _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
+    return res
+
+
+def _refusal(
+    node: ProfileNode,
+    counts: dict[str, int],
+    absorbed_total: int,
+    joined: int,
+    view_keys: set[str],
+    view_bans: set[str],
+    rules: Rules,
+) -> str | None:
+    """Why ``node`` may not join the view, or None."""
+    violated = _violated_type(counts, node, rules)
+    if violated is not None:
+        return f"limit:{violated}"
+    if joined and absorbed_total + node.absorbed + joined > rules.merge_cap:
+        return "merge_cap"
+    keys = node.keys()
+    if view_bans.intersection(keys) or node.ban_targets() & view_keys:
+        return "banned"
+    return None
+
+
+def _find_generic(
+    node: ProfileNode,
+    touched: dict[str, None],
+    event: NormalizedEvent,
+    store: GraphStore,
+    rules: Rules,
+    res: Resolution,
+) -> None:
+    """Declare generic every touched value that now ties too many people; split them off.
+
+    The event is then re-homed: it stays with the part that owns its anchor, and loses the
+    identifiers that went generic or ended up in another part.
+    """
+    generic: list[str] = []
+    for key in touched:
+        limit = rules.rule(key.partition(":")[0]).generic_after
+        if limit is not None and people_tied_by(node, key, rules) > limit:
+            generic.append(key)
+    if not generic:
+        return
+    reason = LinkReason("generic", generic, event.event_id, event.ts)
+    split = split_profile(node, store, rules, reason, frozenset(generic), generic=True)
+    if split is None:
+        return
+    res.splits.append(split)
+    res.generic = generic
+    gone = set(generic)
+    remaining = [i for i in res.accepted if ident_key(i) not in gone]
+    res.anchor = rules.priority_order(remaining)[0] if remaining else None
+    owner = store.get_owner(ident_key(res.anchor)) if res.anchor is not None else None
+    res.profile_id = owner
+    keep = [i for i in remaining if owner is not None and store.get_owner(ident_key(i)) == owner]
+    for ident in res.accepted:
+        if ident not in keep:
+            reason_text = "generic" if ident_key(ident) in gone else "split"
+            res.dropped.append(Dropped(ident, reason_text))
+    res.accepted = keep
 
 
 def _violated_type(counts: dict[str, int], node: ProfileNode, rules: Rules) -> str | None:
@@ -270,14 +266,3 @@ def _violated_type(counts: dict[str, int], node: ProfileNode, rules: Rules) -> s
         ):
             worst, worst_prio = kind, rule.priority
     return worst
-
-
-def _fresh_id(event_id: str, store: GraphStore) -> str:
-    """``new_profile_id(event_id)``, salted deterministically in the (practically
-    impossible, or rule-change-induced) case that a live profile already has that id."""
-    pid = new_profile_id(event_id)
-    salt = 0
-    while store.get_node(pid) is not None:
-        salt += 1
-        pid = new_profile_id(f"{event_id}#{salt}")
-    return pid

@@ -346,7 +346,8 @@ def test_event_already_on_one_profile_is_a_no_op_without_writes() -> None:
     before = store.to_dict()
     store.writes = 0
     store.node_gets.clear()
-    res = resolve(ev("b", 2.0, ("email", "a@x.com"), ("anonymous_id", "ck")), store, DEFAULT)
+    # Same pair as before (the anchor customer_id with the email), later: no new evidence.
+    res = resolve(ev("b", 2.0, ("email", "a@x.com"), ("customer_id", "C1")), store, DEFAULT)
     assert res.profile_id == first.profile_id
     assert res.merges == [] and not res.created
     assert store.writes == 0

@@ -1,0 +1,205 @@
+"""The identity graph's storage model: profile nodes with their evidence, and the store.
+
+A profile node keeps, besides the identifiers it owns, *why* it owns them: every distinct
+pair of identifiers an event tied together (a **link**, with rule, event, time and score),
+when each identifier was first seen, and the **bans** (pairs that must never share a
+profile). The links are what make merges explainable and reversible: splitting a profile is
+re-running union-find over its links without the ones that are now refused.
+
+Pure module: no Faust, no Kafka.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Owner value of an identifier declared generic: it belongs to nobody and links nothing.
+GENERIC = "!generic"
+
+#: One link: ``[a, b, rule, event_id, ts, score]`` with ``a < b`` (keys ``type:value``).
+Link = list[Any]
+
+
+def link_order(link: Link) -> tuple[float, str, str, str]:
+    """Event time, then event id, then the pair: the order evidence is replayed in."""
+    return (float(link[4]), str(link[3]), str(link[0]), str(link[1]))
+
+
+@dataclass(slots=True)
+class ProfileNode:
+    """A profile as the identity graph sees it: identifiers and the evidence behind them.
+
+    ``identifiers`` maps type -> values in attach order. ``absorbed`` counts every profile
+    merged into this one over its life (what ``merge_cap`` bounds). ``links`` holds each
+    distinct identifier pair once, with its earliest evidence; ``origins`` the earliest
+    ``[ts, event_id]`` of each identifier; ``bans`` maps an owned identifier to the keys
+    it must never share a profile with.
+    """
+
+    profile_id: str
+    first_seen: float
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    absorbed: int = 0
+    links: list[Link] = field(default_factory=list)
+    origins: dict[str, list[Any]] = field(default_factory=dict)
+    bans: dict[str, list[str]] = field(default_factory=dict)
+
+    def count(self, ident_type: str) -> int:
+        """How many values of ``ident_type`` the profile owns."""
+        values = self.identifiers.get(ident_type)
+        return len(values) if values else 0
+
+    def keys(self) -> list[str]:
+        """Every owned identifier as a ``type:value`` key."""
+        return [f"{kind}:{v}" for kind, values in self.identifiers.items() for v in values]
+
+    def ban_targets(self) -> set[str]:
+        return {other for targets in self.bans.values() for other in targets}
+
+    def keeper(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The oldest identifier (earliest evidence, then key): the one that keeps the id."""
+        best: tuple[float, str, str] | None = None
+        for key in self.keys():
+            if key in exclude:
+                continue
+            ts, eid = self.origins.get(key, (self.first_seen, ""))
+            cand = (float(ts), str(eid), key)
+            if best is None or cand < best:
+                best = cand
+        return best[2] if best is not None else None
+
+    def add_link(self, a: str, b: str, rule: str, event_id: str, ts: float, score: Any) -> bool:
+        """Record that ``a`` and ``b`` were tied; keeps the earliest evidence per pair.
+
+        Returns True if anything changed (a new pair, or earlier evidence for a known one).
+        """
+        if a > b:
+            a, b = b, a
+        for link in self.links:
+            if link[0] == a and link[1] == b:
+                if (ts, event_id) < (float(link[4]), str(link[3])):
+                    link[2:] = [rule, event_id, ts, score]
+                    return True
+                return False
+        self.links.append([a, b, rule, event_id, ts, score])
+        return True
+
+    def add_origin(self, key: str, ts: float, event_id: str) -> bool:
+        seen = self.origins.get(key)
+        if seen is None or (ts, event_id) < (float(seen[0]), str(seen[1])):
+            self.origins[key] = [ts, event_id]
+            return True
+        return False
+
+    def add_ban(self, key: str, other: str) -> None:
+        targets = self.bans.setdefault(key, [])
+        if other not in targets:
+            targets.append(other)
+
+    def take(self, other: ProfileNode) -> None:
+        """Fold ``other``'s identifiers and evidence into this node (a merge)."""
+        for kind, values in other.identifiers.items():
+            self.identifiers.setdefault(kind, []).extend(values)
+        for link in other.links:
+            self.add_link(*link)
+        for key, (ts, eid) in other.origins.items():
+            self.add_origin(key, float(ts), str(eid))
+        for key, targets in other.bans.items():
+            for target in targets:
+                self.add_ban(key, target)
+        self.absorbed += 1 + other.absorbed
+        self.first_seen = min(self.first_seen, other.first_seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile_id": self.profile_id,
+            "first_seen": self.first_seen,
+            "identifiers": {k: list(v) for k, v in self.identifiers.items()},
+            "absorbed": self.absorbed,
+            "links": [list(link) for link in self.links],
+            "origins": {k: list(v) for k, v in self.origins.items()},
+            "bans": {k: list(v) for k, v in self.bans.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProfileNode:
+        return cls(
+            profile_id=str(d["profile_id"]),
+            first_seen=float(d["first_seen"]),
+            identifiers={str(k): [str(x) for x in v] for k, v in d["identifiers"].items()},
+            absorbed=int(d.get("absorbed", 0)),
+            links=[list(link) for link in d.get("links") or []],
+            origins={str(k): list(v) for k, v in (d.get("origins") or {}).items()},
+            bans={str(k): [str(x) for x in v] for k, v in (d.get("bans") or {}).items()},
+        )
+
+
+class GraphStore(Protocol):
+    """What the resolver needs from storage: two key-value maps.
+
+    Implementations: :class:`DictStore` (tests, replay) and the Faust/RocksDB tables of
+    the resolve stage. Keeping the interface this small is what lets a sharded resolver
+    replace the single-writer topology later without touching the rules.
+    """
+
+    def get_owner(self, key: str) -> str | None: ...
+    def set_owner(self, key: str, profile_id: str) -> None: ...
+    def del_owner(self, key: str) -> None: ...
+    def get_node(self, profile_id: str) -> ProfileNode | None: ...
+    def put_node(self, node: ProfileNode) -> None: ...
+    def del_node(self, profile_id: str) -> None: ...
+
+
+class DictStore:
+    """In-memory :class:`GraphStore`. Nodes are kept by reference (no copies): cheap for
+    replaying large inputs; callers that snapshot it should use ``to_dict``."""
+
+    __slots__ = ("nodes", "owners")
+
+    def __init__(self) -> None:
+        self.owners: dict[str, str] = {}
+        self.nodes: dict[str, ProfileNode] = {}
+
+    def get_owner(self, key: str) -> str | None:
+        return self.owners.get(key)
+
+    def set_owner(self, key: str, profile_id: str) -> None:
+        self.owners[key] = profile_id
+
+    def del_owner(self, key: str) -> None:
+        self.owners.pop(key, None)
+
+    def get_node(self, profile_id: str) -> ProfileNode | None:
+        return self.nodes.get(profile_id)
+
+    def put_node(self, node: ProfileNode) -> None:
+        self.nodes[node.profile_id] = node
+
+    def del_node(self, profile_id: str) -> None:
+        self.nodes.pop(profile_id, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, comparable snapshot (used by replay-determinism tests)."""
+        return {
+            "owners": dict(sorted(self.owners.items())),
+            "nodes": {pid: self.nodes[pid].to_dict() for pid in sorted(self.nodes)},
+        }
+
+
+def new_profile_id(seed: str) -> str:
+    """The id of a profile created by event (or command) ``seed``: derived, not random or a
+    counter, so replaying the input (or re-delivery after a crash) yields the same ids."""
+    return "p_" + hashlib.blake2b(seed.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def fresh_id(seed: str, store: GraphStore) -> str:
+    """``new_profile_id(seed)``, salted deterministically in the (practically impossible,
+    or rule-change-induced) case that a live profile already has that id."""
+    pid = new_profile_id(seed)
+    salt = 0
+    while store.get_node(pid) is not None:
+        salt += 1
+        pid = new_profile_id(f"{seed}#{salt}")
+    return pid
