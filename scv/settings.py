@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         10.0, description="Consumer session timeout; tansu delays joins by about half of it."
     )
     log_level: str = Field("info", description="Worker log level.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the worker's data pages (explain) require; unset = no token "
+        "(keep the port private).",
+    )
 
     # --- Identity rules and actions ------------------------------------------------------
     default_region: str = Field(

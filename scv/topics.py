@@ -80,7 +80,7 @@ class Topics:
     @property
     def dead_lettered(self) -> list[str]:
         """Every topic a stage consumes: each has a ``<topic>.dlq`` beside it."""
-        return [*self.raw_topics, self.identity_events, self.profile_events]
+        return [*self.raw_topics, self.identity_events, self.commands, self.profile_events]
 
     @property
     def commands_dlq(self) -> str:

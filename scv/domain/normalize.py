@@ -35,6 +35,7 @@ __all__ = [
     "IDENTIFIER_FIELDS",
     "InvalidEvent",
     "NormalizeConfig",
+    "canonical_value",
     "normalize",
     "normalize_email",
     "normalize_id",
@@ -271,6 +272,13 @@ def _identifiers(
         elif (kind, canonical) not in found:
             found.append((kind, canonical))
     return found
+
+
+def canonical_value(
+    kind: str, value: str, config: NormalizeConfig = DEFAULT_CONFIG, region: str | None = None
+) -> str | None:
+    """The normalised form of one identifier value, as events get it (commands use this)."""
+    return _canonical(kind, value, region or config.default_region, config)
 
 
 def _canonical(kind: str, value: str, region: str, config: NormalizeConfig) -> str | None:

@@ -115,6 +115,10 @@ class ProfileState:
     last_action_ts: dict[str, float] = field(default_factory=dict)
     merged_from: list[str] = field(default_factory=list)
     event_count: int = 0
+    #: Per anchor identifier, the fold of the events filed under it (see scv.domain.parts).
+    parts: dict[str, ProfileState] = field(default_factory=dict)
+    #: Anchors that left this profile in a split -> where they went ("" = nowhere).
+    moved: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it)."""
@@ -137,6 +141,8 @@ class ProfileState:
             "last_action_ts": dict(self.last_action_ts),
             "merged_from": list(self.merged_from),
             "event_count": self.event_count,
+            "parts": {anchor: part.to_dict() for anchor, part in self.parts.items()},
+            "moved": dict(self.moved),
         }
 
     @classmethod
@@ -162,6 +168,8 @@ class ProfileState:
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             merged_from=list(d.get("merged_from") or []),
             event_count=int(d.get("event_count") or 0),
+            parts={a: cls.from_dict(p) for a, p in (d.get("parts") or {}).items()},
+            moved=dict(d.get("moved") or {}),
         )
 
 
@@ -462,6 +470,14 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
         s.last_visit is None or _visit_key(a.last_visit) > _visit_key(s.last_visit)
     ):
         s.last_visit = dict(a.last_visit)
+
+    for anchor, part in a.parts.items():
+        mine_part = s.parts.get(anchor)
+        if mine_part is None:
+            s.parts[anchor] = ProfileState.from_dict(part.to_dict())
+        else:
+            absorb(mine_part, part)
+    s.moved.update(a.moved)
 
     s.fired = merge_fired(s.fired, a.fired)
     for kind, t in a.last_action_ts.items():

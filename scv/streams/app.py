@@ -59,6 +59,9 @@ raw_stream_topic = app.topic(*topics.raw_topics, internal=False, **_BYTES)
 dlq_topics = {name: _raw_topic(topics.dlq(name)) for name in topics.dead_lettered}
 
 identity_events = _raw_topic(topics.identity_events)
+commands = _raw_topic(topics.commands)
+#: The resolver's input: events and commands, both single-partition, so one worker owns both.
+resolver_input = app.topic(topics.identity_events, topics.commands, internal=False, **_BYTES)
 profile_events = _raw_topic(topics.profile_events)
 profiles_out = _raw_topic(topics.profiles)
 merges_out = _raw_topic(topics.merges)

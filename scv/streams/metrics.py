@@ -11,6 +11,7 @@ MERGES = Counter("scv_merges_total", "Profiles absorbed into another profile.", 
 DROPPED = Counter(
     "scv_identifiers_dropped_total", "Identifiers governance refused to link.", ["reason"]
 )
+SPLITS = Counter("scv_splits_total", "Profiles split (un-merge, ban, generic value).", ["rule"])
 UNRESOLVED = Counter("scv_events_unresolved_total", "Events with no usable identifier left.")
 ACTIONS = Counter("scv_actions_total", "Actions emitted.", ["type"])
 SUPPRESSED = Counter("scv_actions_suppressed_total", "Actions not emitted.", ["type", "reason"])

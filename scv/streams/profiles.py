@@ -1,8 +1,8 @@
 """Profile and action stage, partitioned by profile id.
 
-Consumes ``profiles.events.v1`` (events, merge hand-overs, cart ticks), keeps each profile's
-state in a RocksDB table, publishes snapshots on ``profiles.v1`` and actions on
-``actions.v1``. A timer finds due carts and sends a tick through the same topic, so every
+Consumes ``profiles.events.v1`` (events, merge hand-overs, splits and adoptions, cart ticks),
+keeps each profile's state in a RocksDB table, publishes snapshots on ``profiles.v1`` and
+actions on ``actions.v1``. A timer finds due carts and sends a tick through the same topic, so every
 state change happens inside stream iteration, one message at a time per partition.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from scv.domain.model import Action, NormalizedEvent, parse_ident
-from scv.domain.profile import ProfileState, absorb, apply_event, new_state, next_due, snapshot
+from scv.domain.parts import Adoption, adopt, file_event, reroute, split_state
+from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapshot
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.streams import metrics
 from scv.streams.app import (
@@ -47,6 +48,21 @@ async def _forward(msg: dict[str, Any], survivor: str) -> None:
     )
 
 
+async def _adopt(adoption: Adoption) -> None:
+    await profile_events.send(
+        key=adoption.profile_id.encode(), value=orjson.dumps(adoption.to_dict())
+    )
+
+
+async def _split(state: ProfileState, msg: dict[str, Any]) -> ProfileState | None:
+    """Carry out the resolver's split: the kept part's state (None if nothing is left);
+    every other part gets its partials through an ``adopt`` message."""
+    kept, adoptions = split_state(state, msg["parts"], msg.get("removed") or [])
+    for adoption in adoptions:
+        await _adopt(adoption)
+    return kept
+
+
 async def _hand_over(pid: str, state: ProfileState, survivor: str) -> None:
     """The absorbed side of a merge: give the state to the survivor and leave a marker."""
     key = pid.encode()
@@ -56,22 +72,34 @@ async def _hand_over(pid: str, state: ProfileState, survivor: str) -> None:
     await profiles_out.send(key=key, value=None)  # tombstone on the compacted topic
 
 
-def _step(
+async def _step(
     state: ProfileState | None, pid: str, msg: dict[str, Any], now: float
-) -> tuple[ProfileState, list[Action]]:
+) -> tuple[ProfileState | None, list[Action]]:
     kind = msg["kind"]
     if kind == "event":
         event = NormalizedEvent.from_dict(msg["event"])
         state = state or new_state(pid, event.ts)
         accepted = [parse_ident(k) for k in msg.get("accepted", [])]
-        apply_event(state, event, accepted, now, settings.cart_window_s)
+        anchor = parse_ident(msg["anchor"]) if msg.get("anchor") else None
+        file_event(state, anchor, event, accepted, now, settings.cart_window_s)
         return state, on_event(state, event, now, trigger_config)
     if kind == "absorb":
         other = ProfileState.from_dict(msg["state"])
+        if state is not None:
+            other, forwards = reroute(state, other)  # this profile was split meanwhile
+            for adoption in forwards:
+                await _adopt(adoption)
         state = state or new_state(pid, other.created_ts)
         absorb(state, other)
         # A merge can bring a cart past its window, or a cancellation and a later visit, together.
         return state, due(state, now, trigger_config) + pending_churn(state, now, trigger_config)
+    if kind == "adopt":
+        state = adopt(state, Adoption.from_dict(msg))
+        return state, due(state, now, trigger_config) + pending_churn(state, now, trigger_config)
+    if kind == "split":
+        if state is None:
+            return None, []
+        return await _split(state, msg), []
     if kind == "tick" and state is not None:
         return state, due(state, now, trigger_config)
     raise ValueError(f"unknown message kind {kind!r}")
@@ -96,7 +124,7 @@ async def profiles_agent(stream: Any) -> None:
             if msg["kind"] == "merge":
                 await _hand_over(pid, state or new_state(pid, time.time()), msg["survivor"])
                 continue
-            state, actions = _step(state, pid, msg, time.time())
+            state, actions = await _step(state, pid, msg, time.time())
         except Exception as exc:  # one bad message must not stop the partition
             log.exception(
                 "%s[%s] offset %s: profile step failed",
@@ -105,6 +133,11 @@ async def profiles_agent(stream: Any) -> None:
                 msg_meta.offset,
             )
             await send_to_dlq(event, f"profile_step: {type(exc).__name__}: {exc}", "profiles")
+            continue
+        if state is None:  # split with nothing left: the profile is gone
+            profile_table.pop(key, None)
+            carts_due.pop(key, None)
+            await profiles_out.send(key=key, value=None)
             continue
         profile_table[key] = orjson.dumps(state.to_dict())
         due_at = next_due(state)

@@ -1,9 +1,11 @@
 """Resolve stage: the single writer of the identity graph.
 
-``identity.events.v1`` has one partition, so this agent sees every event in one order and
-every decision sees whole components. It publishes merges on ``profiles.merges.v1`` and routes
-each event, and each hand-over of an absorbed profile, to ``profiles.events.v1`` keyed by
-profile id. The decisions themselves are ``scv.domain.resolver.resolve``.
+``identity.events.v1`` and ``identity.commands.v1`` have one partition each, so this agent
+sees every event and command in one order and every decision sees whole components. It
+publishes merges, splits, refusals and generic values on ``profiles.merges.v1`` and routes
+each event, each hand-over of an absorbed profile and each split to ``profiles.events.v1``
+keyed by profile id. The decisions themselves are ``scv.domain.resolver.resolve`` and
+``scv.domain.commands.apply_command``.
 """
 
 from __future__ import annotations
@@ -15,16 +17,27 @@ from typing import Any
 
 import orjson
 
+from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
-from scv.domain.model import NormalizedEvent, Resolution, ident_key
+from scv.domain.model import LinkReason, NormalizedEvent, Resolution, Split, ident_key
+from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import ProfileNode, resolve
 from scv.streams import metrics
-from scv.streams.app import app, identity_events, merges_out, nodes, owners, profile_events
+from scv.streams.app import (
+    app,
+    commands,
+    merges_out,
+    nodes,
+    owners,
+    profile_events,
+    resolver_input,
+)
 from scv.streams.app import settings as _settings
 from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 rules = load_rules(_settings.rules_path)
+normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
 
 class TableStore:
@@ -60,13 +73,40 @@ class TableStore:
 store = TableStore(owners, nodes)
 
 
-def outgoing(event: NormalizedEvent, res: Resolution) -> list[tuple[Any, bytes, bytes]]:
-    """What one decision publishes, in order: merges first, then the event itself.
+#: (topic, key, value) to send, in order; a refusal on an event with no profile has no key.
+Outgoing = tuple[Any, bytes | None, bytes]
+
+
+def _graph_event(
+    kind: str,
+    survivor: str | None,
+    absorbed: str | None,
+    reason: dict[str, Any],
+    identifiers: list[str] | None = None,
+) -> bytes:
+    body: dict[str, Any] = {"kind": kind, "survivor": survivor, "absorbed": absorbed}
+    if identifiers is not None:
+        body["identifiers"] = identifiers
+    return orjson.dumps(body | {"reason": reason})
+
+
+def split_messages(split: Split) -> list[Outgoing]:
+    """A split: one ``split`` record per new part on ``profiles.merges.v1``, and the
+    instruction to the profile owner, which rebuilds each part's state from its history."""
+    key = split.profile_id.encode()
+    out: list[Outgoing] = [(merges_out, key, orjson.dumps(record)) for record in split.events()]
+    out.append((profile_events, key, orjson.dumps({"kind": "split", **split.to_dict()})))
+    return out
+
+
+def outgoing(event: NormalizedEvent, res: Resolution) -> list[Outgoing]:
+    """What one decision publishes, in order: merges, refusals, generic values and splits,
+    then the event itself.
 
     Merge hand-overs go to the absorbed profile's partition (its owner holds the state);
-    the event goes to the survivor's.
+    the event goes to the (post-split) profile that owns its anchor.
     """
-    out: list[tuple[Any, bytes, bytes]] = []
+    out: list[Outgoing] = []
     for merge in res.merges:
         out.append((merges_out, merge.survivor.encode(), orjson.dumps(merge.to_dict())))
         handover = {
@@ -76,22 +116,48 @@ def outgoing(event: NormalizedEvent, res: Resolution) -> list[tuple[Any, bytes, 
             "reason": merge.reason.to_dict(),
         }
         out.append((profile_events, merge.absorbed.encode(), orjson.dumps(handover)))
+    target = (res.profile_id or "").encode() or None
+    for dropped in res.dropped:
+        if dropped.reason in ("blocked", "generic", "split"):
+            continue  # configuration or already announced; not a refused link
+        refused = LinkReason(
+            dropped.reason, [ident_key(dropped.identifier)], event.event_id, event.ts
+        )
+        body = _graph_event("refused", res.profile_id, dropped.owner, refused.to_dict())
+        out.append((merges_out, target, body))
+    for split in res.splits:
+        if split.removed:
+            why = split.reason.to_dict()
+            generic = _graph_event("generic", split.profile_id, None, why, split.removed)
+            out.append((merges_out, split.profile_id.encode(), generic))
+        out += split_messages(split)
     if res.profile_id is not None:
-        body = {
+        routed = {
             "kind": "event",
             "profile_id": res.profile_id,
             "event": event.to_dict(),
             "accepted": [ident_key(i) for i in res.accepted],
+            "anchor": ident_key(res.anchor) if res.anchor is not None else None,
             "dropped": [d.to_dict() for d in res.dropped],
         }
-        out.append((profile_events, res.profile_id.encode(), orjson.dumps(body)))
+        out.append((profile_events, res.profile_id.encode(), orjson.dumps(routed)))
     return out
 
 
-@app.agent(identity_events, name="resolve")
+def command_outgoing(result: CommandResult) -> list[Outgoing]:
+    out: list[Outgoing] = []
+    for split in result.splits:
+        out += split_messages(split)
+    return out
+
+
+@app.agent(resolver_input, name="resolve")
 async def resolve_agent(stream: Any) -> None:
     async for event in stream.events():
         msg = event.message
+        if msg.topic == commands.get_topic_name():
+            await _command(event)
+            continue
         metrics.EVENTS_IN.labels("resolve").inc()
         try:
             normalized = NormalizedEvent.from_dict(orjson.loads(msg.value))
@@ -105,7 +171,28 @@ async def resolve_agent(stream: Any) -> None:
             metrics.MERGES.labels(merge.reason.rule).inc()
         for dropped in res.dropped:
             metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
+        for split in res.splits:
+            metrics.SPLITS.labels(split.reason.rule).inc()
         if res.profile_id is None:
             metrics.UNRESOLVED.inc()
         for topic, key, value in outgoing(normalized, res):
             await topic.send(key=key, value=value)
+
+
+async def _command(event: Any) -> None:
+    """A steward's command: carried out, or dead-lettered with the reason."""
+    metrics.EVENTS_IN.labels("commands").inc()
+    try:
+        command = parse_command(event.message.value or b"", normalize_config)
+    except InvalidEvent as exc:
+        await send_to_dlq(event, exc.reason, "resolve")
+        return
+    result = apply_command(command, store, rules)
+    if result.error is not None:
+        await send_to_dlq(event, f"command: {result.error}", "resolve")
+        return
+    log.info("command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits))
+    for split in result.splits:
+        metrics.SPLITS.labels(split.reason.rule).inc()
+    for topic, key, value in command_outgoing(result):
+        await topic.send(key=key, value=value)

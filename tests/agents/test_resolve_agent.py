@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from agentkit import Outbox, feed
+from agentkit import Outbox, feed_from
 
 from scv.domain.model import Identifier, NormalizedEvent
 from scv.domain.resolver import new_profile_id
@@ -35,8 +35,15 @@ async def test_login_attaches_identifiers_to_the_anonymous_profile(
     stages: SimpleNamespace, sent: Outbox
 ) -> None:
     async with stages.resolve.resolve_agent.test_context() as agent:
-        await feed(agent, event("e1", 1000.0, COOKIE), key=b"e1")
-        await feed(agent, event("e2", 2000.0, CUSTOMER, EMAIL, COOKIE, etype="login"), key=b"e2")
+        await feed_from(
+            agent, stages.topics.identity_events, event("e1", 1000.0, COOKIE), key=b"e1"
+        )
+        await feed_from(
+            agent,
+            stages.topics.identity_events,
+            event("e2", 2000.0, CUSTOMER, EMAIL, COOKIE, etype="login"),
+            key=b"e2",
+        )
 
     pid = new_profile_id("e1")
     owners, nodes = graph(stages)
@@ -77,11 +84,15 @@ async def test_login_joining_two_profiles_merges_into_the_older(
     survivor, absorbed = (cookie_pid, email_pid) if older == "cookie" else (email_pid, cookie_pid)
 
     async with stages.resolve.resolve_agent.test_context() as agent:
-        await feed(agent, event("e-cookie", cookie_ts, COOKIE))
-        await feed(agent, event("e-email", email_ts, EMAIL))
+        await feed_from(agent, stages.topics.identity_events, event("e-cookie", cookie_ts, COOKIE))
+        await feed_from(agent, stages.topics.identity_events, event("e-email", email_ts, EMAIL))
         assert len(graph(stages)[1]) == 2  # two profiles before the login
         before = len(sent)
-        await feed(agent, event("e-login", 3000.0, CUSTOMER, EMAIL, COOKIE, etype="login"))
+        await feed_from(
+            agent,
+            stages.topics.identity_events,
+            event("e-login", 3000.0, CUSTOMER, EMAIL, COOKIE, etype="login"),
+        )
 
     t = stages.topics
     out = sent[before:]
@@ -112,9 +123,11 @@ async def test_unreadable_message_goes_to_the_dlq_and_the_agent_goes_on(
     stages: SimpleNamespace, sent: Outbox
 ) -> None:
     async with stages.resolve.resolve_agent.test_context() as agent:
-        await feed(agent, b"not json")
-        await feed(agent, orjson.dumps({"event_id": "no-identifiers-field"}))
-        await feed(agent, event("e1", 1000.0, COOKIE))
+        await feed_from(agent, stages.topics.identity_events, b"not json")
+        await feed_from(
+            agent, stages.topics.identity_events, orjson.dumps({"event_id": "no-identifiers-field"})
+        )
+        await feed_from(agent, stages.topics.identity_events, event("e1", 1000.0, COOKIE))
         assert agent.crash_reason is None
 
     topics = stages.topics

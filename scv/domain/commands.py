@@ -1,0 +1,179 @@
+"""Identity commands (``identity.commands.v1``) the resolver carries out: un-merge, ban-link.
+
+A data steward who finds two people fused says so once; the resolver splits the profile
+along its recorded links and installs a **ban** (a pair of identifiers that must never share
+a profile again), so the same evidence arriving later cannot re-fuse them.
+
+* ``unmerge``: ``subject`` names the profile (``profile_id``, or any identifier it owns);
+  ``identifiers`` are what to take out. Each is banned from the profile's oldest remaining
+  identifier, and the profile is re-resolved from its links: the listed identifiers go, with
+  whatever their own evidence ties to them, to new profiles; the rest keeps the id.
+* ``ban_link``: ``identifiers`` are exactly two keys that must never share a profile. If
+  they share one now, it is split the same way.
+
+Pure module: no Faust, no Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from scv.domain.governance import Rules
+from scv.domain.graph import GENERIC, GraphStore, ProfileNode
+from scv.domain.model import LinkReason, Split
+from scv.domain.normalize import (
+    DEFAULT_CONFIG,
+    InvalidEvent,
+    NormalizeConfig,
+    _parse_timestamp,
+    canonical_value,
+)
+from scv.domain.split import split_profile
+from scv.schemas import validator
+
+#: Command types the resolver handles; the others belong to later stages.
+RESOLVER_COMMANDS = frozenset({"unmerge", "ban_link"})
+
+
+@dataclass(slots=True)
+class Command:
+    command_id: str
+    type: str
+    ts: float
+    profile_id: str | None  # subject given as a profile id
+    subject_key: str | None  # subject given as an identifier
+    identifiers: list[str]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CommandResult:
+    """What a command did: the splits to publish, or why it could not be carried out."""
+
+    command: Command
+    splits: list[Split] = field(default_factory=list)
+    bans: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+class CommandError(Exception):
+    """A well-formed command that cannot be carried out (unknown profile, foreign key)."""
+
+
+def parse_command(raw: bytes, config: NormalizeConfig = DEFAULT_CONFIG) -> Command:
+    """Decode and validate one command; identifiers are normalised as events' are.
+
+    Raises :class:`InvalidEvent` (reason as on the DLQ) for anything malformed.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidEvent("invalid_json") from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not_an_object")
+    try:
+        validator("identity.commands.v1")(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent(f"schema: {exc.message}") from None
+    subject = doc["subject"]
+    keys = [_key(i, config) for i in doc.get("identifiers") or []]
+    return Command(
+        command_id=doc["command_id"],
+        type=doc["type"],
+        ts=_parse_timestamp(doc["timestamp"]),
+        profile_id=subject.get("profile_id"),
+        subject_key=_key(subject, config) if "type" in subject else None,
+        identifiers=list(dict.fromkeys(keys)),
+        raw=doc,
+    )
+
+
+def _key(ident: dict[str, Any], config: NormalizeConfig) -> str:
+    value = canonical_value(ident["type"], ident["value"], config)
+    if value is None:
+        raise InvalidEvent(f"invalid_identifier:{ident['type']}")
+    return f"{ident['type']}:{value}"
+
+
+def apply_command(cmd: Command, store: GraphStore, rules: Rules) -> CommandResult:
+    """Carry out ``cmd`` on the graph; errors are returned, never raised, so the stage can
+    dead-letter the command with the reason and go on."""
+    result = CommandResult(cmd)
+    try:
+        if cmd.type == "unmerge":
+            _unmerge(cmd, store, rules, result)
+        elif cmd.type == "ban_link":
+            _ban_link(cmd, store, rules, result)
+        else:
+            raise CommandError(f"unsupported_command:{cmd.type}")
+    except CommandError as exc:
+        result.error = str(exc)
+    return result
+
+
+def _node_of(cmd: Command, store: GraphStore) -> ProfileNode:
+    if cmd.profile_id is not None:
+        node = store.get_node(cmd.profile_id)
+        if node is None:
+            raise CommandError("unknown_profile")
+        return node
+    owner = store.get_owner(cmd.subject_key or "")
+    node = store.get_node(owner) if owner and owner != GENERIC else None
+    if node is None:
+        raise CommandError("subject_not_found")
+    return node
+
+
+def _unmerge(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:
+    node = _node_of(cmd, store)
+    owned = set(node.keys())
+    foreign = [k for k in cmd.identifiers if k not in owned]
+    if foreign:
+        raise CommandError(f"not_in_profile:{len(foreign)}")
+    leaving = frozenset(cmd.identifiers)
+    keeper = node.keeper(exclude=leaving)
+    if keeper is None:
+        raise CommandError("nothing_would_remain")
+    for key in cmd.identifiers:
+        node.add_ban(key, keeper)
+        node.add_ban(keeper, key)
+        result.bans.append((key, keeper))
+    reason = LinkReason("unmerge", list(cmd.identifiers), cmd.command_id, cmd.ts)
+    split = split_profile(node, store, rules, reason)
+    if split is None:  # cannot happen with a ban between two owned keys; keep the bans
+        store.put_node(node)
+    else:
+        result.splits.append(split)
+
+
+def _ban_link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:
+    if len(cmd.identifiers) != 2:
+        raise CommandError("ban_link_needs_two_identifiers")
+    a, b = cmd.identifiers
+    owner_a, owner_b = store.get_owner(a), store.get_owner(b)
+    nodes = {
+        pid: node
+        for pid in (owner_a, owner_b)
+        if pid and pid != GENERIC and (node := store.get_node(pid)) is not None
+    }
+    if not nodes:
+        raise CommandError("identifiers_not_found")
+    for pid, node in nodes.items():
+        if pid == owner_a:
+            node.add_ban(a, b)
+        if pid == owner_b:
+            node.add_ban(b, a)
+    result.bans.append((a, b))
+    if owner_a == owner_b:
+        node = nodes[owner_a]  # type: ignore[index]
+        reason = LinkReason("ban_link", [a, b], cmd.command_id, cmd.ts)
+        split = split_profile(node, store, rules, reason)
+        if split is not None:
+            result.splits.append(split)
+            return
+    for node in nodes.values():
+        store.put_node(node)

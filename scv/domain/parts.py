@@ -1,0 +1,187 @@
+"""Per-anchor history, so a split profile gives each part back its own traits and activity.
+
+The profile stage files every event under its **anchor** (the event's highest-priority
+identifier, chosen by the resolver) and keeps, besides the profile's aggregate state, one
+partial state per anchor: the fold of the events filed under it. A merge unions the
+partials; a split hands each partial to the part that now owns its anchor and rebuilds each
+part's state as the fold of its partials. Events anchored on a value found generic belong
+to nobody and are dropped: a call from a shop's shared phone cannot be attributed.
+
+Action bookkeeping (``fired``, ``last_action_ts``) is per person, not per event, so every
+part keeps all of it: an action already sent is never sent again by a part.
+
+Pure module: no Faust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
+from scv.domain.profile import ProfileState, absorb, apply_event, new_state
+
+
+def file_event(
+    state: ProfileState,
+    anchor: Identifier | None,
+    event: NormalizedEvent,
+    accepted: list[Identifier],
+    now: float,
+    cart_window_s: float,
+) -> None:
+    """Fold ``event`` into the aggregate state and into its anchor's partial state."""
+    apply_event(state, event, accepted, now, cart_window_s)
+    if anchor is None:
+        return
+    key = ident_key(anchor)
+    part = state.parts.get(key)
+    if part is None:
+        part = state.parts[key] = new_state(state.profile_id, event.ts)
+    apply_event(part, event, accepted, now, cart_window_s)
+
+
+@dataclass(slots=True)
+class Adoption:
+    """What a new part's owner receives: its identifiers and the partials filed under them."""
+
+    profile_id: str
+    origin: str
+    identifiers: list[str]
+    partials: dict[str, ProfileState]
+    fired: list[str]
+    last_action_ts: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "adopt",
+            "profile_id": self.profile_id,
+            "origin": self.origin,
+            "identifiers": list(self.identifiers),
+            "partials": {a: p.to_dict() for a, p in self.partials.items()},
+            "fired": list(self.fired),
+            "last_action_ts": dict(self.last_action_ts),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Adoption:
+        return cls(
+            profile_id=d["profile_id"],
+            origin=d.get("origin", ""),
+            identifiers=list(d.get("identifiers") or []),
+            partials={a: ProfileState.from_dict(p) for a, p in d["partials"].items()},
+            fired=list(d.get("fired") or []),
+            last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
+        )
+
+
+def rebuild(
+    pid: str,
+    partials: dict[str, ProfileState],
+    identifiers: list[str],
+    like: ProfileState | None = None,
+) -> ProfileState:
+    """A part's state: the fold of its partials, with the resolver's identifier list.
+
+    ``like`` (the profile being split, or the part's current state) contributes the action
+    bookkeeping and, for the part that keeps the id, the merge history.
+    """
+    created = min((p.created_ts for p in partials.values()), default=None)
+    if created is None:
+        created = like.created_ts if like is not None else 0.0
+    state = new_state(pid, created)
+    for anchor in sorted(partials):
+        absorb(state, partials[anchor])
+        state.parts[anchor] = partials[anchor]
+    state.merged_from = []
+    if like is not None:
+        state.fired = list(like.fired)
+        state.last_action_ts = dict(like.last_action_ts)
+        if like.profile_id == pid:
+            state.merged_from = list(like.merged_from)
+            state.moved = dict(like.moved)
+    state.identifiers = _by_type(identifiers)
+    return state
+
+
+def split_state(
+    state: ProfileState, parts: dict[str, list[str]], removed: list[str]
+) -> tuple[ProfileState | None, list[Adoption]]:
+    """Split ``state`` as the resolver decided: the kept part's new state (None if the
+    profile is gone) and an :class:`Adoption` for every other part."""
+    pid = state.profile_id
+    owner_of = {key: part for part, keys in parts.items() for key in keys}
+    gone = set(removed)
+    grouped: dict[str, dict[str, ProfileState]] = {part: {} for part in parts}
+    for anchor, partial in state.parts.items():
+        if anchor in gone:
+            continue
+        target = owner_of.get(anchor, pid if pid in parts else None)
+        if target is not None:
+            grouped[target][anchor] = partial
+    moved = {key: part for part, keys in parts.items() if part != pid for key in keys}
+    moved.update(dict.fromkeys(removed, ""))
+    kept: ProfileState | None = None
+    if pid in parts:
+        kept = rebuild(pid, grouped[pid], parts[pid], like=state)
+        kept.moved.update(moved)
+    adoptions = [
+        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts))
+        for part, keys in parts.items()
+        if part != pid
+    ]
+    return kept, adoptions
+
+
+def adopt(current: ProfileState | None, adoption: Adoption) -> ProfileState:
+    """A new part's state: its partials folded into whatever already arrived for it."""
+    state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
+    state.fired = list(adoption.fired)
+    state.last_action_ts = dict(adoption.last_action_ts)
+    if current is not None:
+        absorb(state, current)
+        state.merged_from = list(current.merged_from)
+    return state
+
+
+def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, list[Adoption]]:
+    """A hand-over that arrives after this profile was split: partials filed under anchors
+    that left go on to their new owner (or are dropped if generic); the rest stays."""
+    if not incoming.parts.keys() & state.moved.keys():
+        return incoming, []
+    staying: dict[str, ProfileState] = {}
+    leaving: dict[str, dict[str, ProfileState]] = {}
+    for anchor, partial in incoming.parts.items():
+        target = state.moved.get(anchor)
+        if target is None:
+            staying[anchor] = partial
+        elif target:
+            leaving.setdefault(target, {})[anchor] = partial
+    keys = [ident_key(i) for i in _identifiers(incoming)]
+    kept = rebuild(
+        incoming.profile_id, staying, [k for k in keys if k not in state.moved], incoming
+    )
+    forwards = [
+        Adoption(
+            target,
+            state.profile_id,
+            [k for k in keys if state.moved.get(k) == target],
+            partials,
+            list(incoming.fired),
+            dict(incoming.last_action_ts),
+        )
+        for target, partials in sorted(leaving.items())
+    ]
+    return kept, forwards
+
+
+def _identifiers(state: ProfileState) -> list[Identifier]:
+    return [(kind, v) for kind, values in state.identifiers.items() for v in values]
+
+
+def _by_type(keys: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        kind, value = parse_ident(key)
+        out.setdefault(kind, []).append(value)
+    return out

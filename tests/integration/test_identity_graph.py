@@ -1,0 +1,188 @@
+"""The governed identity graph on the broker: generic values, un-merge, bans, explanations.
+
+One worker for the module (see ``conftest.py``); what activation services would read is
+what is checked: ``profiles.v1`` and ``profiles.merges.v1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from pipeline import Pipeline, now_iso, uid
+
+from scv.schemas import validator
+from scv.steward import build_command, send_command
+
+pytestmark = pytest.mark.integration
+
+#: A shop's front-desk phone every caller gets noted with (not in the blocked list).
+SHARED_PHONE = "020 7946 0123"
+SHARED_E164 = "+442079460123"
+
+
+def signup(cookie: str, email: str, first_name: str, marketing: bool) -> dict[str, Any]:
+    return {
+        "event_id": uid("web"),
+        "timestamp": now_iso(),
+        "type": "signup",
+        "anonymous_id": cookie,
+        "session_id": uid("sess"),
+        "email": email,
+        "traits": {"first_name": first_name},
+        "consent": {"marketing": marketing},
+    }
+
+
+def call(phone: str, email: str | None = None) -> dict[str, Any]:
+    event = {"event_id": uid("cc"), "timestamp": now_iso(), "type": "call", "phone": phone}
+    if email is not None:
+        event["email"] = email
+    return event
+
+
+def test_shared_phone_is_found_generic_and_the_three_people_are_split_back(
+    pipeline: Pipeline,
+) -> None:
+    people = [
+        (uid("ck"), f"ann.{uid('a')}@acme-corp.co.uk", "Ann", True),
+        (uid("ck"), f"bob.{uid('b')}@acme-corp.co.uk", "Bob", False),
+        (uid("ck"), f"cy.{uid('c')}@acme-corp.co.uk", "Cy", True),
+    ]
+    for cookie, email, name, marketing in people:
+        pipeline.send("web", signup(cookie, email, name, marketing))
+    for _, email, _, _ in people:
+        pipeline.wait_for(lambda e=email: pipeline.profile_with("email", e))
+    original = {e: pipeline.profile_with("email", e)["profile_id"] for _, e, _, _ in people}  # type: ignore[index]
+
+    # Ann and Bob call from the front desk: the phone merges them (two people is allowed).
+    ann, bob, cy = (p[1] for p in people)
+    pipeline.send("callcenter", call(SHARED_PHONE, ann))
+    pipeline.wait_for(lambda: pipeline.profile_with("phone", SHARED_E164))
+    pipeline.send("callcenter", call(SHARED_PHONE, bob))
+
+    def fused() -> dict[str, Any] | None:
+        p = pipeline.profile_with("email", bob)
+        return p if p is not None and ann in p["identifiers"]["email"] else None
+
+    assert pipeline.wait_for(fused)["profile_id"] == original[ann]
+
+    # Cy calls too: a third person on one phone makes it generic; everyone is split back.
+    pipeline.send("callcenter", call(SHARED_PHONE, cy))
+    pipeline.wait_for(
+        lambda: [m for m in pipeline.merges() if m["kind"] == "generic"] or None, timeout=30
+    )
+    pipeline.drain()
+
+    records = pipeline.merges()
+    for record in records:
+        validator("profiles.merges.v1")(record)
+    generic = [m for m in records if m["kind"] == "generic"]
+    assert [m["identifiers"] for m in generic] == [[f"phone:{SHARED_E164}"]]
+    splits = [m for m in records if m["kind"] == "split" and m["survivor"] == original[ann]]
+    assert len(splits) == 2
+    assert {e for m in splits for e in m["identifiers"] if e.startswith("email:")} == {
+        f"email:{bob}",
+        f"email:{cy}",
+    }
+
+    by_email = {}
+    for cookie, email, name, marketing in people:
+        profile = pipeline.profile_with("email", email)
+        assert profile is not None, email
+        by_email[email] = profile
+        assert profile["identifiers"] == {"anonymous_id": [cookie], "email": [email]}
+        assert profile["traits"]["first_name"] == name
+        assert profile["consent"]["marketing"]["granted"] is marketing
+        assert profile["channels"] == {"web": 1, "callcenter": 1}  # own signup, own call
+        assert profile["event_count"] == 2
+    assert by_email[ann]["profile_id"] == original[ann]  # the oldest part keeps the id
+    split_ids = {m["absorbed"] for m in splits}
+    assert {by_email[bob]["profile_id"], by_email[cy]["profile_id"]} == split_ids
+    assert pipeline.profiles_with("phone", SHARED_E164) == []
+
+    # The phone links nobody any more: a caller giving only it belongs to no profile.
+    before = set(pipeline.profiles())
+    pipeline.send("callcenter", call(SHARED_PHONE))
+    pipeline.drain()
+    assert set(pipeline.profiles()) == before
+
+
+def test_unmerge_splits_a_wrong_login_bans_the_link_and_explains(pipeline: Pipeline) -> None:
+    cookie, email = uid("ck"), f"dee.{uid('d')}@acme-corp.co.uk"
+    customer = uid("C")
+    pipeline.send("web", signup(cookie, email, "Dee", True))
+    pipeline.wait_for(lambda: pipeline.profile_with("email", email))
+    # Someone else logs in on Dee's browser: the cookie fuses them.
+    login = {
+        "event_id": uid("web"),
+        "timestamp": now_iso(),
+        "type": "login",
+        "anonymous_id": cookie,
+        "session_id": uid("sess"),
+        "customer_id": customer,
+        "traits": {"first_name": "Eve"},
+    }
+    pipeline.send("web", login)
+    fused = pipeline.wait_for(
+        lambda: (
+            (p := pipeline.profile_with("customer_id", customer))
+            and p["profile_id"]
+            and email in p["identifiers"].get("email", [])
+            and p
+        )
+    )
+    pid = fused["profile_id"]
+
+    status, body = pipeline.get(f"/profiles/{pid}/explain")
+    assert status == 200, body
+    expl = orjson.loads(body)
+    linked = {i["identifier"]: i for i in expl["identifiers"]}
+    assert linked[f"customer_id:{customer}"]["path"][0]["event_id"] == login["event_id"]
+    status, text = pipeline.get(f"/profiles/{pid}/explain?format=text")
+    assert status == 200 and f"customer_id:{customer}" in text.decode()
+
+    command = build_command("unmerge", [f"customer_id:{customer}"], profile_id=pid)
+    send_command(pipeline.settings, command)
+
+    def split_off() -> dict[str, Any] | None:
+        p = pipeline.profile_with("customer_id", customer)
+        return p if p is not None and p["profile_id"] != pid else None
+
+    eve = pipeline.wait_for(split_off)
+    pipeline.drain()
+    dee = pipeline.profile_with("email", email)
+    assert dee is not None and dee["profile_id"] == pid
+    assert "customer_id" not in dee["identifiers"]
+    assert dee["traits"]["first_name"] == "Dee"
+    eve = pipeline.profile_with("customer_id", customer)
+    assert eve is not None and eve["traits"]["first_name"] == "Eve"
+    splits = [m for m in pipeline.merges() if m["kind"] == "split" and m["survivor"] == pid]
+    assert len(splits) == 1
+    assert splits[0]["reason"]["rule"] == "unmerge"
+    assert splits[0]["reason"]["event_id"] == command["command_id"]
+
+    # The same evidence again does not fuse them: the link is banned and the refusal is said.
+    again = dict(login, event_id=uid("web"), timestamp=now_iso())
+    pipeline.send("web", again)
+    pipeline.drain()
+    assert pipeline.profile_with("email", email)["profile_id"] == pid  # type: ignore[index]
+    refused = [
+        m
+        for m in pipeline.merges()
+        if m["kind"] == "refused" and m["reason"]["event_id"] == again["event_id"]
+    ]
+    assert [m["reason"]["rule"] for m in refused] == ["banned"]
+
+    # A command that cannot be carried out goes to the commands DLQ with the reason.
+    bad = build_command("unmerge", [f"email:{email}"], profile_id="p_does_not_exist")
+    send_command(pipeline.settings, bad)
+    pipeline.drain()
+    dead = [
+        r
+        for r in pipeline.dlq(pipeline.topics.commands)
+        if bad["command_id"].encode() in (r.value or b"")
+    ]
+    assert len(dead) == 1
+    assert dead[0].headers["scv.error.reason"] == b"command: unknown_profile"
