@@ -241,3 +241,45 @@ async def test_bad_messages_cost_only_themselves(stages: SimpleNamespace, sent: 
     )
     assert stored(stages, "p_nobody") is None
     assert stored(stages, A)["event_count"] == 1
+
+
+def anchored(pid: str, event: NormalizedEvent, anchor: str) -> bytes:
+    """``kind=event`` with the anchor the resolver chose."""
+    body = orjson.loads(event_msg(pid, event))
+    return orjson.dumps(body | {"anchor": anchor})
+
+
+async def test_split_rebuilds_the_kept_part_and_hands_the_rest_over(
+    stages: SimpleNamespace, sent: Outbox
+) -> None:
+    ann = web_event(WEB[4])  # signup: ck-jane-1, C-1001, jane.doe@example.com, Jane, consent
+    eve = web_event(
+        {**WEB[5], "event_id": "web-eve", "customer_id": "C-2", "traits": {"first_name": "Eve"}}
+    )
+    split = {
+        "kind": "split",
+        "profile_id": A,
+        "parts": {A: ["anonymous_id:ck-jane-1", "customer_id:C-1001"], B: ["customer_id:C-2"]},
+        "removed": [],
+        "reason": {"rule": "unmerge", "identifiers": ["customer_id:C-2"], "event_id": "c", "ts": 1},
+    }
+    async with stages.profiles.profiles_agent.test_context() as agent:
+        await feed(agent, anchored(A, ann, "customer_id:C-1001"), key=A.encode())
+        await feed(agent, anchored(A, eve, "customer_id:C-2"), key=A.encode())
+        assert stored(stages, A)["event_count"] == 2
+        before = len(sent)
+        await feed(agent, orjson.dumps(split), key=A.encode())
+        adoption = sent[before]
+        assert (adoption.topic, adoption.key) == (stages.topics.profile_events, B.encode())
+        await feed(agent, adoption.value, key=B.encode())  # as the owner of B receives it
+        assert agent.crash_reason is None
+
+    kept, moved = stored(stages, A), stored(stages, B)
+    assert kept["event_count"] == 1 and moved["event_count"] == 1
+    assert kept["traits"]["first_name"] == "Jane"
+    assert moved["traits"]["first_name"] == "Eve"
+    assert kept["identifiers"] == {"anonymous_id": ["ck-jane-1"], "customer_id": ["C-1001"]}
+    assert moved["identifiers"] == {"customer_id": ["C-2"]}
+    snapshots = {m.key: m.json() for m in sent[before:] if m.topic == stages.topics.profiles}
+    assert snapshots[A.encode()]["event_count"] == 1
+    assert snapshots[B.encode()]["traits"]["first_name"] == "Eve"

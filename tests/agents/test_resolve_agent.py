@@ -139,3 +139,57 @@ async def test_unreadable_message_goes_to_the_dlq_and_the_agent_goes_on(
     assert sent[1].header_map["scv.error.reason"].startswith(b"unreadable: KeyError")
     assert sent[2].json()["event"]["event_id"] == "e1"
     assert list(graph(stages)[1]) == [new_profile_id("e1")]
+
+
+def command(command_id: str, ctype: str, subject: dict[str, str], *keys: Identifier) -> bytes:
+    return orjson.dumps(
+        {
+            "command_id": command_id,
+            "type": ctype,
+            "timestamp": 5000,
+            "subject": subject,
+            "identifiers": [{"type": t, "value": v} for t, v in keys],
+        }
+    )
+
+
+async def test_unmerge_command_splits_and_tells_the_profile_owner(
+    stages: SimpleNamespace, sent: Outbox
+) -> None:
+    t = stages.topics
+    other: Identifier = ("customer_id", "C-2")
+    async with stages.resolve.resolve_agent.test_context() as agent:
+        await feed_from(agent, t.identity_events, event("e1", 1000.0, EMAIL, COOKIE))
+        await feed_from(agent, t.identity_events, event("e2", 2000.0, other, COOKIE))
+        pid = new_profile_id("e1")
+        assert set(graph(stages)[1]) == {pid}  # fused through the cookie
+        before = len(sent)
+        cmd = command("cmd-1", "unmerge", {"profile_id": pid}, other)
+        await feed_from(agent, t.commands, cmd)
+        await feed_from(agent, t.commands, b"{not json")
+        await feed_from(
+            agent, t.commands, command("cmd-2", "unmerge", {"profile_id": "p_x"}, EMAIL)
+        )
+        assert agent.crash_reason is None
+
+    out = sent[before:]
+    assert [m.topic for m in out] == [
+        t.merges,
+        t.profile_events,
+        t.dlq(t.commands),
+        t.dlq(t.commands),
+    ]
+    split_record, instruction = out[0].json(), out[1].json()
+    validator("profiles.merges.v1")(split_record)
+    new_pid = split_record["absorbed"]
+    assert (split_record["kind"], split_record["survivor"]) == ("split", pid)
+    assert split_record["identifiers"] == ["customer_id:C-2"]
+    assert split_record["reason"]["rule"] == "unmerge"
+    assert split_record["reason"]["event_id"] == "cmd-1"
+    assert instruction["kind"] == "split" and out[1].key == pid.encode()
+    assert instruction["parts"][new_pid] == ["customer_id:C-2"]
+    owners, nodes = graph(stages)
+    assert owners["customer_id:C-2"] == new_pid
+    assert set(nodes) == {pid, new_pid}
+    assert out[2].header_map["scv.error.reason"] == b"invalid_json"
+    assert out[3].header_map["scv.error.reason"] == b"command: unknown_profile"
