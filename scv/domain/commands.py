@@ -32,7 +32,7 @@ from scv.domain.normalize import (
     _parse_timestamp,
     canonical_value,
 )
-from scv.domain.split import split_profile
+from scv.domain.split import partition, split_profile
 from scv.schemas import validator
 
 #: Command types the resolver handles; the others belong to later stages.
@@ -135,19 +135,39 @@ def _unmerge(cmd: Command, store: GraphStore, rules: Rules, result: CommandResul
     if foreign:
         raise CommandError(f"not_in_profile:{len(foreign)}")
     leaving = frozenset(cmd.identifiers)
-    keeper = node.keeper(exclude=leaving)
-    if keeper is None:
+    core = _core(node, leaving, rules)
+    if core is None:
         raise CommandError("nothing_would_remain")
     for key in cmd.identifiers:
-        node.add_ban(key, keeper)
-        node.add_ban(keeper, key)
-        result.bans.append((key, keeper))
+        node.add_ban(key, core)
+        node.add_ban(core, key)
+        result.bans.append((key, core))
     reason = LinkReason("unmerge", list(cmd.identifiers), cmd.command_id, cmd.ts)
-    split = split_profile(node, store, rules, reason)
+    split = split_profile(node, store, rules, reason, keep=core)
     if split is None:  # cannot happen with a ban between two owned keys; keep the bans
         store.put_node(node)
     else:
         result.splits.append(split)
+
+
+def _core(node: ProfileNode, leaving: frozenset[str], rules: Rules) -> str | None:
+    """The identifier that stands for "the rest of the person" when ``leaving`` goes.
+
+    Without the leaving identifiers the profile may fall apart (a phone that was only tied to
+    the leaving email); the part that stays is the one holding the strongest identifier
+    (priority, then age), and its oldest identifier keeps the id and gets the bans.
+    """
+    rest = partition(node, rules, leaving)
+    if not rest:
+        return None
+
+    def strength(group: list[str]) -> tuple[int, float]:
+        best = max(rules.rule(k.partition(":")[0]).priority for k in group)
+        oldest = min(float(node.origins.get(k, (node.first_seen, ""))[0]) for k in group)
+        return (best, -oldest)
+
+    main = max(rest, key=strength)
+    return min(main, key=lambda k: (float(node.origins.get(k, (node.first_seen, ""))[0]), k))
 
 
 def _ban_link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:

@@ -163,6 +163,9 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
     anchor = rules.priority_order(accepted)[0]
     anchor_key = ident_key(anchor)
     changed = bool(created or others or attached)
+    if event.ts < survivor.first_seen:  # a late, older event: survivorship goes by event time
+        survivor.first_seen = event.ts
+        changed = True
     linked: list[str] = []
     for ident in accepted:
         key = ident_key(ident)
@@ -183,7 +186,7 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         created=created,
         anchor=anchor,
     )
-    if linked and merges:  # a value can only tie more people once profiles have merged
+    if linked:  # new evidence: a value may now tie more people than its type allows
         _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
     return res
 

@@ -129,19 +129,20 @@ def split_profile(
     reason: LinkReason,
     removed: frozenset[str] = frozenset(),
     generic: bool = False,
+    keep: str | None = None,
 ) -> Split | None:
     """Split ``node`` along its evidence and write the parts to ``store``.
 
-    The part holding the oldest remaining identifier keeps the profile id (stable ids for
-    consumers); every other part gets an id derived from the cause and its oldest key, so a
-    replay reproduces it. ``removed`` keys leave the graph: marked :data:`GENERIC` when
-    ``generic``, else un-owned. Returns None when nothing changes.
+    The part holding ``keep`` (default: the oldest remaining identifier) keeps the profile
+    id (stable ids for consumers); every other part gets an id derived from the cause and its
+    oldest key, so a replay reproduces it. ``removed`` keys leave the graph: marked
+    :data:`GENERIC` when ``generic``, else un-owned. Returns None when nothing changes.
     """
     groups = partition(node, rules, removed)
     present = [k for k in node.keys() if k in removed]
     if len(groups) <= 1 and not present:
         return None
-    keeper = node.keeper(exclude=removed)
+    keeper = keep if keep is not None else node.keeper(exclude=removed)
     parts: dict[str, list[str]] = {}
     for group in groups:
         if keeper in group:
