@@ -15,6 +15,7 @@ Pure module: no Faust.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,9 @@ def rebuild(
     for anchor in sorted(partials):
         absorb(state, partials[anchor])
         state.parts[anchor] = partials[anchor]
+    # One person's own history: their latest statement per purpose wins, as when the events
+    # were applied one by one (absorb's "a denial wins" is for two profiles being merged).
+    state.consent = _latest_consent(partials.values())
     state.merged_from = []
     if like is not None:
         state.fired = list(like.fired)
@@ -145,9 +149,10 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> ProfileState:
 
 
 def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, list[Adoption]]:
-    """A hand-over that arrives after this profile was split: partials filed under anchors
-    that left go on to their new owner (or are dropped if generic); the rest stays."""
-    if not incoming.parts.keys() & state.moved.keys():
+    """A hand-over that arrives after this profile was split: identifiers and partials that
+    left go on to their new owner (or nowhere, if generic); the rest stays."""
+    keys = [ident_key(i) for i in _identifiers(incoming)]
+    if not state.moved.keys() & (set(keys) | incoming.parts.keys()):
         return incoming, []
     staying: dict[str, ProfileState] = {}
     leaving: dict[str, dict[str, ProfileState]] = {}
@@ -157,10 +162,12 @@ def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, 
             staying[anchor] = partial
         elif target:
             leaving.setdefault(target, {})[anchor] = partial
-    keys = [ident_key(i) for i in _identifiers(incoming)]
-    kept = rebuild(
-        incoming.profile_id, staying, [k for k in keys if k not in state.moved], incoming
-    )
+    remaining = [k for k in keys if k not in state.moved]
+    if len(staying) == len(incoming.parts):
+        kept = ProfileState.from_dict(incoming.to_dict())
+        kept.identifiers = _by_type(remaining)
+    else:
+        kept = rebuild(incoming.profile_id, staying, remaining, incoming)
     forwards = [
         Adoption(
             target,
@@ -173,6 +180,20 @@ def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, 
         for target, partials in sorted(leaving.items())
     ]
     return kept, forwards
+
+
+def _latest_consent(partials: Iterable[ProfileState]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for partial in partials:
+        for purpose, record in partial.consent.items():
+            mine = latest.get(purpose)
+            # later wins; at the same instant a denial wins
+            if mine is None or (record["ts"], not record["granted"]) > (
+                mine["ts"],
+                not mine["granted"],
+            ):
+                latest[purpose] = dict(record)
+    return latest
 
 
 def _identifiers(state: ProfileState) -> list[Identifier]:
