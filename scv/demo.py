@@ -46,33 +46,32 @@ def produce_events(
     return count
 
 
-def final_assignment(settings: Settings) -> dict[str, str]:
-    """event id → the live profile it belongs to now (following merge chains)."""
-    topics = Topics(settings)
+def final_assignment(settings: Settings, live: dict[bytes, Any]) -> dict[str, str]:
+    """event id → the live profile it belongs to now.
+
+    Each routed event names its anchor identifier; the event belongs to whichever live
+    profile (``profiles.v1``) owns that identifier now, which stays right through merges
+    and splits alike.
+    """
+    owner: dict[str, str] = {}
+    for pid, value in live.items():
+        for kind, values in orjson.loads(value)["identifiers"].items():
+            for v in values:
+                owner[f"{kind}:{v}"] = pid.decode()
     assigned: dict[str, str] = {}
-    for rec in read_topic(settings, topics.profile_events):
+    for rec in read_topic(settings, Topics(settings).profile_events):
         msg = orjson.loads(rec.value or b"{}")
-        if msg.get("kind") == "event":
-            assigned[msg["event"]["event_id"]] = msg["profile_id"]
-    survivor_of: dict[str, str] = {}
-    for rec in read_topic(settings, topics.merges):
-        merge = orjson.loads(rec.value or b"{}")
-        survivor_of[merge["absorbed"]] = merge["survivor"]
-
-    def root(pid: str) -> str:
-        seen = set()
-        while pid in survivor_of and pid not in seen:
-            seen.add(pid)
-            pid = survivor_of[pid]
-        return pid
-
-    return {event_id: root(pid) for event_id, pid in assigned.items()}
+        if msg.get("kind") == "event" and msg.get("anchor") in owner:
+            assigned[msg["event"]["event_id"]] = owner[msg["anchor"]]
+    return assigned
 
 
 def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict[str, Any]:
     topics = Topics(settings)
     live = latest_by_key(read_topic(settings, topics.profiles))
-    merges = read_topic(settings, topics.merges)
+    graph = Counter(
+        orjson.loads(r.value or b"{}")["kind"] for r in read_topic(settings, topics.merges)
+    )
     actions = [orjson.loads(r.value or b"{}") for r in read_topic(settings, topics.actions)]
     by_type: Counter[str] = Counter()
     seen: set[str] = set()
@@ -84,13 +83,16 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
         seen.add(action["action_id"])
         by_type[action["type"]] += 1
     dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.dead_lettered}
-    assignment = final_assignment(settings)
+    assignment = final_assignment(settings, live)
     scores = pairwise_scores(truth, assignment)
     return {
         "events_in": events_in,
         "events_resolved": len(assignment),
         "profiles": len(live),
-        "merges": len(merges),
+        "merges": graph["merge"],
+        "splits": graph["split"],
+        "refused_links": graph["refused"],
+        "generic_values": graph["generic"],
         "actions": dict(sorted(by_type.items())),
         "duplicate_actions": duplicates,
         "dlq": sum(dlq.values()),
