@@ -1,4 +1,5 @@
-"""The ``scv`` command line: broker, topics, worker, demo, run, replay, resolve, config."""
+"""The ``scv`` command line: broker, topics, worker, demo, run, replay, resolve, explain,
+command, config."""
 
 from __future__ import annotations
 
@@ -162,6 +163,36 @@ def config_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from scv.steward import fetch_explanation
+
+    try:
+        print(fetch_explanation(get_settings(), args.profile, text=args.text, url=args.url))
+    except RuntimeError as exc:
+        print(f"scv explain: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    from scv.steward import build_command, send_command
+
+    try:
+        command = build_command(
+            args.type.replace("-", "_"),
+            args.identifier or [],
+            profile_id=args.profile,
+            reason=args.reason,
+            requested_by=args.requested_by,
+        )
+        send_command(get_settings(), command)
+    except (ValueError, RuntimeError) as exc:
+        print(f"scv command: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent {command['type']} {command['command_id']}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(config_markdown())
@@ -277,6 +308,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", choices=["rocksdb", "memory"], default="rocksdb", help="scratch graph store"
     )
     p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser(
+        "explain", help="ask a worker why each identifier belongs to a profile (links, events)"
+    )
+    p.add_argument("--profile", required=True, help="profile id (p_…)")
+    p.add_argument("--text", action="store_true", help="readable lines instead of JSON")
+    p.add_argument("--url", default=None, help="worker base URL (default SCV_WEB_HOST:PORT)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "command", help="send an identity command (unmerge, ban-link) to identity.commands.v1"
+    )
+    p.add_argument("type", choices=["unmerge", "ban-link"])
+    p.add_argument("--profile", default=None, help="the profile to act on (unmerge)")
+    p.add_argument(
+        "--identifier",
+        action="append",
+        metavar="TYPE:VALUE",
+        help="identifier to take out (unmerge) or one of the pair (ban-link); repeatable",
+    )
+    p.add_argument("--reason", default=None, help="why, for the audit trail")
+    p.add_argument("--requested-by", default=None)
+    p.set_defaults(func=cmd_command)
 
     p = sub.add_parser("config", help="print the effective settings (from SCV_* variables)")
     p.add_argument(

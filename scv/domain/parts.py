@@ -93,7 +93,7 @@ def rebuild(
     state = new_state(pid, created)
     for anchor in sorted(partials):
         absorb(state, partials[anchor])
-        state.parts[anchor] = partials[anchor]
+        state.parts[anchor] = ProfileState.from_dict(partials[anchor].to_dict())  # no aliasing
     # One person's own history: their latest statement per purpose wins, as when the events
     # were applied one by one (absorb's "a denial wins" is for two profiles being merged).
     state.consent = _latest_consent(partials.values())

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pipeline import Pipeline, now_iso, uid
 
+from scv.cli import main
 from scv.schemas import validator
 from scv.steward import build_command, send_command
 
@@ -109,7 +110,9 @@ def test_shared_phone_is_found_generic_and_the_three_people_are_split_back(
     assert set(pipeline.profiles()) == before
 
 
-def test_unmerge_splits_a_wrong_login_bans_the_link_and_explains(pipeline: Pipeline) -> None:
+def test_unmerge_splits_a_wrong_login_bans_the_link_and_explains(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     cookie, email = uid("ck"), f"dee.{uid('d')}@acme-corp.co.uk"
     customer = uid("C")
     pipeline.send("web", signup(cookie, email, "Dee", True))
@@ -142,6 +145,11 @@ def test_unmerge_splits_a_wrong_login_bans_the_link_and_explains(pipeline: Pipel
     assert linked[f"customer_id:{customer}"]["path"][0]["event_id"] == login["event_id"]
     status, text = pipeline.get(f"/profiles/{pid}/explain?format=text")
     assert status == 200 and f"customer_id:{customer}" in text.decode()
+    assert main(["explain", "--profile", pid, "--text", "--url", pipeline.worker.url]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"profile {pid}: 3 identifiers, 2 links")
+    assert f"customer_id:{customer}" in printed and login["event_id"] in printed
+    print(printed)  # shown with -s; the README's example is such a run
 
     command = build_command("unmerge", [f"customer_id:{customer}"], profile_id=pid)
     send_command(pipeline.settings, command)
