@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,8 +28,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rocksdict import Options, Rdict, WriteOptions
 
 from scv.domain.governance import DEFAULT_RULES_PATH, load_rules
+from scv.domain.graph import DictStore, GraphStore, MappingStore
 from scv.domain.model import NormalizedEvent
-from scv.domain.resolver import DictStore, GraphStore, ProfileNode
 from scv.domain.rulediff import compare, render_text
 from scv.kafka import consumer_config
 from scv.runner import _end_offsets
@@ -38,9 +38,9 @@ from scv.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class RdictStore:
-    """:class:`GraphStore` over one scratch RocksDB (``rocksdict``): owners under ``o:``,
-    nodes under ``n:``. No write-ahead log: the store lives only as long as one command."""
+class RdictMap(MutableMapping[bytes, bytes]):
+    """One scratch RocksDB (``rocksdict``) as a byte map. No write-ahead log: the data lives
+    only as long as one command."""
 
     def __init__(self, path: Path) -> None:
         self._db = Rdict(str(path), Options(raw_mode=True))
@@ -48,25 +48,23 @@ class RdictStore:
         no_wal.disable_wal = True  # type: ignore[method-assign,assignment]  # property at runtime
         self._db.set_write_options(no_wal)
 
-    def get_owner(self, key: str) -> str | None:
-        value = self._db.get(b"o:" + key.encode())
-        return value.decode() if value is not None else None
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._db.get(key)
+        if value is None:
+            raise KeyError(key)
+        return bytes(value)
 
-    def set_owner(self, key: str, profile_id: str) -> None:
-        self._db[b"o:" + key.encode()] = profile_id.encode()
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._db[key] = value
 
-    def del_owner(self, key: str) -> None:
-        del self._db[b"o:" + key.encode()]
+    def __delitem__(self, key: bytes) -> None:
+        del self._db[key]
 
-    def get_node(self, profile_id: str) -> ProfileNode | None:
-        value = self._db.get(b"n:" + profile_id.encode())
-        return ProfileNode.from_dict(orjson.loads(value)) if value is not None else None
+    def __iter__(self) -> Iterator[bytes]:
+        return (k for k in self._db.keys() if isinstance(k, bytes))
 
-    def put_node(self, node: ProfileNode) -> None:
-        self._db[b"n:" + node.profile_id.encode()] = orjson.dumps(node.to_dict())
-
-    def del_node(self, profile_id: str) -> None:
-        del self._db[b"n:" + profile_id.encode()]
+    def __len__(self) -> int:
+        return sum(1 for _ in self._db.keys())
 
     def close(self) -> None:
         self._db.close()
@@ -90,13 +88,14 @@ def scratch_stores(
             raise ValueError(f"--state-dir {state_dir} is inside the worker's state {live}")
         state_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="scv-rulediff-", dir=state_dir))
-    stores: list[RdictStore] = []
+    maps: list[RdictMap] = []
     try:
-        stores += [RdictStore(root / "baseline"), RdictStore(root / "candidate")]
-        yield stores[0], stores[1]
+        for name in ("baseline-owners", "baseline-nodes", "candidate-owners", "candidate-nodes"):
+            maps.append(RdictMap(root / name))
+        yield MappingStore(maps[0], maps[1]), MappingStore(maps[2], maps[3])
     finally:
-        for store in stores:
-            store.close()
+        for m in maps:
+            m.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

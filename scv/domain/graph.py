@@ -12,8 +12,11 @@ Pure module: no Faust, no Kafka.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 #: Owner value of an identifier declared generic: it belongs to nobody and links nothing.
 GENERIC = "!generic"
@@ -149,18 +152,26 @@ class GraphStore(Protocol):
     def del_owner(self, key: str) -> None: ...
     def get_node(self, profile_id: str) -> ProfileNode | None: ...
     def put_node(self, node: ProfileNode) -> None: ...
-    def del_node(self, profile_id: str) -> None: ...
+    def del_node(self, profile_id: str) -> None:
+        """Retire the id: it is gone and must never be given to a new profile (consumers
+        and the profile stage forward it to its survivor)."""
+        ...
+
+    def used(self, profile_id: str) -> bool:
+        """True if the id is live or was ever retired."""
+        ...
 
 
 class DictStore:
     """In-memory :class:`GraphStore`. Nodes are kept by reference (no copies): cheap for
     replaying large inputs; callers that snapshot it should use ``to_dict``."""
 
-    __slots__ = ("nodes", "owners")
+    __slots__ = ("nodes", "owners", "retired")
 
     def __init__(self) -> None:
         self.owners: dict[str, str] = {}
         self.nodes: dict[str, ProfileNode] = {}
+        self.retired: set[str] = set()
 
     def get_owner(self, key: str) -> str | None:
         return self.owners.get(key)
@@ -179,6 +190,10 @@ class DictStore:
 
     def del_node(self, profile_id: str) -> None:
         self.nodes.pop(profile_id, None)
+        self.retired.add(profile_id)
+
+    def used(self, profile_id: str) -> bool:
+        return profile_id in self.nodes or profile_id in self.retired
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, comparable snapshot (used by replay-determinism tests)."""
@@ -188,6 +203,46 @@ class DictStore:
         }
 
 
+#: Node value of a profile id that was merged away or emptied by a split.
+RETIRED = b"-"
+
+
+class MappingStore:
+    """:class:`GraphStore` over two byte maps: Faust tables (RocksDB, changelogged) in the
+    resolve stage, scratch ``rocksdict`` databases in ``scv resolve --diff``."""
+
+    def __init__(
+        self, owners: MutableMapping[bytes, bytes], nodes: MutableMapping[bytes, bytes]
+    ) -> None:
+        self._owners = owners
+        self._nodes = nodes
+
+    def get_owner(self, key: str) -> str | None:
+        value = self._owners.get(key.encode())
+        return value.decode() if value is not None else None
+
+    def set_owner(self, key: str, profile_id: str) -> None:
+        self._owners[key.encode()] = profile_id.encode()
+
+    def del_owner(self, key: str) -> None:
+        self._owners.pop(key.encode(), None)
+
+    def get_node(self, profile_id: str) -> ProfileNode | None:
+        value = self._nodes.get(profile_id.encode())
+        if value is None or value == RETIRED:
+            return None
+        return ProfileNode.from_dict(orjson.loads(value))
+
+    def put_node(self, node: ProfileNode) -> None:
+        self._nodes[node.profile_id.encode()] = orjson.dumps(node.to_dict())
+
+    def del_node(self, profile_id: str) -> None:
+        self._nodes[profile_id.encode()] = RETIRED  # the id must never come back
+
+    def used(self, profile_id: str) -> bool:
+        return self._nodes.get(profile_id.encode()) is not None
+
+
 def new_profile_id(seed: str) -> str:
     """The id of a profile created by event (or command) ``seed``: derived, not random or a
     counter, so replaying the input (or re-delivery after a crash) yields the same ids."""
@@ -195,11 +250,11 @@ def new_profile_id(seed: str) -> str:
 
 
 def fresh_id(seed: str, store: GraphStore) -> str:
-    """``new_profile_id(seed)``, salted deterministically in the (practically impossible,
-    or rule-change-induced) case that a live profile already has that id."""
+    """``new_profile_id(seed)``, salted deterministically when that id is or was in use (a
+    re-delivered event whose profile has since been merged away, or a rule change)."""
     pid = new_profile_id(seed)
     salt = 0
-    while store.get_node(pid) is not None:
+    while store.used(pid):
         salt += 1
         pid = new_profile_id(f"{seed}#{salt}")
     return pid

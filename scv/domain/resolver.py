@@ -14,6 +14,8 @@ mutated in place and are always handed back through ``put_node``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from scv.domain.governance import Rules
 from scv.domain.graph import (
     GENERIC,
@@ -74,6 +76,7 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
     absorbed_total = 0  # sum of the involved profiles' own ``absorbed`` counts
     view_keys: set[str] = set()  # identifiers in the joined view
     view_bans: set[str] = set()  # keys the joined view must never take in
+    contested: list[str] = []  # limited types this (older) event takes from younger evidence
     for ident in rules.priority_order(candidates):
         kind = ident[0]
         key = ident_key(ident)
@@ -106,6 +109,16 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
             continue
         if nodes or new_idents:  # joining something: governance applies
             reason = _refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
+            if reason is not None and reason.startswith("limit:"):
+                kind_at_limit = reason.partition(":")[2]
+                if _newer_evidence(event.ts, [*nodes.values(), node]):
+                    # Older evidence takes the slot (the split below decides who keeps
+                    # what); the merge cap and bans still apply.
+                    reason = _refusal(
+                        node, {}, absorbed_total, len(nodes), view_keys, view_bans, rules
+                    )
+                    if reason is None:
+                        contested.append(kind_at_limit)
             if reason is not None:
                 drop_reason[ident] = reason
                 drop_owner[ident] = owner
@@ -175,6 +188,14 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         ):
             changed = True
             linked += [anchor_key, key]
+    # A link a limit refused is kept as evidence (one end outside this profile): if older
+    # evidence is contested later, the replay in event-time order must see it.
+    for ident in seen:
+        if drop_reason.get(ident, "").startswith("limit:"):
+            key = ident_key(ident)
+            changed |= survivor.add_link(
+                anchor_key, key, "deterministic", event.event_id, event.ts, None
+            )
     if changed:
         store.put_node(survivor)
 
@@ -186,9 +207,25 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         created=created,
         anchor=anchor,
     )
-    if linked:  # new evidence: a value may now tie more people than its type allows
+    if contested:
+        # This event is older than evidence that holds a limited slot: replay the combined
+        # evidence in event-time order, so the earliest event wins whatever the arrival order.
+        why = LinkReason(f"limit:{contested[0]}", [], event.event_id, event.ts)
+        split = split_profile(survivor, store, rules, why)
+        if split is not None:
+            res.splits.append(split)
+            _rehome(res, store, rules, set())
+    elif linked:  # new evidence: a value may now tie more people than its type allows
         _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
     return res
+
+
+def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:
+    """True when ``nodes`` hold evidence younger than an event at ``ts``: the limit it hit
+    may have been filled by something that, in event-time order, came after it."""
+    return any(float(link[4]) > ts for node in nodes for link in node.links) or any(
+        float(origin[0]) > ts for node in nodes for origin in node.origins.values()
+    )
 
 
 def _refusal(
@@ -238,7 +275,12 @@ def _find_generic(
         return
     res.splits.append(split)
     res.generic = generic
-    gone = set(generic)
+    _rehome(res, store, rules, set(generic))
+
+
+def _rehome(res: Resolution, store: GraphStore, rules: Rules, gone: set[str]) -> None:
+    """After a split: the event stays with the part that owns its anchor and loses the
+    identifiers that went generic (``gone``) or ended up in another part."""
     remaining = [i for i in res.accepted if ident_key(i) not in gone]
     res.anchor = rules.priority_order(remaining)[0] if remaining else None
     owner = store.get_owner(ident_key(res.anchor)) if res.anchor is not None else None

@@ -151,7 +151,7 @@ def split_profile(
             oldest = _oldest(node, group)
             pid = fresh_id(f"{reason.event_id}/{oldest}", store)
         parts[pid] = group
-        store.put_node(_sub_node(node, pid, group, keep_absorbed=pid == node.profile_id))
+        store.put_node(_sub_node(node, pid, group, pid == node.profile_id, removed))
         if pid != node.profile_id:
             for key in group:
                 store.set_owner(key, pid)
@@ -173,7 +173,9 @@ def _oldest(node: ProfileNode, keys: list[str]) -> str:
     return min(keys, key=age)
 
 
-def _sub_node(node: ProfileNode, pid: str, keys: list[str], keep_absorbed: bool) -> ProfileNode:
+def _sub_node(
+    node: ProfileNode, pid: str, keys: list[str], keep_absorbed: bool, removed: frozenset[str]
+) -> ProfileNode:
     inside = set(keys)
     identifiers: dict[str, list[str]] = {}
     for kind, values in node.identifiers.items():
@@ -187,7 +189,12 @@ def _sub_node(node: ProfileNode, pid: str, keys: list[str], keep_absorbed: bool)
         first_seen=first_seen if not keep_absorbed else min(first_seen, node.first_seen),
         identifiers=identifiers,
         absorbed=node.absorbed if keep_absorbed else 0,
-        links=[list(lk) for lk in node.links if lk[0] in inside and lk[1] in inside],
+        # Links with one end outside are refused evidence; both parts keep what touches them.
+        links=[
+            list(lk)
+            for lk in node.links
+            if (lk[0] in inside or lk[1] in inside) and removed.isdisjoint(lk[:2])
+        ],
         origins=origins,
         bans={k: list(v) for k, v in node.bans.items() if k in inside},
     )

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 
 from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
+from scv.domain.graph import MappingStore
 from scv.domain.model import LinkReason, NormalizedEvent, Resolution, Split, ident_key
 from scv.domain.normalize import InvalidEvent, NormalizeConfig
-from scv.domain.resolver import ProfileNode, resolve
+from scv.domain.resolver import resolve
 from scv.streams import metrics
 from scv.streams.app import (
     app,
@@ -40,37 +40,7 @@ rules = load_rules(_settings.rules_path)
 normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
 
-class TableStore:
-    """``GraphStore`` over two Faust tables (RocksDB locally, changelogged to Kafka)."""
-
-    def __init__(
-        self, owner_table: MutableMapping[bytes, bytes], node_table: MutableMapping[bytes, bytes]
-    ) -> None:
-        self._owners = owner_table
-        self._nodes = node_table
-
-    def get_owner(self, key: str) -> str | None:
-        value = self._owners.get(key.encode())
-        return value.decode() if value is not None else None
-
-    def set_owner(self, key: str, profile_id: str) -> None:
-        self._owners[key.encode()] = profile_id.encode()
-
-    def del_owner(self, key: str) -> None:
-        self._owners.pop(key.encode(), None)
-
-    def get_node(self, profile_id: str) -> ProfileNode | None:
-        value = self._nodes.get(profile_id.encode())
-        return ProfileNode.from_dict(orjson.loads(value)) if value is not None else None
-
-    def put_node(self, node: ProfileNode) -> None:
-        self._nodes[node.profile_id.encode()] = orjson.dumps(node.to_dict())
-
-    def del_node(self, profile_id: str) -> None:
-        self._nodes.pop(profile_id.encode(), None)
-
-
-store = TableStore(owners, nodes)
+store = MappingStore(owners, nodes)
 
 
 #: (topic, key, value) to send, in order; a refusal on an event with no profile has no key.

@@ -13,7 +13,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scv.domain.explain import explain, render_text
-from scv.domain.graph import ProfileNode
+from scv.domain.graph import RETIRED, ProfileNode
 from scv.streams.app import app, nodes, settings
 
 
@@ -57,7 +57,7 @@ async def explain_page(web: Any, request: Any, profile_id: str) -> Any:
     if not authorized(request):
         return web.json({"error": "unauthorized"}, status=401)
     raw = nodes.get(profile_id.encode())
-    if raw is None:
+    if raw is None or raw == RETIRED:  # unknown, or merged away
         body = {"error": "no live profile with this id (merged away ids: see profiles.merges.v1)"}
         return web.json(body, status=404)
     expl = explain(ProfileNode.from_dict(orjson.loads(raw)))

@@ -25,9 +25,10 @@ def event(event_id: str, ts: float, *idents: Identifier, etype: str = "page_view
 
 
 def graph(stages: SimpleNamespace) -> tuple[dict[str, str], dict[str, Any]]:
-    """The identity tables as plain data: owners ``type:value → pid``, nodes ``pid → node``."""
+    """The identity tables as plain data: owners ``type:value → pid``, live nodes ``pid → node``
+    (a merged-away id keeps a retired marker, ``b"-"``)."""
     owners = {k.decode(): v.decode() for k, v in stages.wiring.owners.items()}
-    nodes = {k.decode(): orjson.loads(v) for k, v in stages.wiring.nodes.items()}
+    nodes = {k.decode(): orjson.loads(v) for k, v in stages.wiring.nodes.items() if v != b"-"}
     return owners, nodes
 
 

@@ -12,9 +12,10 @@ from examples import ev
 
 from scv.cli import main
 from scv.domain.governance import Rules
+from scv.domain.graph import MappingStore
 from scv.domain.resolver import DictStore
 from scv.domain.rulediff import replay
-from scv.resolvediff import RdictStore, decode, scratch_stores
+from scv.resolvediff import RdictMap, decode, scratch_stores
 
 PHONE = "+447700900001"
 RULES = """
@@ -43,11 +44,12 @@ def test_undecodable_lines_are_counted_and_skipped() -> None:
 
 def test_rocksdb_store_replays_like_the_dict_store(tmp_path: Path) -> None:
     events = decode(history(), ["f"]).events
-    on_disk = RdictStore(tmp_path / "db")
+    owners, nodes = RdictMap(tmp_path / "owners"), RdictMap(tmp_path / "nodes")
     try:
-        got = replay(events, Rules.default(), on_disk).outcomes
+        got = replay(events, Rules.default(), MappingStore(owners, nodes)).outcomes
     finally:
-        on_disk.close()
+        owners.close()
+        nodes.close()
     assert got == replay(events, Rules.default(), DictStore()).outcomes
 
 
