@@ -111,9 +111,11 @@ class Rules:
         return any(p.search(value) for p in self.blocked_patterns.get(kind, ()))
 
     def priority_order(self, idents: Iterable[Identifier]) -> list[Identifier]:
-        """``idents`` highest priority first; ties keep their input order (sort is stable),
-        which keeps the resolver deterministic for a given event."""
-        return sorted(idents, key=lambda i: -self.rule(i[0]).priority)
+        """``idents`` highest priority first, ties by ``type:value``: the order the resolver
+        considers an event's identifiers in, and the order a split replays one event's links
+        in (so both decide a contested limit the same way, whatever order a source listed
+        the fields in)."""
+        return sorted(idents, key=lambda i: (-self.rule(i[0]).priority, i[0], i[1]))
 
     @classmethod
     def default(cls) -> Rules:

@@ -95,8 +95,10 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         if owner is None:
             have = counts.get(kind, 0)
             if have + 1 > rules.rule(kind).max_per_profile:
-                drop_reason[ident] = f"limit:{kind}"
-                continue
+                if not _newer_evidence(event.ts, nodes.values()):
+                    drop_reason[ident] = f"limit:{kind}"
+                    continue
+                contested.append(kind)  # older than what fills the slot: see below
             if key in view_bans:
                 drop_reason[ident] = "banned"
                 continue
@@ -189,13 +191,18 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
             changed = True
             linked += [anchor_key, key]
     # A link a limit refused is kept as evidence (one end outside this profile): if older
-    # evidence is contested later, the replay in event-time order must see it.
+    # evidence is contested later, the replay in event-time order must see it. A refused
+    # identifier nobody owned gets a profile of its own: it is somebody, just not this one.
     for ident in seen:
         if drop_reason.get(ident, "").startswith("limit:"):
             key = ident_key(ident)
-            changed |= survivor.add_link(
-                anchor_key, key, "deterministic", event.event_id, event.ts, None
-            )
+            link = (anchor_key, key, "deterministic", event.event_id, event.ts, None)
+            changed |= survivor.add_link(*link)
+            far = store.get_node(drop_owner[ident]) if ident in drop_owner else None
+            if far is None and store.get_owner(key) is None:
+                far = _set_aside(ident, event, store)
+            if far is not None and far.add_link(*link):  # both sides keep the evidence
+                store.put_node(far)
     if changed:
         store.put_node(survivor)
 
@@ -211,6 +218,7 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         # This event is older than evidence that holds a limited slot: replay the combined
         # evidence in event-time order, so the earliest event wins whatever the arrival order.
         why = LinkReason(f"limit:{contested[0]}", [], event.event_id, event.ts)
+        res.merges += _pull_in_refused(survivor, store, why, rules)
         split = split_profile(survivor, store, rules, why)
         if split is not None:
             res.splits.append(split)
@@ -218,6 +226,57 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
     elif linked:  # new evidence: a value may now tie more people than its type allows
         _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
     return res
+
+
+#: Most profiles a contested limit pulls in through refused links (a fuse, like merge_cap).
+MAX_REPLAY_PROFILES = 50
+
+
+def _pull_in_refused(
+    survivor: ProfileNode, store: GraphStore, why: LinkReason, rules: Rules
+) -> list[MergeEvent]:
+    """Merge in the profiles at the far end of the survivor's refused links (transitively):
+    a replay in event-time order may now accept those links, so it must see both sides."""
+    merges: list[MergeEvent] = []
+    while len(merges) < MAX_REPLAY_PROFILES:
+        own = set(survivor.keys())
+        far = sorted({k for link in survivor.links for k in link[:2] if k not in own})
+        owners = dict.fromkeys(store.get_owner(k) for k in far)
+        others = [
+            node
+            for pid in owners
+            if pid is not None and pid != GENERIC and pid != survivor.profile_id
+            if (node := store.get_node(pid)) is not None
+        ]
+        if not others:
+            break
+        others = [n for n in others if survivor.absorbed + 1 + n.absorbed <= rules.merge_cap][
+            : MAX_REPLAY_PROFILES - len(merges)
+        ]
+        if not others:
+            break
+        for other in sorted(others, key=lambda n: (n.first_seen, n.profile_id)):
+            if survivor.absorbed + 1 + other.absorbed > rules.merge_cap:
+                continue
+            tied = [k for k in far if store.get_owner(k) == other.profile_id]
+            reason = LinkReason(why.rule, tied, why.event_id, why.ts)
+            merges.append(MergeEvent(survivor.profile_id, other.profile_id, reason))
+            survivor.take(other)
+            for key in other.keys():
+                store.set_owner(key, survivor.profile_id)
+            store.del_node(other.profile_id)
+    store.put_node(survivor)
+    return merges
+
+
+def _set_aside(ident: Identifier, event: NormalizedEvent, store: GraphStore) -> ProfileNode:
+    """A profile of its own for an identifier a limit kept off this event's profile."""
+    key = ident_key(ident)
+    pid = fresh_id(f"{event.event_id}/{key}", store)
+    node = ProfileNode(pid, event.ts, {ident[0]: [ident[1]]})
+    node.add_origin(key, event.ts, event.event_id)
+    store.set_owner(key, pid)
+    return node
 
 
 def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scv.domain.governance import Rules
-from scv.domain.graph import GENERIC, GraphStore, ProfileNode, fresh_id, link_order
+from scv.domain.graph import GENERIC, GraphStore, Link, ProfileNode, fresh_id
 from scv.domain.model import LinkReason, Split
 
 
@@ -78,11 +78,19 @@ def partition(
     """
     keys = [k for k in node.keys() if k not in removed]
     parts = _Parts(keys, node)
-    for link in sorted(node.links, key=link_order):
+    for link in sorted(node.links, key=lambda lk: replay_order(lk, rules)):
         a, b = link[0], link[1]
         if a in parts.parent and b in parts.parent:
             parts.union(a, b, rules)
     return parts.groups(keys)
+
+
+def replay_order(link: Link, rules: Rules) -> tuple[float, str, int, str]:
+    """Event time, then event, then as the resolver walked that event: the event's anchor
+    is linked to each other identifier, and those are considered by priority, then key."""
+    a, b = str(link[0]), str(link[1])
+    walked = max(a, b, key=lambda k: (-rules.rule(k.partition(":")[0]).priority, k))
+    return (float(link[4]), str(link[3]), -rules.rule(walked.partition(":")[0]).priority, walked)
 
 
 def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:

@@ -93,7 +93,7 @@ def test_exact_blocking_is_per_type(rules: Rules) -> None:
     assert not rules.is_blocked(("customer_id", "+442079460000"))
 
 
-def test_priority_order_is_stable_for_ties(rules: Rules) -> None:
+def test_priority_order_breaks_ties_by_key_not_input_order(rules: Rules) -> None:
     idents = [
         ("anonymous_id", "a1"),
         ("email", "x@y.com"),
@@ -108,10 +108,11 @@ def test_priority_order_is_stable_for_ties(rules: Rules) -> None:
         ("email", "x@y.com"),
         ("email", "z@y.com"),
         ("device_id", "d1"),
-        ("anonymous_id", "a1"),
         ("anonymous_id", "a0"),
+        ("anonymous_id", "a1"),
         ("mystery", "m1"),
     ]
+    assert rules.priority_order(reversed(idents)) == rules.priority_order(idents)
 
 
 def test_rules_are_immutable_copies() -> None:

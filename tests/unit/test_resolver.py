@@ -321,11 +321,11 @@ def test_merge_cap_within_one_event() -> None:
         store,
         rules,
     )
-    # Walk order (equal priority -> event order): u2's profile, then u1's merges (cap 1 used),
-    # then u0's would be a second absorption: refused. Survivor is the oldest involved: e1.
-    assert res.profile_id == new_profile_id("e1")
-    assert [d.reason for d in res.dropped] == ["merge_cap"]
-    assert [m.absorbed for m in res.merges] == [new_profile_id("e2")]
+    # Walk order (equal priority -> by key): u0's profile, then u1's merges (cap 1 used),
+    # then u2's would be a second absorption: refused. Survivor is the oldest involved: e0.
+    assert res.profile_id == new_profile_id("e0")
+    assert [(d.identifier, d.reason) for d in res.dropped] == [(("email", "u2@x.com"), "merge_cap")]
+    assert [m.absorbed for m in res.merges] == [new_profile_id("e1")]
 
 
 def test_merge_cap_zero_still_allows_growth() -> None:
