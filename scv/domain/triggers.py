@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Action, NormalizedEvent
-from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, VISIT_TYPES, ProfileState
+from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, ProfileState
 
 ABANDONED_CART = "abandoned_cart"
 CHURN_SAVE = "churn_save"
@@ -39,11 +39,10 @@ class TriggerConfig:
     offer months after the call is noise, and an unbounded flag would never be cleared for
     people who never come back (None disables the limit). ``churn_visit_grace_s`` is how long
     (processing time) a visit stays fresh enough for an onsite offer when the cancellation
-    call, or the merge that joins call and visit, is processed after it.
+    call, a consent grant or the merge that joins call and visit is processed after it.
     """
 
     cooldown_s: float = 86400.0
-    churn_web_types: frozenset[str] = VISIT_TYPES
     require_consent_purpose: str = "marketing"
     churn_max_age_s: float | None = 30 * 86400.0
     churn_visit_grace_s: float = 300.0
@@ -110,21 +109,17 @@ def on_event(
     """Actions triggered by ``event`` (call after ``apply_event``): today only churn save.
 
     A web visit at or after an open cancellation flag fires one ``churn_save`` and clears the
-    flag. So does the cancellation call itself when a visit later in event time was already
-    processed (sources are consumed in parallel, so the two can arrive in either order).
-    When consent or the cooldown blocks it the flag is *kept*, so a later visit (after the
-    person grants marketing, or after the cooldown) can still save them; a duplicate (this
-    call's offer was already made, e.g. before a merge or on a redelivered call event) clears
-    it, because the intent has been handled.
+    flag. Sources are consumed in parallel, so the pieces may arrive in any order: the
+    cancellation call, or a consent grant, processed after a later visit fires it too, as
+    long as that visit is fresh (``churn_visit_grace_s``). When consent or the cooldown
+    blocks it the flag is *kept*, so a later visit (after the person grants marketing, or
+    after the cooldown) can still save them; a duplicate (this call's offer was already made,
+    e.g. before a merge or on a redelivered call event) clears it, because the intent has
+    been handled.
     """
-    churn = state.churn
-    if churn is None:
+    if state.churn is None:
         return []
-    if event.source == "web" and event.type in cfg.churn_web_types:
-        return pending_churn(state, now, cfg, suppressed)
-    if event.source == "callcenter" and churn["event_id"] == event.event_id:
-        return pending_churn(state, now, cfg, suppressed)
-    return []
+    return pending_churn(state, now, cfg, suppressed)
 
 
 def pending_churn(

@@ -194,3 +194,45 @@ def test_unmerge_splits_a_wrong_login_bans_the_link_and_explains(
     ]
     assert len(dead) == 1
     assert dead[0].headers["scv.error.reason"] == b"command: unknown_profile"
+
+
+def test_an_older_login_arriving_late_wins_the_shared_cookie(pipeline: Pipeline) -> None:
+    """Two customers on one cookie: whichever login happened first keeps it, even when its
+    event arrives second (sources are consumed in parallel)."""
+    cookie, first, second = uid("ck"), uid("C"), uid("C")
+
+    def login(customer: str, offset_s: float, name: str) -> dict[str, Any]:
+        return {
+            "event_id": uid("web"),
+            "timestamp": now_iso(offset_s),
+            "type": "login",
+            "anonymous_id": cookie,
+            "session_id": uid("sess"),
+            "customer_id": customer,
+            "traits": {"first_name": name},
+        }
+
+    pipeline.send("web", login(second, 0, "Late"))  # happened later, arrives first
+    pipeline.wait_for(lambda: pipeline.profile_with("customer_id", second))
+    pipeline.send("web", login(first, -60, "Early"))
+
+    def settled() -> dict[str, Any] | None:
+        p = pipeline.profile_with("anonymous_id", cookie)
+        return p if p is not None and first in p["identifiers"].get("customer_id", []) else None
+
+    pipeline.wait_for(settled)
+    pipeline.drain()
+    early = pipeline.profile_with("customer_id", first)
+    late = pipeline.profile_with("customer_id", second)
+    assert early is not None and late is not None
+    assert early["identifiers"] == {"anonymous_id": [cookie], "customer_id": [first]}
+    assert late["identifiers"] == {"customer_id": [second]}
+    assert early["traits"]["first_name"] == "Early"
+    assert late["traits"]["first_name"] == "Late"
+    assert early["profile_id"] != late["profile_id"]
+    kinds = [
+        m["kind"]
+        for m in pipeline.merges()
+        if {m["survivor"], m["absorbed"]} & {early["profile_id"], late["profile_id"]}
+    ]
+    assert "split" in kinds

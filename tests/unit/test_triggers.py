@@ -252,6 +252,16 @@ def test_stale_visit_waits_for_the_next_one() -> None:
     assert len(apply(s, visit(120), now=late + 1)) == 1
 
 
+def test_consent_granted_just_after_the_visit_still_saves() -> None:
+    """The grant may be processed after the visit it came with (another source)."""
+    s = customer(consent=None)
+    apply(s, cancel_call(100), now=1000)
+    assert apply(s, visit(110), now=1001) == []  # no consent yet: the flag stays
+    grant = ev("email", "subscribe", 111, [("email", "x@y.com")], consent={"marketing": True})
+    assert [a.type for a in apply(s, grant, now=1002)] == [CHURN_SAVE]
+    assert s.churn is None
+
+
 def test_merge_joins_a_call_and_a_later_visit() -> None:
     called, visited = customer("pA"), customer("pB")
     apply(called, cancel_call(100), now=1000)
