@@ -103,16 +103,16 @@ def rebuild(
         state.last_action_ts = dict(like.last_action_ts)
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
-            state.moved = dict(like.moved)
+            state.moved = {k: list(v) for k, v in like.moved.items()}
     state.identifiers = _by_type(identifiers)
     return state
 
 
 def split_state(
-    state: ProfileState, parts: dict[str, list[str]], removed: list[str]
+    state: ProfileState, parts: dict[str, list[str]], removed: list[str], seq: int = 0
 ) -> tuple[ProfileState | None, list[Adoption]]:
-    """Split ``state`` as the resolver decided: the kept part's new state (None if the
-    profile is gone) and an :class:`Adoption` for every other part."""
+    """Split ``state`` as the resolver decided (decision number ``seq``): the kept part's
+    new state (None if the profile is gone) and an :class:`Adoption` for every other part."""
     pid = state.profile_id
     owner_of = {key: part for part, keys in parts.items() for key in keys}
     gone = set(removed)
@@ -123,8 +123,8 @@ def split_state(
         target = owner_of.get(anchor, pid if pid in parts else None)
         if target is not None:
             grouped[target][anchor] = partial
-    moved = {key: part for part, keys in parts.items() if part != pid for key in keys}
-    moved.update(dict.fromkeys(removed, ""))
+    moved = {key: [part, seq] for part, keys in parts.items() if part != pid for key in keys}
+    moved.update({key: ["", seq] for key in removed})
     kept: ProfileState | None = None
     if pid in parts:
         kept = rebuild(pid, grouped[pid], parts[pid], like=state)
@@ -148,21 +148,36 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> ProfileState:
     return state
 
 
-def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, list[Adoption]]:
-    """A hand-over that arrives after this profile was split: identifiers and partials that
-    left go on to their new owner (or nowhere, if generic); the rest stays."""
+def reroute(
+    state: ProfileState, incoming: ProfileState, seq: int = 0
+) -> tuple[ProfileState, list[Adoption]]:
+    """A hand-over from the resolver's merge decision number ``seq``.
+
+    If this profile was split by a decision at or after that merge (the hand-over was still
+    in flight), identifiers and partials that left go on to their new owner (or nowhere, if
+    generic) and the rest stays. If the split came before the merge, the merge brings them
+    back: their ``moved`` entries are dropped.
+    """
     keys = [ident_key(i) for i in _identifiers(incoming)]
-    if not state.moved.keys() & (set(keys) | incoming.parts.keys()):
+    touched = (set(keys) | incoming.parts.keys()) & state.moved.keys()
+    active: dict[str, str] = {}
+    for key in touched:
+        target, split_seq = state.moved[key]
+        if split_seq >= seq:
+            active[key] = target
+        else:
+            del state.moved[key]
+    if not active:
         return incoming, []
     staying: dict[str, ProfileState] = {}
     leaving: dict[str, dict[str, ProfileState]] = {}
     for anchor, partial in incoming.parts.items():
-        target = state.moved.get(anchor)
+        target = active.get(anchor)
         if target is None:
             staying[anchor] = partial
         elif target:
             leaving.setdefault(target, {})[anchor] = partial
-    remaining = [k for k in keys if k not in state.moved]
+    remaining = [k for k in keys if k not in active]
     if len(staying) == len(incoming.parts):
         kept = ProfileState.from_dict(incoming.to_dict())
         kept.identifiers = _by_type(remaining)
@@ -172,7 +187,7 @@ def reroute(state: ProfileState, incoming: ProfileState) -> tuple[ProfileState, 
         Adoption(
             target,
             state.profile_id,
-            [k for k in keys if state.moved.get(k) == target],
+            [k for k in keys if active.get(k) == target],
             partials,
             list(incoming.fired),
             dict(incoming.last_action_ts),

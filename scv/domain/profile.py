@@ -117,8 +117,9 @@ class ProfileState:
     event_count: int = 0
     #: Per anchor identifier, the fold of the events filed under it (see scv.domain.parts).
     parts: dict[str, ProfileState] = field(default_factory=dict)
-    #: Anchors that left this profile in a split -> where they went ("" = nowhere).
-    moved: dict[str, str] = field(default_factory=dict)
+    #: Identifiers that left this profile in a split -> [where to ("" = nowhere), the
+    #: resolver's decision number of that split] (see scv.domain.parts.reroute).
+    moved: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it)."""
@@ -142,7 +143,7 @@ class ProfileState:
             "merged_from": list(self.merged_from),
             "event_count": self.event_count,
             "parts": {anchor: part.to_dict() for anchor, part in self.parts.items()},
-            "moved": dict(self.moved),
+            "moved": {k: list(v) for k, v in self.moved.items()},
         }
 
     @classmethod
@@ -169,7 +170,7 @@ class ProfileState:
             merged_from=list(d.get("merged_from") or []),
             event_count=int(d.get("event_count") or 0),
             parts={a: cls.from_dict(p) for a, p in (d.get("parts") or {}).items()},
-            moved=dict(d.get("moved") or {}),
+            moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
         )
 
 
@@ -477,7 +478,9 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
             s.parts[anchor] = ProfileState.from_dict(part.to_dict())
         else:
             absorb(mine_part, part)
-    s.moved.update(a.moved)
+    for key, entry in a.moved.items():
+        if key not in s.moved or entry[1] > s.moved[key][1]:
+            s.moved[key] = list(entry)
 
     s.fired = merge_fired(s.fired, a.fired)
     for kind, t in a.last_action_ts.items():

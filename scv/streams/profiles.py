@@ -57,16 +57,19 @@ async def _adopt(adoption: Adoption) -> None:
 async def _split(state: ProfileState, msg: dict[str, Any]) -> ProfileState | None:
     """Carry out the resolver's split: the kept part's state (None if nothing is left);
     every other part gets its partials through an ``adopt`` message."""
-    kept, adoptions = split_state(state, msg["parts"], msg.get("removed") or [])
+    kept, adoptions = split_state(
+        state, msg["parts"], msg.get("removed") or [], int(msg.get("seq") or 0)
+    )
     for adoption in adoptions:
         await _adopt(adoption)
     return kept
 
 
-async def _hand_over(pid: str, state: ProfileState, survivor: str) -> None:
+async def _hand_over(pid: str, state: ProfileState, survivor: str, seq: int) -> None:
     """The absorbed side of a merge: give the state to the survivor and leave a marker."""
     key = pid.encode()
-    await _forward({"kind": "absorb", "absorbed": pid, "state": state.to_dict()}, survivor)
+    body = {"kind": "absorb", "absorbed": pid, "state": state.to_dict(), "seq": seq}
+    await _forward(body, survivor)
     profile_table[key] = orjson.dumps({MOVED: survivor})
     carts_due.pop(key, None)
     await profiles_out.send(key=key, value=None)  # tombstone on the compacted topic
@@ -86,7 +89,8 @@ async def _step(
     if kind == "absorb":
         other = ProfileState.from_dict(msg["state"])
         if state is not None:
-            other, forwards = reroute(state, other)  # this profile was split meanwhile
+            # this profile may have been split while the hand-over was in flight
+            other, forwards = reroute(state, other, int(msg.get("seq") or 0))
             for adoption in forwards:
                 await _adopt(adoption)
         state = state or new_state(pid, other.created_ts)
@@ -122,7 +126,8 @@ async def profiles_agent(stream: Any) -> None:
             if msg["kind"] == "tick" and state is None:
                 continue  # the profile went away (merged or erased) after the tick was sent
             if msg["kind"] == "merge":
-                await _hand_over(pid, state or new_state(pid, time.time()), msg["survivor"])
+                state = state or new_state(pid, time.time())
+                await _hand_over(pid, state, msg["survivor"], int(msg.get("seq") or 0))
                 continue
             state, actions = await _step(state, pid, msg, time.time())
         except Exception as exc:  # one bad message must not stop the partition

@@ -41,6 +41,8 @@ normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
 
 store = MappingStore(owners, nodes)
+#: Where the resolver keeps its decision counter (no profile id starts with a NUL byte).
+DECISION_KEY = b"\x00decision"
 
 
 #: (topic, key, value) to send, in order; a refusal on an event with no profile has no key.
@@ -60,16 +62,29 @@ def _graph_event(
     return orjson.dumps(body | {"reason": reason})
 
 
-def split_messages(split: Split) -> list[Outgoing]:
+def next_decision() -> int:
+    """A number that grows with every merge or split the resolver decides.
+
+    Profile owners compare them: a merge hand-over still in flight when a later split
+    arrives must be rerouted; one decided after the split must not (see
+    ``scv.domain.parts.reroute``). Kept in the graph table, so it survives fail-over.
+    """
+    seq = int(nodes.get(DECISION_KEY) or b"0") + 1
+    nodes[DECISION_KEY] = str(seq).encode()
+    return seq
+
+
+def split_messages(split: Split, seq: int) -> list[Outgoing]:
     """A split: one ``split`` record per new part on ``profiles.merges.v1``, and the
     instruction to the profile owner, which rebuilds each part's state from its history."""
     key = split.profile_id.encode()
     out: list[Outgoing] = [(merges_out, key, orjson.dumps(record)) for record in split.events()]
-    out.append((profile_events, key, orjson.dumps({"kind": "split", **split.to_dict()})))
+    body = {"kind": "split", "seq": seq, **split.to_dict()}
+    out.append((profile_events, key, orjson.dumps(body)))
     return out
 
 
-def outgoing(event: NormalizedEvent, res: Resolution) -> list[Outgoing]:
+def outgoing(event: NormalizedEvent, res: Resolution, seq: int = 0) -> list[Outgoing]:
     """What one decision publishes, in order: merges, refusals, generic values and splits,
     then the event itself.
 
@@ -84,6 +99,7 @@ def outgoing(event: NormalizedEvent, res: Resolution) -> list[Outgoing]:
             "profile_id": merge.absorbed,
             "survivor": merge.survivor,
             "reason": merge.reason.to_dict(),
+            "seq": seq,
         }
         out.append((profile_events, merge.absorbed.encode(), orjson.dumps(handover)))
     target = (res.profile_id or "").encode() or None
@@ -100,7 +116,7 @@ def outgoing(event: NormalizedEvent, res: Resolution) -> list[Outgoing]:
             why = split.reason.to_dict()
             generic = _graph_event("generic", split.profile_id, None, why, split.removed)
             out.append((merges_out, split.profile_id.encode(), generic))
-        out += split_messages(split)
+        out += split_messages(split, seq)
     if res.profile_id is not None:
         routed = {
             "kind": "event",
@@ -114,10 +130,10 @@ def outgoing(event: NormalizedEvent, res: Resolution) -> list[Outgoing]:
     return out
 
 
-def command_outgoing(result: CommandResult) -> list[Outgoing]:
+def command_outgoing(result: CommandResult, seq: int = 0) -> list[Outgoing]:
     out: list[Outgoing] = []
     for split in result.splits:
-        out += split_messages(split)
+        out += split_messages(split, seq)
     return out
 
 
@@ -145,7 +161,8 @@ async def resolve_agent(stream: Any) -> None:
             metrics.SPLITS.labels(split.reason.rule).inc()
         if res.profile_id is None:
             metrics.UNRESOLVED.inc()
-        for topic, key, value in outgoing(normalized, res):
+        seq = next_decision() if res.merges or res.splits else 0
+        for topic, key, value in outgoing(normalized, res, seq):
             await topic.send(key=key, value=value)
 
 
@@ -164,5 +181,6 @@ async def _command(event: Any) -> None:
     log.info("command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits))
     for split in result.splits:
         metrics.SPLITS.labels(split.reason.rule).inc()
-    for topic, key, value in command_outgoing(result):
+    seq = next_decision() if result.splits else 0
+    for topic, key, value in command_outgoing(result, seq):
         await topic.send(key=key, value=value)

@@ -178,6 +178,7 @@ async def test_merge_hands_state_over_and_forwards_late_messages(
             "profile_id": A,
             "absorbed": B,
             "state": state_before,
+            "seq": 0,  # the resolver's decision number travels with the hand-over
         }
         assert handover[1].value is None
         assert stored(stages, B) == {"moved_to": A}

@@ -26,9 +26,13 @@ def event(event_id: str, ts: float, *idents: Identifier, etype: str = "page_view
 
 def graph(stages: SimpleNamespace) -> tuple[dict[str, str], dict[str, Any]]:
     """The identity tables as plain data: owners ``type:value → pid``, live nodes ``pid → node``
-    (a merged-away id keeps a retired marker, ``b"-"``)."""
+    (a merged-away id keeps a retired marker, ``b"-"``; ``\x00decision`` is a counter)."""
     owners = {k.decode(): v.decode() for k, v in stages.wiring.owners.items()}
-    nodes = {k.decode(): orjson.loads(v) for k, v in stages.wiring.nodes.items() if v != b"-"}
+    nodes = {
+        k.decode(): orjson.loads(v)
+        for k, v in stages.wiring.nodes.items()
+        if v != b"-" and not k.startswith(b"\x00")
+    }
     return owners, nodes
 
 

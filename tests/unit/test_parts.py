@@ -205,7 +205,7 @@ def test_split_state_gives_each_person_back_their_own_history() -> None:
     assert kept.churn is None  # the shop-phone call belongs to nobody
     assert kept.fired == fired
     assert kept.last_action_ts == {"abandoned_cart": 50.0, "churn_save": 60.0}
-    assert kept.moved == {ident_key(BOB): "pNew", ident_key(SHOP_PHONE): ""}
+    assert kept.moved == {ident_key(BOB): ["pNew", 0], ident_key(SHOP_PHONE): ["", 0]}
 
     [adoption] = adoptions
     assert (adoption.profile_id, adoption.origin) == ("pNew", "pA")
@@ -377,7 +377,7 @@ def test_reroute_drops_moved_identifiers_even_when_no_partial_moved() -> None:
 
 def test_reroute_to_several_parts_is_sorted_by_target() -> None:
     state = new_state("pA", 0.0)
-    state.moved = {"anonymous_id:x": "p_2", "anonymous_id:y": "p_1"}
+    state.moved = {"anonymous_id:x": ["p_2", 0], "anonymous_id:y": ["p_1", 0]}
     incoming = new_state("pC", 0.0)
     for i, key in enumerate(["x", "y", "z"]):
         file(incoming, ev("web", "page_view", float(i), [("anonymous_id", key)], event_id=key))
@@ -440,10 +440,28 @@ def test_a_split_that_moves_nothing_keeps_a_person_s_later_consent() -> None:
 def test_rebuild_takes_bookkeeping_from_like() -> None:
     state = new_state("p1", 100.0)
     file(state, ev("web", "page_view", 100.0, [ANN_COOKIE]))
-    state.fired, state.merged_from, state.moved = ["a1"], ["p0"], {"x:y": ""}
+    state.fired, state.merged_from, state.moved = ["a1"], ["p0"], {"x:y": ["", 3]}
     same = rebuild("p1", state.parts, [ident_key(ANN_COOKIE)], like=state)
-    assert (same.fired, same.merged_from, same.moved) == (["a1"], ["p0"], {"x:y": ""})
+    assert (same.fired, same.merged_from, same.moved) == (["a1"], ["p0"], {"x:y": ["", 3]})
     other = rebuild("p2", state.parts, [ident_key(ANN_COOKIE)], like=state)
     assert (other.fired, other.merged_from, other.moved) == (["a1"], [], {})
     empty = rebuild("p3", {}, [], like=state)
     assert empty.created_ts == 100.0 and empty.event_count == 0
+
+
+def test_a_merge_decided_after_the_split_brings_moved_identifiers_back() -> None:
+    """Split at decision 5 moved Bob's email away; a merge decided later (7) joins it again:
+    the hand-over is not rerouted and the moved entry is dropped. One decided before the
+    split (4) was in flight: it is rerouted."""
+    state = new_state("pA", 0.0)
+    state.moved = {ident_key(BOB): ["pNew", 5]}
+    bob = new_state("pB", 0.0)
+    file_event(bob, BOB, ev("web", "login", 1.0, [BOB]), [BOB], 0.0, 60.0)
+
+    late, forwards = reroute(state, ProfileState.from_dict(bob.to_dict()), seq=4)
+    assert [f.profile_id for f in forwards] == ["pNew"] and late.identifiers == {}
+    assert ident_key(BOB) in state.moved
+
+    again, forwards = reroute(state, ProfileState.from_dict(bob.to_dict()), seq=7)
+    assert forwards == [] and again.identifiers == {"email": [BOB[1]]}
+    assert state.moved == {}
