@@ -52,10 +52,12 @@ class Adoption:
     partials: dict[str, ProfileState]
     fired: list[str]
     last_action_ts: dict[str, float]
+    seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "adopt",
+            "seq": self.seq,
             "profile_id": self.profile_id,
             "origin": self.origin,
             "identifiers": list(self.identifiers),
@@ -73,6 +75,7 @@ class Adoption:
             partials={a: ProfileState.from_dict(p) for a, p in d["partials"].items()},
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
+            seq=int(d.get("seq") or 0),
         )
 
 
@@ -104,7 +107,7 @@ def rebuild(
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
-    state.identifiers = _by_type(identifiers)
+    state.identifiers = identifiers_by_type(identifiers)
     return state
 
 
@@ -129,23 +132,43 @@ def split_state(
     if pid in parts:
         kept = rebuild(pid, grouped[pid], parts[pid], like=state)
         kept.moved.update(moved)
+        kept.ids_seq = seq
     adoptions = [
-        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts))
+        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts), seq)
         for part, keys in parts.items()
         if part != pid
     ]
     return kept, adoptions
 
 
-def adopt(current: ProfileState | None, adoption: Adoption) -> ProfileState:
-    """A new part's state: its partials folded into whatever already arrived for it."""
+def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileState, list[Adoption]]:
+    """A new part's state: its partials folded into whatever already arrived for it.
+
+    An adoption can reach a profile that has meanwhile been split itself (it was forwarded
+    here because its own target was merged in): identifiers and partials that left with a
+    later split go on, as for a hand-over (:func:`reroute`).
+    """
+    forwards: list[Adoption] = []
+    if current is not None and current.moved:
+        incoming = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
+        incoming, forwards = reroute(current, incoming, adoption.seq)
+        adoption = Adoption(
+            adoption.profile_id,
+            adoption.origin,
+            [ident_key(i) for i in _identifiers(incoming)],
+            incoming.parts,
+            adoption.fired,
+            adoption.last_action_ts,
+            adoption.seq,
+        )
     state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
     state.fired = list(adoption.fired)
     state.last_action_ts = dict(adoption.last_action_ts)
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
-    return state
+    state.ids_seq = max(adoption.seq, current.ids_seq if current is not None else 0)
+    return state, forwards
 
 
 def reroute(
@@ -180,7 +203,7 @@ def reroute(
     remaining = [k for k in keys if k not in active]
     if len(staying) == len(incoming.parts):
         kept = ProfileState.from_dict(incoming.to_dict())
-        kept.identifiers = _by_type(remaining)
+        kept.identifiers = identifiers_by_type(remaining)
     else:
         kept = rebuild(incoming.profile_id, staying, remaining, incoming)
     forwards = [
@@ -191,6 +214,7 @@ def reroute(
             partials,
             list(incoming.fired),
             dict(incoming.last_action_ts),
+            state.moved.get(next(iter(partials)), ["", seq])[1],
         )
         for target, partials in sorted(leaving.items())
     ]
@@ -215,7 +239,8 @@ def _identifiers(state: ProfileState) -> list[Identifier]:
     return [(kind, v) for kind, values in state.identifiers.items() for v in values]
 
 
-def _by_type(keys: list[str]) -> dict[str, list[str]]:
+def identifiers_by_type(keys: list[str]) -> dict[str, list[str]]:
+    """``type:value`` keys -> the ``{type: [values]}`` shape of a profile's identifiers."""
     out: dict[str, list[str]] = {}
     for key in keys:
         kind, value = parse_ident(key)

@@ -120,6 +120,9 @@ class ProfileState:
     #: Identifiers that left this profile in a split -> [where to ("" = nowhere), the
     #: resolver's decision number of that split] (see scv.domain.parts.reroute).
     moved: dict[str, list[Any]] = field(default_factory=dict)
+    #: The resolver decision the ``identifiers`` list was last set from (hand-overs decided
+    #: earlier must not add to it: the resolver's list already accounts for them).
+    ids_seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it)."""
@@ -144,6 +147,7 @@ class ProfileState:
             "event_count": self.event_count,
             "parts": {anchor: part.to_dict() for anchor, part in self.parts.items()},
             "moved": {k: list(v) for k, v in self.moved.items()},
+            "ids_seq": self.ids_seq,
         }
 
     @classmethod
@@ -171,6 +175,7 @@ class ProfileState:
             event_count=int(d.get("event_count") or 0),
             parts={a: cls.from_dict(p) for a, p in (d.get("parts") or {}).items()},
             moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
+            ids_seq=int(d.get("ids_seq") or 0),
         )
 
 

@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 
 from scv.domain.model import Action, NormalizedEvent, parse_ident
-from scv.domain.parts import Adoption, adopt, file_event, reroute, split_state
+from scv.domain.parts import (
+    Adoption,
+    adopt,
+    file_event,
+    identifiers_by_type,
+    reroute,
+    split_state,
+)
 from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapshot
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.streams import metrics
@@ -43,9 +50,15 @@ def _load(pid: bytes) -> dict[str, Any] | None:
 
 
 async def _forward(msg: dict[str, Any], survivor: str) -> None:
-    await profile_events.send(
-        key=survivor.encode(), value=orjson.dumps(msg | {"profile_id": survivor})
-    )
+    """Pass a message for a merged-away profile on to its survivor.
+
+    An event's identifier list describes the merged-away profile, not the survivor: dropped.
+    """
+    body = msg | {"profile_id": survivor}
+    if msg.get("kind") == "event":
+        body.pop("identifiers", None)
+        body.pop("seq", None)
+    await profile_events.send(key=survivor.encode(), value=orjson.dumps(body))
 
 
 async def _adopt(adoption: Adoption) -> None:
@@ -85,6 +98,10 @@ async def _step(
         accepted = [parse_ident(k) for k in msg.get("accepted", [])]
         anchor = parse_ident(msg["anchor"]) if msg.get("anchor") else None
         file_event(state, anchor, event, accepted, now, settings.cart_window_s)
+        seq = int(msg.get("seq") or 0)
+        if "identifiers" in msg and seq >= state.ids_seq:  # the resolver's list wins
+            state.identifiers = identifiers_by_type(msg["identifiers"])
+            state.ids_seq = seq
         return state, on_event(state, event, now, trigger_config)
     if kind == "absorb":
         other = ProfileState.from_dict(msg["state"])
@@ -94,11 +111,16 @@ async def _step(
             for adoption in forwards:
                 await _adopt(adoption)
         state = state or new_state(pid, other.created_ts)
+        kept_ids, kept_seq = state.identifiers, state.ids_seq
         absorb(state, other)
+        if int(msg.get("seq") or 0) <= kept_seq:  # the list already counts this merge
+            state.identifiers = kept_ids
         # A merge can bring a cart past its window, or a cancellation and a later visit, together.
         return state, due(state, now, trigger_config) + pending_churn(state, now, trigger_config)
     if kind == "adopt":
-        state = adopt(state, Adoption.from_dict(msg))
+        state, forwards = adopt(state, Adoption.from_dict(msg))
+        for adoption in forwards:
+            await _adopt(adoption)
         return state, due(state, now, trigger_config) + pending_churn(state, now, trigger_config)
     if kind == "split":
         if state is None:

@@ -84,7 +84,9 @@ def split_messages(split: Split, seq: int) -> list[Outgoing]:
     return out
 
 
-def outgoing(event: NormalizedEvent, res: Resolution, seq: int = 0) -> list[Outgoing]:
+def outgoing(
+    event: NormalizedEvent, res: Resolution, seq: int = 0, identifiers: list[str] | None = None
+) -> list[Outgoing]:
     """What one decision publishes, in order: merges, refusals, generic values and splits,
     then the event itself.
 
@@ -118,7 +120,7 @@ def outgoing(event: NormalizedEvent, res: Resolution, seq: int = 0) -> list[Outg
             out.append((merges_out, split.profile_id.encode(), generic))
         out += split_messages(split, seq)
     if res.profile_id is not None:
-        routed = {
+        routed: dict[str, Any] = {
             "kind": "event",
             "profile_id": res.profile_id,
             "event": event.to_dict(),
@@ -126,6 +128,8 @@ def outgoing(event: NormalizedEvent, res: Resolution, seq: int = 0) -> list[Outg
             "anchor": ident_key(res.anchor) if res.anchor is not None else None,
             "dropped": [d.to_dict() for d in res.dropped],
         }
+        if identifiers is not None:  # after a merge or split: the profile's whole list
+            routed |= {"seq": seq, "identifiers": identifiers}
         out.append((profile_events, res.profile_id.encode(), orjson.dumps(routed)))
     return out
 
@@ -161,8 +165,12 @@ async def resolve_agent(stream: Any) -> None:
             metrics.SPLITS.labels(split.reason.rule).inc()
         if res.profile_id is None:
             metrics.UNRESOLVED.inc()
-        seq = next_decision() if res.merges or res.splits else 0
-        for topic, key, value in outgoing(normalized, res, seq):
+        seq, idents = 0, None
+        if res.merges or res.splits:
+            seq = next_decision()
+            node = store.get_node(res.profile_id) if res.profile_id else None
+            idents = node.keys() if node is not None else None
+        for topic, key, value in outgoing(normalized, res, seq, idents):
             await topic.send(key=key, value=value)
 
 

@@ -213,7 +213,7 @@ def test_split_state_gives_each_person_back_their_own_history() -> None:
     assert list(adoption.partials) == BOB_KEYS
     assert adoption.fired == fired
 
-    bob = adopt(None, adoption)
+    bob, _ = adopt(None, adoption)
     assert bob.profile_id == "pNew"
     assert bob.traits == {"first_name": "Bob"}
     assert bob.consent["marketing"]["granted"] is False
@@ -244,7 +244,7 @@ def test_split_state_when_the_profile_id_is_gone() -> None:
         ("pX", "pA", ANN_KEYS),
         ("pY", "pA", BOB_KEYS),
     ]
-    assert adopt(None, adoptions[0]).traits == {"first_name": "Ann"}
+    assert adopt(None, adoptions[0])[0].traits == {"first_name": "Ann"}
     # The shop-phone partial was neither removed nor placed: it goes nowhere.
     assert all(ident_key(SHOP_PHONE) not in a.partials for a in adoptions)
 
@@ -281,7 +281,7 @@ def test_adopt_into_a_state_that_already_got_events_keeps_both() -> None:
     file(early, ev("web", "page_view", 121.0, [("anonymous_id", "ck-bob")], event_id="b4"))
     early.fired = ["act-new"]
 
-    state = adopt(copy(early), adoption)
+    state, _ = adopt(copy(early), adoption)
     assert state.profile_id == "pNew"
     assert state.traits == {"first_name": "Bob", "last_name": "Brown"}
     assert state.consent["marketing"]["granted"] is False
@@ -334,7 +334,7 @@ def test_reroute_forwards_partials_whose_anchor_moved() -> None:
     assert kept.traits == {"first_name": "Ann"}  # Ann's name is the later one (100 > 90)
     assert ident_key(BOB) not in kept.parts and ident_key(SHOP_PHONE) not in kept.parts
     assert kept.identifiers == {"email": [ANN[1]], "anonymous_id": [ANN_COOKIE[1], "ck-carol"]}
-    bob = adopt(None, forward)
+    bob, _ = adopt(None, forward)
     assert bob.traits == {"last_name": "Brown"} and bob.identifiers == {"email": [BOB[1]]}
 
 
