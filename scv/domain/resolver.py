@@ -34,7 +34,7 @@ from scv.domain.model import (
     Resolution,
     ident_key,
 )
-from scv.domain.split import people_tied_by, split_profile
+from scv.domain.split import partition, people_tied_by, split_profile
 
 __all__ = ["DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
 
@@ -95,7 +95,9 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         if owner is None:
             have = counts.get(kind, 0)
             if have + 1 > rules.rule(kind).max_per_profile:
-                if not _newer_evidence(event.ts, nodes.values()):
+                if not _newer_evidence(event.ts, nodes.values()) or not _contest_changes(
+                    event, [*nodes.values()], new_idents, None, ident, rules
+                ):
                     drop_reason[ident] = f"limit:{kind}"
                     continue
                 contested.append(kind)  # older than what fills the slot: see below
@@ -113,7 +115,9 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
             reason = _refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
             if reason is not None and reason.startswith("limit:"):
                 kind_at_limit = reason.partition(":")[2]
-                if _newer_evidence(event.ts, [*nodes.values(), node]):
+                if _newer_evidence(event.ts, [*nodes.values(), node]) and _contest_changes(
+                    event, [*nodes.values()], new_idents, node, ident, rules
+                ):
                     # Older evidence takes the slot (the split below decides who keeps
                     # what); the merge cap and bans still apply.
                     reason = _refusal(
@@ -277,6 +281,40 @@ def _set_aside(ident: Identifier, event: NormalizedEvent, store: GraphStore) -> 
     node.add_origin(key, event.ts, event.event_id)
     store.set_owner(key, pid)
     return node
+
+
+def _contest_changes(
+    event: NormalizedEvent,
+    view: list[ProfileNode],
+    new_idents: list[Identifier],
+    contender: ProfileNode | None,
+    ident: Identifier,
+    rules: Rules,
+) -> bool:
+    """Would replaying the evidence in event-time order group things differently from
+    simply refusing ``ident`` (and ``contender``, the profile that owns it)?
+
+    Most late events change nothing: then the refusal stands and no profile is merged and
+    split back (which would cost consumers a new id each time).
+    """
+    combined = ProfileNode("", event.ts)
+    for node in [*view, *([contender] if contender is not None else [])]:
+        combined.take(ProfileNode.from_dict(node.to_dict()))
+    keys = set(combined.keys())
+    for kind, value in [*new_idents, *([ident] if contender is None else [])]:
+        combined.identifiers.setdefault(kind, []).append(value)
+        combined.add_origin(f"{kind}:{value}", event.ts, event.event_id)
+        keys.add(f"{kind}:{value}")
+    present = [i for i in rules.priority_order(event.identifiers) if ident_key(i) in keys]
+    if present:
+        anchor = ident_key(present[0])
+        for other in present[1:]:
+            combined.add_link(
+                anchor, ident_key(other), "deterministic", event.event_id, event.ts, None
+            )
+    refused = set(contender.keys()) if contender is not None else {ident_key(ident)}
+    expected = {frozenset(keys - refused), frozenset(refused)}
+    return {frozenset(g) for g in partition(combined, rules)} != expected
 
 
 def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:
