@@ -43,6 +43,10 @@ class CountingStore(DictStore):
         self.writes += 1
         super().set_owner(key, profile_id)
 
+    def del_owner(self, key: str) -> None:
+        self.writes += 1
+        super().del_owner(key)
+
     def put_node(self, node: ProfileNode) -> None:
         self.writes += 1
         super().put_node(node)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_resolver import CountingStore, ev
 
 from scv.domain.governance import IdentifierRule, Rules
 from scv.domain.graph import GENERIC, DictStore, ProfileNode, new_profile_id
@@ -28,40 +29,8 @@ CAT = ("email", "cat@acme-corp.co.uk")
 SHOP_PHONE = ("phone", "+447700900111")
 
 
-def ev(event_id: str, ts: float, *idents: Identifier, source: str = "web") -> NormalizedEvent:
-    return NormalizedEvent(
-        event_id=event_id, source=source, type="test", ts=ts, identifiers=list(idents)
-    )
-
-
 def groups(store: DictStore) -> set[frozenset[str]]:
     return {frozenset(n.keys()) for n in store.nodes.values()}
-
-
-class CountingStore(DictStore):
-    """Counts every write, to check that events bringing no new evidence write nothing."""
-
-    __slots__ = ("writes",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def set_owner(self, key: str, profile_id: str) -> None:
-        self.writes += 1
-        super().set_owner(key, profile_id)
-
-    def del_owner(self, key: str) -> None:
-        self.writes += 1
-        super().del_owner(key)
-
-    def put_node(self, node: ProfileNode) -> None:
-        self.writes += 1
-        super().put_node(node)
-
-    def del_node(self, profile_id: str) -> None:
-        self.writes += 1
-        super().del_node(profile_id)
 
 
 # --------------------------------------------------------------------------- shared checks
