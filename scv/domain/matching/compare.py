@@ -13,6 +13,7 @@ dicts and uses rapidfuzz per pair (microseconds), never pandas.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -51,7 +52,7 @@ def clean_digits(value: Any) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Comparison:
+class Comparison(ABC):
     """Base class: one attribute, compared into ``labels`` levels (plus ``MISSING``)."""
 
     name: str
@@ -60,17 +61,17 @@ class Comparison:
     kind: ClassVar[str] = "base"
 
     @property
+    @abstractmethod
     def labels(self) -> tuple[str, ...]:
         """Names of the non-missing levels, strongest agreement first."""
-        raise NotImplementedError
 
     def prepare(self, value: Any) -> str | None:
         """Normalise one side's value; split out so that callers may cache it per record."""
         return clean(value)
 
+    @abstractmethod
     def compare_values(self, a: str, b: str) -> int:
         """Level for two present, prepared values."""
-        raise NotImplementedError
 
     def level(self, a: Record, b: Record) -> int:
         """Level for the pair of records, ``MISSING`` when either value is absent."""
