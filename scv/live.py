@@ -57,8 +57,8 @@ class Tally:
                 topic, key, value = msg.topic(), msg.key() or b"", msg.value()
                 if topic == self.topics.profiles:
                     (self.live.add if value is not None else self.live.discard)(key)
-                elif topic == self.topics.merges:
-                    self.merges += 1
+                elif topic == self.topics.merges and value is not None:
+                    self.merges += orjson.loads(value).get("kind") == "merge"
                 elif topic == self.topics.actions and value is not None:
                     action = orjson.loads(value)
                     self.actions[action["type"]] += 1
