@@ -48,6 +48,9 @@ class ProfileNode:
     links: list[Link] = field(default_factory=list)
     origins: dict[str, list[Any]] = field(default_factory=dict)
     bans: dict[str, list[str]] = field(default_factory=dict)
+    #: Representative person attributes for probabilistic matching (field -> value; see
+    #: :mod:`scv.domain.matching.linker`). Empty unless a matcher is in use.
+    attrs: dict[str, str] = field(default_factory=dict)
 
     def count(self, ident_type: str) -> int:
         """How many values of ``ident_type`` the profile owns."""
@@ -112,6 +115,8 @@ class ProfileNode:
         for key, targets in other.bans.items():
             for target in targets:
                 self.add_ban(key, target)
+        for name, value in other.attrs.items():  # the survivor's own attributes win
+            self.attrs.setdefault(name, value)
         self.absorbed += 1 + other.absorbed
         self.first_seen = min(self.first_seen, other.first_seen)
 
@@ -124,6 +129,7 @@ class ProfileNode:
             "links": [list(link) for link in self.links],
             "origins": {k: list(v) for k, v in self.origins.items()},
             "bans": {k: list(v) for k, v in self.bans.items()},
+            **({"attrs": dict(self.attrs)} if self.attrs else {}),
         }
 
     @classmethod
@@ -136,6 +142,7 @@ class ProfileNode:
             links=[list(link) for link in d.get("links") or []],
             origins={str(k): list(v) for k, v in (d.get("origins") or {}).items()},
             bans={str(k): [str(x) for x in v] for k, v in (d.get("bans") or {}).items()},
+            attrs={str(k): str(v) for k, v in (d.get("attrs") or {}).items()},
         )
 
 
@@ -161,17 +168,27 @@ class GraphStore(Protocol):
         """True if the id is live or was ever retired."""
         ...
 
+    def get_block(self, key: str) -> list[str]:
+        """The probabilistic matcher's blocking index: identifier keys filed under ``key``
+        (their current owners are the candidate profiles)."""
+        ...
+
+    def add_block(self, key: str, ident: str) -> None:
+        """File identifier key ``ident`` under blocking key ``key`` (idempotent)."""
+        ...
+
 
 class DictStore:
     """In-memory :class:`GraphStore`. Nodes are kept by reference (no copies): cheap for
     replaying large inputs; callers that snapshot it should use ``to_dict``."""
 
-    __slots__ = ("nodes", "owners", "retired")
+    __slots__ = ("blocks", "nodes", "owners", "retired")
 
     def __init__(self) -> None:
         self.owners: dict[str, str] = {}
         self.nodes: dict[str, ProfileNode] = {}
         self.retired: set[str] = set()
+        self.blocks: dict[str, list[str]] = {}
 
     def get_owner(self, key: str) -> str | None:
         return self.owners.get(key)
@@ -195,6 +212,14 @@ class DictStore:
     def used(self, profile_id: str) -> bool:
         return profile_id in self.nodes or profile_id in self.retired
 
+    def get_block(self, key: str) -> list[str]:
+        return self.blocks.get(key, [])
+
+    def add_block(self, key: str, ident: str) -> None:
+        members = self.blocks.setdefault(key, [])
+        if ident not in members:
+            members.append(ident)
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, comparable snapshot (used by replay-determinism tests)."""
         return {
@@ -205,6 +230,10 @@ class DictStore:
 
 #: Node value of a profile id that was merged away or emptied by a split.
 RETIRED = b"-"
+
+#: Prefix of the blocking index's entries in the owners map (no identifier key starts with
+#: a NUL byte), so the index needs no table of its own.
+BLOCK_PREFIX = "\x00b:"
 
 
 class MappingStore:
@@ -241,6 +270,16 @@ class MappingStore:
 
     def used(self, profile_id: str) -> bool:
         return self._nodes.get(profile_id.encode()) is not None
+
+    def get_block(self, key: str) -> list[str]:
+        value = self._owners.get((BLOCK_PREFIX + key).encode())
+        return [str(x) for x in orjson.loads(value)] if value is not None else []
+
+    def add_block(self, key: str, ident: str) -> None:
+        members = self.get_block(key)
+        if ident not in members:
+            members.append(ident)
+            self._owners[(BLOCK_PREFIX + key).encode()] = orjson.dumps(members)
 
 
 def new_profile_id(seed: str) -> str:

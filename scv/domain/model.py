@@ -172,6 +172,8 @@ class Resolution:
     splits: list[Split] = field(default_factory=list)
     #: Keys declared generic while deciding this event.
     generic: list[str] = field(default_factory=list)
+    #: Set when a matcher linked the event to an existing profile by its attributes.
+    match: LinkReason | None = None
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from scv.domain.graph import (
     fresh_id,
     new_profile_id,
 )
+from scv.domain.matching.linker import Linker
 from scv.domain.model import (
     Dropped,
     Identifier,
@@ -39,7 +40,9 @@ from scv.domain.split import partition, people_tied_by, split_profile
 __all__ = ["DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
 
 
-def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resolution:
+def resolve(
+    event: NormalizedEvent, store: GraphStore, rules: Rules, matcher: Linker | None = None
+) -> Resolution:
     """Attach ``event``'s identifiers to one profile, merging the profiles they tie together.
 
     Governance is applied greedily in priority order (the design's "drop the
@@ -55,6 +58,11 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
     pairs are recorded as links on the survivor (the evidence splits replay). If a value
     now ties more people together than its type's ``generic_after`` allows, it is declared
     generic and the profile is split back (see :mod:`scv.domain.split`).
+
+    With a ``matcher`` (off by default), an event that would create a new profile may instead
+    join the profile its person attributes match (see :mod:`scv.domain.matching.linker`),
+    under the same governance as a deterministic join; the evidence is a link with rule
+    ``probabilistic`` and the match weight, reported as ``Resolution.match``.
     """
     drop_reason: dict[Identifier, str] = {}
     drop_owner: dict[Identifier, str] = {}
@@ -137,6 +145,18 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         view_keys.update(node.keys())
         view_bans |= node.ban_targets()
 
+    record = matcher.record(event) if matcher is not None else {}
+    match = None
+    if matcher is not None and not nodes and new_idents:
+        match = matcher.find(record, store)
+        if match is not None:
+            refused = _refusal(match.node, counts, 0, 0, view_keys, view_bans, rules)
+            if refused is None:
+                nodes[match.node.profile_id] = match.node
+            else:
+                matcher.stats["refused"] += 1
+                match = None
+
     # Report in event order; every distinct identifier is either accepted or dropped.
     accepted = [i for i in seen if i not in drop_reason]
     dropped = [Dropped(i, drop_reason[i], drop_owner.get(i)) for i in seen if i in drop_reason]
@@ -186,6 +206,12 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         survivor.first_seen = event.ts
         changed = True
     linked: list[str] = []
+    if match is not None:
+        changed |= survivor.add_link(
+            anchor_key, match.key, "probabilistic", event.event_id, event.ts, match.score
+        )
+    if matcher is not None and record:
+        changed |= matcher.remember(record, survivor, anchor_key, store)
     for ident in accepted:
         key = ident_key(ident)
         changed |= survivor.add_origin(key, event.ts, event.event_id)
@@ -218,6 +244,10 @@ def resolve(event: NormalizedEvent, store: GraphStore, rules: Rules) -> Resoluti
         created=created,
         anchor=anchor,
     )
+    if match is not None:
+        res.match = LinkReason(
+            "probabilistic", [anchor_key, match.key], event.event_id, event.ts, match.score
+        )
     if contested:
         # This event is older than evidence that holds a limited slot: replay the combined
         # evidence in event-time order, so the earliest event wins whatever the arrival order.

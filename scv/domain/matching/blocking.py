@@ -12,7 +12,7 @@ import jellyfish
 from scv.domain.matching.compare import Record, clean, clean_digits, dob_digits
 
 
-def _soundex(text: str) -> str:
+def soundex(text: str) -> str:
     """Soundex of the letters only; tolerant of spelling variants (mccarthy/mccatrhy)."""
     letters = "".join(ch for ch in text if ch.isalpha())
     return jellyfish.soundex(letters) if letters else ""
@@ -32,8 +32,8 @@ def blocking_keys(record: Record) -> list[str]:
     phone = clean_digits(record.get("phone"))
     email = clean(record.get("email_local"))
 
-    sx_surname = _soundex(surname) if surname else ""
-    sx_given = _soundex(given) if given else ""
+    sx_surname = soundex(surname) if surname else ""
+    sx_given = soundex(given) if given else ""
     # Names are used order-free (sorted), since given name and surname get swapped.
     initials = sorted({name[0] for name in (given, surname) if name})
     keys: list[str] = []
@@ -48,7 +48,7 @@ def blocking_keys(record: Record) -> list[str]:
         keys.append("nn:" + ":".join(sorted((sx_given, sx_surname))))
     street = clean(record.get("address_1"))
     if street and number:
-        keys.append(f"sn:{number}:{_soundex(street)}")
+        keys.append(f"sn:{number}:{soundex(street)}")
     if ssn:
         keys.append(f"ss:{ssn}")
     if phone:

@@ -1,0 +1,143 @@
+"""Probabilistic matching inside the resolver (off by default, ``matcher=`` turns it on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scv.domain.governance import Rules
+from scv.domain.graph import GENERIC, DictStore, MappingStore, ProfileNode
+from scv.domain.matching.linker import Linker
+from scv.domain.matching.records import record_from_traits
+from scv.domain.model import Identifier, NormalizedEvent
+from scv.domain.resolver import resolve
+from scv.matchdemo import demo_events
+
+RULES = Rules.default()
+ANN = {
+    "first_name": "Annabel",
+    "last_name": "Featherstone",
+    "birth_date": "1984-03-17",
+    "address": {"street": "12 High Street", "city": "Leeds", "postcode": "LS4 2AB"},
+}
+
+
+def ev(eid: str, ts: float, *idents: Identifier, **traits: Any) -> NormalizedEvent:
+    return NormalizedEvent(eid, "callcenter", "call", ts, list(idents), traits=traits)
+
+
+def seeded() -> tuple[DictStore, Linker]:
+    store = DictStore()
+    linker = Linker.load()
+    resolve(ev("e1", 1.0, ("email", "ann@x.com"), **ANN), store, RULES, matcher=linker)
+    return store, linker
+
+
+def test_record_from_traits() -> None:
+    assert record_from_traits(ANN) == {
+        "given_name": "annabel",
+        "surname": "featherstone",
+        "date_of_birth": "1984-03-17",
+        "street_number": "12",
+        "address_1": "high street",
+        "suburb": "leeds",
+        "postcode": "ls42ab",
+    }
+
+
+def test_off_by_default() -> None:
+    store = DictStore()
+    resolve(ev("e1", 1.0, ("email", "ann@x.com"), **ANN), store, RULES)
+    res = resolve(ev("e2", 2.0, ("phone", "+447700900001"), **ANN), store, RULES)
+    assert res.created and res.match is None
+
+
+def test_unknown_phone_with_same_person_traits_links_probabilistically() -> None:
+    store, linker = seeded()
+    first = store.get_owner("email:ann@x.com")
+    traits = {
+        "first_name": "ANNABEL",
+        "last_name": "Featherstone",
+        "birth_date": "1984-03-17",
+        "address": {"postcode": "LS4 2AB"},
+    }
+    res = resolve(ev("e2", 2.0, ("phone", "+447700900001"), **traits), store, RULES, linker)
+    assert not res.created and res.profile_id == first
+    assert res.match is not None and res.match.rule == "probabilistic"
+    assert res.match.score is not None and res.match.score >= linker.upper
+    node = store.get_node(first)
+    assert node is not None and "+447700900001" in node.identifiers["phone"]
+    assert [lk[2] for lk in node.links if "phone:+447700900001" in lk[:2]] == ["probabilistic"]
+    assert store.get_owner("phone:+447700900001") == first
+
+
+def test_same_surname_only_is_another_person() -> None:
+    store, linker = seeded()
+    traits = {
+        "first_name": "Oliver",
+        "last_name": "Featherstone",
+        "birth_date": "1990-11-02",
+        "address": {"postcode": "M3 9ZZ"},
+    }
+    res = resolve(ev("e2", 2.0, ("phone", "+447700900002"), **traits), store, RULES, linker)
+    assert res.created and res.match is None
+    assert len(store.nodes) == 2
+
+
+def test_blocked_and_generic_identifiers_never_link() -> None:
+    store, linker = seeded()
+    store.set_owner("phone:+447700900003", GENERIC)
+    blocked = resolve(ev("e2", 2.0, ("email", "test@test.com"), **ANN), store, RULES, linker)
+    generic = resolve(ev("e3", 3.0, ("phone", "+447700900003"), **ANN), store, RULES, linker)
+    for res in (blocked, generic):
+        assert res.profile_id is None and res.match is None
+    assert len(store.nodes) == 1
+    assert store.get_owner("phone:+447700900003") == GENERIC
+
+
+def test_governance_limit_refuses_a_match() -> None:
+    store, linker = seeded()
+    pid = store.get_owner("email:ann@x.com")
+    resolve(ev("e2", 2.0, ("email", "ann@x.com"), ("customer_id", "C1")), store, RULES, linker)
+    res = resolve(ev("e3", 3.0, ("customer_id", "C2"), **ANN), store, RULES, linker)
+    assert res.match is None and res.profile_id != pid
+    assert linker.stats["refused"] == 1
+
+
+def test_attrs_round_trip_and_old_records_load() -> None:
+    node = ProfileNode("p", 1.0, {"email": ["a@x.com"]}, attrs={"surname": "x"})
+    assert ProfileNode.from_dict(node.to_dict()) == node
+    old = node.to_dict()
+    del old["attrs"]
+    assert ProfileNode.from_dict(old).attrs == {}
+
+
+def test_mapping_store_keeps_the_block_index_in_owners() -> None:
+    owners: dict[bytes, bytes] = {}
+    store = MappingStore(owners, {})
+    store.add_block("np:F236:ls42ab", "email:a@x.com")
+    store.add_block("np:F236:ls42ab", "email:a@x.com")
+    assert store.get_block("np:F236:ls42ab") == ["email:a@x.com"]
+    assert store.get_owner("np:F236:ls42ab") is None
+
+
+def assert_invariants(store: DictStore) -> None:
+    seen: dict[str, str] = {}
+    for pid, node in store.nodes.items():
+        for key in node.keys():
+            assert key not in seen, f"{key} in {seen[key]} and {pid}"
+            seen[key] = pid
+            assert store.get_owner(key) == pid
+    for key, owner in store.owners.items():
+        if owner != GENERIC:
+            assert key in seen
+
+
+def test_no_identifier_in_two_profiles_over_demo_traffic() -> None:
+    events, _ = demo_events(2000, 7)
+    store = DictStore()
+    linker = Linker.load()
+    for i, event in enumerate(events):
+        resolve(event, store, RULES, matcher=linker)
+        if i % 100 == 99:
+            assert_invariants(store)
+    assert_invariants(store)
