@@ -66,6 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         bootstrap=args.bootstrap,
         cart_window_s=args.cart_window,
+        matching=args.matching,
     )
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
     if args.json:
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the summary to this file")
     p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
     p.add_argument("--cart-window", type=float, default=8.0, help="abandoned-cart window, seconds")
+    p.add_argument(
+        "--matching", action="store_true", help="turn on probabilistic matching (SCV_MATCHING)"
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

@@ -108,6 +108,7 @@ def run_demo(
     workers: int = 1,
     bootstrap: str | None = None,
     cart_window_s: float = 8.0,
+    matching: bool = False,
     work_dir: Path | None = None,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
@@ -124,6 +125,7 @@ def run_demo(
             topic_prefix=f"demo{int(started)}-",
             cart_window_s=cart_window_s,
             session_timeout_s=4.0,
+            matching=matching,
         )
         create_topics(base)
         procs: list[WorkerProcess] = []
@@ -158,5 +160,6 @@ def run_demo(
         "events_per_second": round(count / max(drained_at - ready_at, 1e-9), 1),
         "workers": workers,
         "seed": seed,
+        "matching": matching,
     }
     return summary

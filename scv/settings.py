@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     rules_path: Path | None = Field(
         None, description="YAML file with identity governance rules; built-in defaults if unset."
     )
+    matching: bool = Field(
+        False,
+        description="Probabilistic matching in the resolver: an event with person attributes "
+        "but no known identifier may join the profile its attributes match.",
+    )
+    matching_model_path: Path | None = Field(
+        None, description="Fellegi-Sunter model file for matching; the demo-trained one if unset."
+    )
     cart_window_s: float = Field(
         1800.0, description="Seconds a cart may stay without an order before abandoned_cart."
     )

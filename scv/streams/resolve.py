@@ -19,6 +19,7 @@ import orjson
 from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
 from scv.domain.graph import MappingStore
+from scv.domain.matching.linker import Linker
 from scv.domain.model import LinkReason, NormalizedEvent, Resolution, Split, ident_key
 from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import resolve
@@ -37,6 +38,11 @@ from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 rules = load_rules(_settings.rules_path)
+matcher = (
+    (Linker.load(_settings.matching_model_path) if _settings.matching_model_path else Linker.load())
+    if _settings.matching
+    else None
+)
 normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
 
@@ -155,10 +161,12 @@ async def resolve_agent(stream: Any) -> None:
             await send_to_dlq(event, f"unreadable: {type(exc).__name__}: {exc}", "resolve")
             continue
         started = time.perf_counter()
-        res = resolve(normalized, store, rules)
+        res = resolve(normalized, store, rules, matcher)
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
         for merge in res.merges:
             metrics.MERGES.labels(merge.reason.rule).inc()
+        if res.match is not None:
+            metrics.MERGES.labels("probabilistic").inc()
         for dropped in res.dropped:
             metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
         for split in res.splits:

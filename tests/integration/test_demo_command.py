@@ -1,4 +1,5 @@
-"""``scv demo`` as a user runs it: its own embedded broker, two workers, scored summary."""
+"""``scv demo`` as a user runs it: its own embedded broker, two workers, probabilistic
+matching on, scored summary."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_demo_command_writes_a_scored_summary(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     cmd = [sys.executable, "-m", "scv.cli", "demo", "--events", "1500", "--seed", "3"]
-    cmd += ["--workers", "2", "--cart-window", "2", "--json", str(out)]
+    cmd += ["--workers", "2", "--cart-window", "2", "--matching", "--json", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -23,6 +24,7 @@ def test_demo_command_writes_a_scored_summary(tmp_path: Path) -> None:
     assert orjson.loads(done.stdout[done.stdout.index("{") :]) == summary
     assert summary["events_in"] == 1500
     assert summary["workers"] == 2
+    assert summary["matching"] is True  # probabilistic matching on in the resolver
     # The generator injects about 1 % malformed events: all of them, and only them, are rejected.
     assert summary["malformed_in"] > 0
     assert summary["dlq"] == summary["malformed_in"]
