@@ -322,9 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
-        "command", help="send an identity command (unmerge, ban-link) to identity.commands.v1"
+        "command", help="send an identity command (unmerge, ban-link, link) to identity.commands.v1"
     )
-    p.add_argument("type", choices=["unmerge", "ban-link"])
+    p.add_argument("type", choices=["unmerge", "ban-link", "link"])
     p.add_argument("--profile", default=None, help="the profile to act on (unmerge)")
     p.add_argument(
         "--identifier",

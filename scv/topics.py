@@ -39,6 +39,7 @@ PROFILE_EVENTS = "profiles.events.v1"
 PROFILES = "profiles.v1"
 MERGES = "profiles.merges.v1"
 ACTIONS = "actions.v1"
+REVIEW = "identity.review.v1"
 
 
 class Topics:
@@ -81,6 +82,10 @@ class Topics:
     def dead_lettered(self) -> list[str]:
         """Every topic a stage consumes: each has a ``<topic>.dlq`` beside it."""
         return [*self.raw_topics, self.identity_events, self.commands, self.profile_events]
+
+    @property
+    def review(self) -> str:
+        return self._settings.topic(REVIEW)
 
     @property
     def commands_dlq(self) -> str:
@@ -151,6 +156,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.profiles, stage_n, compacted=True, partitions_setting=stage_env),
         TopicSpec(names.merges, stage_n, partitions_setting=stage_env),
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),
+        TopicSpec(names.review, stage_n, partitions_setting=stage_env),
     ]
     return specs
 

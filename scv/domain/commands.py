@@ -10,6 +10,9 @@ a profile again), so the same evidence arriving later cannot re-fuse them.
   whatever their own evidence ties to them, to new profiles; the rest keeps the id.
 * ``ban_link``: ``identifiers`` are exactly two keys that must never share a profile. If
   they share one now, it is split the same way.
+* ``link``: the answer to a possible match on ``identity.review.v1``: ``subject`` is the
+  candidate profile, ``identifiers`` one identifier of the profile to join it. Governance
+  (limits, merge cap, bans) still applies; the link is recorded with rule ``review``.
 
 Pure module: no Faust, no Kafka.
 """
@@ -24,7 +27,7 @@ import orjson
 
 from scv.domain.governance import Rules
 from scv.domain.graph import GENERIC, GraphStore, ProfileNode
-from scv.domain.model import LinkReason, Split
+from scv.domain.model import LinkReason, MergeEvent, Split
 from scv.domain.normalize import (
     DEFAULT_CONFIG,
     InvalidEvent,
@@ -32,11 +35,12 @@ from scv.domain.normalize import (
     _parse_timestamp,
     canonical_value,
 )
+from scv.domain.resolver import refusal
 from scv.domain.split import partition, split_profile
 from scv.schemas import validator
 
 #: Command types the resolver handles; the others belong to later stages.
-RESOLVER_COMMANDS = frozenset({"unmerge", "ban_link"})
+RESOLVER_COMMANDS = frozenset({"unmerge", "ban_link", "link"})
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class CommandResult:
 
     command: Command
     splits: list[Split] = field(default_factory=list)
+    merges: list[MergeEvent] = field(default_factory=list)
     bans: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None
 
@@ -108,6 +113,8 @@ def apply_command(cmd: Command, store: GraphStore, rules: Rules) -> CommandResul
             _unmerge(cmd, store, rules, result)
         elif cmd.type == "ban_link":
             _ban_link(cmd, store, rules, result)
+        elif cmd.type == "link":
+            _link(cmd, store, rules, result)
         else:
             raise CommandError(f"unsupported_command:{cmd.type}")
     except CommandError as exc:
@@ -197,3 +204,32 @@ def _ban_link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResu
             return
     for node in nodes.values():
         store.put_node(node)
+
+
+def _link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:
+    if cmd.profile_id is None or len(cmd.identifiers) != 1:
+        raise CommandError("link_needs_a_profile_and_one_identifier")
+    target = _node_of(cmd, store)
+    key = cmd.identifiers[0]
+    owner = store.get_owner(key)
+    other = store.get_node(owner) if owner and owner != GENERIC else None
+    if other is None:
+        raise CommandError("identifier_not_found")
+    if other.profile_id == target.profile_id:
+        return  # already together
+    counts = {kind: len(values) for kind, values in target.identifiers.items()}
+    refused = refusal(
+        other, counts, target.absorbed, 1, set(target.keys()), target.ban_targets(), rules
+    )
+    if refused is not None:
+        raise CommandError(f"refused:{refused}")
+    survivor, absorbed = sorted((target, other), key=lambda n: (n.first_seen, n.profile_id))
+    anchor = target.keeper() or key
+    reason = LinkReason("review", [anchor, key], cmd.command_id, cmd.ts)
+    survivor.take(absorbed)
+    survivor.add_link(anchor, key, "review", cmd.command_id, cmd.ts, None)
+    for moved in absorbed.keys():
+        store.set_owner(moved, survivor.profile_id)
+    store.del_node(absorbed.profile_id)
+    store.put_node(survivor)
+    result.merges.append(MergeEvent(survivor.profile_id, absorbed.profile_id, reason))

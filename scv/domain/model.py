@@ -174,6 +174,9 @@ class Resolution:
     generic: list[str] = field(default_factory=list)
     #: Set when a matcher linked the event to an existing profile by its attributes.
     match: LinkReason | None = None
+    #: A possible match (between the thresholds) for a person to decide; see
+    #: ``identity.review.v1``.
+    review: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ mutated in place and are always handed back through ``put_node``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from scv.domain.governance import Rules
 from scv.domain.graph import (
@@ -120,7 +121,7 @@ def resolve(
             owner_of[ident] = owner
             continue
         if nodes or new_idents:  # joining something: governance applies
-            reason = _refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
+            reason = refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
             if reason is not None and reason.startswith("limit:"):
                 kind_at_limit = reason.partition(":")[2]
                 if _newer_evidence(event.ts, [*nodes.values(), node]) and _contest_changes(
@@ -128,7 +129,7 @@ def resolve(
                 ):
                     # Older evidence takes the slot (the split below decides who keeps
                     # what); the merge cap and bans still apply.
-                    reason = _refusal(
+                    reason = refusal(
                         node, {}, absorbed_total, len(nodes), view_keys, view_bans, rules
                     )
                     if reason is None:
@@ -147,10 +148,21 @@ def resolve(
 
     record = matcher.record(event) if matcher is not None else {}
     match = None
+    review: dict[str, Any] | None = None
     if matcher is not None and not nodes and new_idents:
         match = matcher.find(record, store)
+        if match is not None and match.decision == "possible":
+            review = {
+                "candidate": match.node.profile_id,
+                "candidate_identifier": match.key,
+                "score": match.score,
+                "weights": match.weights,
+                "upper": matcher.upper,
+                "lower": matcher.model.lower,
+            }
+            match = None
         if match is not None:
-            refused = _refusal(match.node, counts, 0, 0, view_keys, view_bans, rules)
+            refused = refusal(match.node, counts, 0, 0, view_keys, view_bans, rules)
             if refused is None:
                 nodes[match.node.profile_id] = match.node
             else:
@@ -244,6 +256,7 @@ def resolve(
         created=created,
         anchor=anchor,
     )
+    res.review = review
     if match is not None:
         res.match = LinkReason(
             "probabilistic", [anchor_key, match.key], event.event_id, event.ts, match.score
@@ -355,7 +368,7 @@ def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:
     )
 
 
-def _refusal(
+def refusal(
     node: ProfileNode,
     counts: dict[str, int],
     absorbed_total: int,

@@ -66,6 +66,7 @@ profile_events = _raw_topic(topics.profile_events)
 profiles_out = _raw_topic(topics.profiles)
 merges_out = _raw_topic(topics.merges)
 actions_out = _raw_topic(topics.actions)
+review_out = _raw_topic(topics.review)
 
 # --- resolver state: single writer, one partition --------------------------------------
 owners = app.Table(

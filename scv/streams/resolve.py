@@ -20,7 +20,7 @@ from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
 from scv.domain.graph import MappingStore
 from scv.domain.matching.linker import Linker
-from scv.domain.model import LinkReason, NormalizedEvent, Resolution, Split, ident_key
+from scv.domain.model import LinkReason, MergeEvent, NormalizedEvent, Resolution, Split, ident_key
 from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import resolve
 from scv.streams import metrics
@@ -32,6 +32,7 @@ from scv.streams.app import (
     owners,
     profile_events,
     resolver_input,
+    review_out,
 )
 from scv.streams.app import settings as _settings
 from scv.streams.dlq import send_to_dlq
@@ -80,6 +81,22 @@ def next_decision() -> int:
     return seq
 
 
+def merge_messages(merge: MergeEvent, seq: int) -> list[Outgoing]:
+    """A merge: the record on ``profiles.merges.v1``, and the hand-over instruction to the
+    absorbed profile's owner (it forwards the state to the survivor's owner)."""
+    handover = {
+        "kind": "merge",
+        "profile_id": merge.absorbed,
+        "survivor": merge.survivor,
+        "reason": merge.reason.to_dict(),
+        "seq": seq,
+    }
+    return [
+        (merges_out, merge.survivor.encode(), orjson.dumps(merge.to_dict())),
+        (profile_events, merge.absorbed.encode(), orjson.dumps(handover)),
+    ]
+
+
 def split_messages(split: Split, seq: int) -> list[Outgoing]:
     """A split: one ``split`` record per new part on ``profiles.merges.v1``, and the
     instruction to the profile owner, which rebuilds each part's state from its history."""
@@ -101,15 +118,7 @@ def outgoing(
     """
     out: list[Outgoing] = []
     for merge in res.merges:
-        out.append((merges_out, merge.survivor.encode(), orjson.dumps(merge.to_dict())))
-        handover = {
-            "kind": "merge",
-            "profile_id": merge.absorbed,
-            "survivor": merge.survivor,
-            "reason": merge.reason.to_dict(),
-            "seq": seq,
-        }
-        out.append((profile_events, merge.absorbed.encode(), orjson.dumps(handover)))
+        out += merge_messages(merge, seq)
     target = (res.profile_id or "").encode() or None
     for dropped in res.dropped:
         if dropped.reason in ("blocked", "generic", "split"):
@@ -136,12 +145,23 @@ def outgoing(
         }
         if identifiers is not None:  # after a merge or split: the profile's whole list
             routed |= {"seq": seq, "identifiers": identifiers}
+        if res.review is not None:  # a possible match: a person decides (command "link")
+            request = {
+                "event_id": event.event_id,
+                "ts": event.ts,
+                "profile_id": res.profile_id,
+                "identifiers": routed["accepted"],
+                **res.review,
+            }
+            out.append((review_out, res.profile_id.encode(), orjson.dumps(request)))
         out.append((profile_events, res.profile_id.encode(), orjson.dumps(routed)))
     return out
 
 
 def command_outgoing(result: CommandResult, seq: int = 0) -> list[Outgoing]:
     out: list[Outgoing] = []
+    for merge in result.merges:
+        out += merge_messages(merge, seq)
     for split in result.splits:
         out += split_messages(split, seq)
     return out
@@ -197,6 +217,6 @@ async def _command(event: Any) -> None:
     log.info("command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits))
     for split in result.splits:
         metrics.SPLITS.labels(split.reason.rule).inc()
-    seq = next_decision() if result.splits else 0
+    seq = next_decision() if result.splits or result.merges else 0
     for topic, key, value in command_outgoing(result, seq):
         await topic.send(key=key, value=value)

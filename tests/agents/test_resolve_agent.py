@@ -198,3 +198,28 @@ async def test_unmerge_command_splits_and_tells_the_profile_owner(
     assert set(nodes) == {pid, new_pid}
     assert out[2].header_map["scv.error.reason"] == b"invalid_json"
     assert out[3].header_map["scv.error.reason"] == b"command: unknown_profile"
+
+
+def test_a_possible_match_is_published_for_review(stages: SimpleNamespace) -> None:
+    from scv.domain.model import Resolution
+
+    review = {
+        "candidate": "p_candidate",
+        "candidate_identifier": "email:ann@acme-corp.co.uk",
+        "score": 9.5,
+        "weights": {"surname": 6.1, "given_name": 3.4},
+        "upper": 16.87,
+        "lower": 6.9,
+    }
+    ev = NormalizedEvent("e-call", "callcenter", "call", 1000.0, [("phone", "+447700900001")])
+    res = Resolution("p_caller", [("phone", "+447700900001")], [], [], True, review=review)
+    res.anchor = ("phone", "+447700900001")
+    out = stages.resolve.outgoing(ev, res)
+    topics = [t.get_topic_name() for t, _, _ in out]
+    assert topics == [stages.topics.review, stages.topics.profile_events]
+    _, key, value = out[0]
+    request = orjson.loads(value)
+    validator("identity.review.v1")(request)
+    assert key == b"p_caller"
+    assert request["identifiers"] == ["phone:+447700900001"]
+    assert request["candidate"] == "p_candidate" and request["event_id"] == "e-call"

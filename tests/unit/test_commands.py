@@ -481,3 +481,48 @@ def test_invariants_hold_under_events_and_commands(rules: Rules, data: st.DataOb
                 kept = store.nodes.get(split.profile_id)
                 assert kept is not None and not set(op.identifiers) & set(kept.keys())
         check_graph(store, rules)
+
+
+# --------------------------------------------------------------------------- link (review)
+
+
+def test_link_joins_the_profiles_a_reviewer_accepted() -> None:
+    store = DictStore()
+    ann = resolve(ev("ann1", 1.0, C1, COOKIE), store, DEFAULT).profile_id or ""
+    caller = resolve(ev("call1", 2.0, BOB_PHONE), store, DEFAULT).profile_id or ""
+    result = apply_command(
+        command("rev-1", "link", [BOB_PHONE], {"profile_id": ann}), store, DEFAULT
+    )
+    assert result.error is None
+    assert [(m.survivor, m.absorbed, m.reason.rule) for m in result.merges] == [
+        (ann, caller, "review")
+    ]
+    assert result.merges[0].reason.event_id == "rev-1"
+    assert groups(store) == {frozenset({"customer_id:C1", "anonymous_id:k", ident_key(BOB_PHONE)})}
+    node = store.nodes[ann]
+    assert any(lk[2] == "review" and ident_key(BOB_PHONE) in lk[:2] for lk in node.links)
+    check_graph(store, DEFAULT)
+    # Accepting the same match again changes nothing.
+    again = apply_command(
+        command("rev-2", "link", [BOB_PHONE], {"profile_id": ann}), store, DEFAULT
+    )
+    assert again.error is None and again.merges == []
+
+
+def test_link_still_obeys_governance_and_names_the_reason() -> None:
+    store = DictStore()
+    ann = resolve(ev("ann1", 1.0, C1, COOKIE), store, DEFAULT).profile_id or ""
+    resolve(ev("other", 2.0, ("customer_id", "C2"), BOB), store, DEFAULT)
+    result = apply_command(command("rev-1", "link", [BOB], {"profile_id": ann}), store, DEFAULT)
+    assert result.error == "refused:limit:customer_id" and result.merges == []
+    assert len(store.nodes) == 2
+    missing = apply_command(
+        command("rev-2", "link", [("email", "nobody@acme-corp.co.uk")], {"profile_id": ann}),
+        store,
+        DEFAULT,
+    )
+    assert missing.error == "identifier_not_found"
+    by_identifier = apply_command(
+        command("rev-3", "link", [BOB], {"type": "customer_id", "value": "C1"}), store, DEFAULT
+    )
+    assert by_identifier.error == "link_needs_a_profile_and_one_identifier"

@@ -176,10 +176,11 @@ def test_topic_names_use_prefix() -> None:
 
 def test_topic_specs_layout() -> None:
     specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
-    assert len(specs) == 17
+    assert len(specs) == 18
     assert specs["raw.callcenter.v1.dlq"].partitions == 3
     assert specs["identity.events.v1.dlq"].partitions == 1
     assert specs["profiles.events.v1.dlq"].partitions == 5
+    assert specs["identity.review.v1"].partitions == 5
     assert specs["identity.events.v1"].partitions == 1
     assert specs["identity.commands.v1"].partitions == 1
     assert specs["profiles.v1"] == TopicSpec(

@@ -141,3 +141,20 @@ def test_no_identifier_in_two_profiles_over_demo_traffic() -> None:
         if i % 100 == 99:
             assert_invariants(store)
     assert_invariants(store)
+
+
+def test_a_possible_match_is_left_for_review_with_its_explanation() -> None:
+    """Between the thresholds: the event gets its own profile and a review request that
+    names the candidate, the score and each attribute's weight."""
+    store = DictStore()
+    linker = Linker.load()
+    resolve(ev("e1", 1.0, ("email", "ann@x.com"), **ANN), store, RULES, matcher=linker)
+    cautious = Linker(linker.model, upper=10_000.0)  # nothing is sure enough to link
+    res = resolve(ev("e2", 2.0, ("phone", "+447700900001"), **ANN), store, RULES, cautious)
+    assert res.created and res.match is None
+    assert res.review is not None
+    assert res.review["candidate"] == store.get_owner("email:ann@x.com")
+    assert res.review["candidate_identifier"] == "email:ann@x.com"
+    assert res.review["lower"] <= res.review["score"] < res.review["upper"]
+    assert res.review["weights"]["surname"] > 0
+    assert cautious.stats["possible"] == 1

@@ -20,6 +20,7 @@ EXPECTED = [
     "actions.v1",
     "identity.commands.v1",
     "identity.events.v1",
+    "identity.review.v1",
     "profiles.merges.v1",
     "profiles.v1",
     "raw.callcenter.v1",

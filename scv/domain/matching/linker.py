@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scv.domain.graph import GENERIC, GraphStore, ProfileNode
@@ -88,6 +88,10 @@ class Candidate:
     node: ProfileNode
     key: str
     score: float
+    #: "match" (at or above the upper threshold) or "possible" (between the thresholds).
+    decision: str = "match"
+    #: The weight each attribute contributed: the explanation of the score.
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 class Linker:
@@ -111,7 +115,8 @@ class Linker:
         return record_from_traits(event.traits)
 
     def find(self, record: Mapping[str, str], store: GraphStore) -> Candidate | None:
-        """The profile ``record`` most likely describes, if it clears the upper threshold."""
+        """The profile ``record`` most likely describes, if it clears the lower threshold
+        (``decision`` says whether it also clears the upper one)."""
         if not enough(record):
             self.stats["too_few_traits"] += 1
             return None
@@ -132,17 +137,22 @@ class Linker:
             node = store.get_node(pid)
             if node is None or not node.attrs:
                 continue
-            weight, _ = self.model.score(record, node.attrs)
+            weight, parts = self.model.score(record, node.attrs)
             rank = (-weight, node.first_seen, pid)
             if best is None or rank < best:
-                best, found = rank, Candidate(node, ident, round(weight, 4))
+                rounded = {k: round(v, 3) for k, v in parts.items()}
+                best, found = rank, Candidate(node, ident, round(weight, 4), weights=rounded)
         if found is None:
             self.stats["no_candidates"] += 1
             return None
         if found.score >= self.upper:
             self.stats["match"] += 1
             return found
-        self.stats["possible" if found.score >= self.model.lower else "non-match"] += 1
+        if found.score >= self.model.lower:
+            self.stats["possible"] += 1
+            found.decision = "possible"  # for a person to decide (identity.review.v1)
+            return found
+        self.stats["non-match"] += 1
         return None
 
     def remember(
