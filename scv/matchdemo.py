@@ -36,12 +36,12 @@ from scv.domain.matching.linker import (
     enough,
     link_keys,
 )
-from scv.domain.matching.model import ComparisonWeights, FellegiSunterModel
+from scv.domain.matching.model import FellegiSunterModel
 from scv.domain.matching.records import record_from_traits
 from scv.domain.model import NormalizedEvent, ident_key
 from scv.domain.normalize import InvalidEvent, normalize
 from scv.domain.resolver import resolve
-from scv.matchtrain import fit_em, level_matrix, weight_threshold
+from scv.matchtrain import fit_em, fitted_model, level_matrix
 
 TRAIN_MAX_BLOCK = 200
 RANDOM_PAIRS = 200_000
@@ -103,25 +103,18 @@ def train_model(
         col = random_levels[:, c]
         freq = np.bincount(col[col >= 0], minlength=len(comparison.labels)) + 1.0
         u.append(freq / freq.sum())
-    return FellegiSunterModel(
-        comparisons=tuple(
-            ComparisonWeights(
-                c,
-                m=tuple(round(float(x), 8) for x in m[i]),
-                u=tuple(round(float(x), 8) for x in u[i]),
-            )
-            for i, c in enumerate(EVENT_COMPARISONS)
-        ),
-        prior=lam,
-        upper=round(weight_threshold(lam, upper_probability), 4),
-        lower=round(weight_threshold(lam, lower_probability), 4),
-        meta={
+    return fitted_model(
+        EVENT_COMPARISONS,
+        m,
+        u,
+        lam,
+        upper_probability,
+        lower_probability,
+        {
             "trained_on": f"scv demo traffic traits ({len(events)} events)",
             "records": len(records),
             "candidate_pairs": len(pairs),
             "method": "EM (unsupervised) on blocked candidate pairs of distinct trait records",
-            "upper_probability": upper_probability,
-            "lower_probability": lower_probability,
         },
     )
 

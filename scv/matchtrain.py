@@ -180,6 +180,33 @@ def fit_em(
     return m, u, lam
 
 
+def fitted_model(
+    comparisons: Sequence[Comparison],
+    m: Sequence[Any],
+    u: Sequence[Any],
+    prior: float,
+    upper_probability: float,
+    lower_probability: float,
+    meta: dict[str, Any],
+) -> FellegiSunterModel:
+    """A model from fitted m/u probabilities, thresholds set at the given posteriors."""
+    return FellegiSunterModel(
+        comparisons=tuple(
+            ComparisonWeights(
+                c,
+                m=tuple(round(float(x), 8) for x in m[i]),
+                u=tuple(round(float(x), 8) for x in u[i]),
+            )
+            for i, c in enumerate(comparisons)
+        ),
+        prior=prior,
+        upper=round(weight_threshold(prior, upper_probability), 4),
+        lower=round(weight_threshold(prior, lower_probability), 4),
+        meta=meta
+        | {"upper_probability": upper_probability, "lower_probability": lower_probability},
+    )
+
+
 def weight_threshold(prior: float, probability: float) -> float:
     """Summed weight at which the posterior P(match) reaches ``probability``."""
     return math.log2(probability / (1 - probability)) - math.log2(prior / (1 - prior))
@@ -204,25 +231,18 @@ def train(
     used = [comparisons[c] for c in keep]
     levels = levels[:, keep]
     m, u, lam = fit_em(levels, [len(c.labels) for c in used])
-    model = FellegiSunterModel(
-        comparisons=tuple(
-            ComparisonWeights(
-                c,
-                m=tuple(round(float(x), 8) for x in m[i]),
-                u=tuple(round(float(x), 8) for x in u[i]),
-            )
-            for i, c in enumerate(used)
-        ),
-        prior=lam,
-        upper=round(weight_threshold(lam, upper_probability), 4),
-        lower=round(weight_threshold(lam, lower_probability), 4),
-        meta={
+    model = fitted_model(
+        used,
+        m,
+        u,
+        lam,
+        upper_probability,
+        lower_probability,
+        {
             "trained_on": data.name,
             "with_ssn": with_ssn,
             "candidate_pairs": len(pairs),
             "method": "EM (unsupervised) on blocked candidate pairs",
-            "upper_probability": upper_probability,
-            "lower_probability": lower_probability,
         },
     )
     return model
