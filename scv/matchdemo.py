@@ -8,7 +8,7 @@ against the generator's ground truth (pairwise precision/recall, :mod:`scv.conne
     python -m scv.matchdemo --train [--save-model PATH]   # fit the model first (EM, no labels)
 
 Training uses only the events' traits (never ``person_id``): candidate pairs share a
-blocking key of :func:`scv.domain.matching.linker.link_keys`, and m/u and the prior are fitted
+blocking key of :func:`scv.domain.matching.blocking.blocking_keys`, and m/u and the prior are fitted
 by the same EM as :mod:`scv.matchtrain`.
 """
 
@@ -28,14 +28,8 @@ from scv.connectors.demo import generate
 from scv.connectors.truth import pairwise_scores
 from scv.domain.governance import Rules
 from scv.domain.graph import GENERIC, DictStore
-from scv.domain.matching.blocking import soundex
-from scv.domain.matching.linker import (
-    DEMO_MODEL_PATH,
-    EVENT_COMPARISONS,
-    Linker,
-    enough,
-    link_keys,
-)
+from scv.domain.matching.blocking import blocking_keys, soundex
+from scv.domain.matching.linker import DEMO_MODEL_PATH, EVENT_COMPARISONS, Linker
 from scv.domain.matching.model import FellegiSunterModel
 from scv.domain.matching.records import record_from_traits
 from scv.domain.model import NormalizedEvent, ident_key
@@ -62,6 +56,12 @@ def demo_events(events: int, seed: int) -> tuple[list[NormalizedEvent], dict[str
     return out, truth
 
 
+def _enough(record: dict[str, str]) -> bool:
+    """A training record: at least three of given name, surname, birth date, postcode."""
+    core = ("given_name", "surname", "date_of_birth", "postcode")
+    return sum(1 for f in core if record.get(f)) >= 3
+
+
 def _broad_keys(record: dict[str, str]) -> list[str]:
     """Training-only keys (one name each): they bring in enough non-matching pairs for EM
     to tell the two classes apart (the lookup keys alone yield almost only matches)."""
@@ -76,12 +76,14 @@ def train_model(
     """EM on blocked pairs of the events' trait records (distinct records only)."""
     records = list(
         {
-            tuple(sorted(r.items())): r for e in events if enough(r := record_from_traits(e.traits))
+            tuple(sorted(r.items())): r
+            for e in events
+            if _enough(r := record_from_traits(e.traits))
         }.values()
     )
     blocks: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        for key in [*link_keys(record), *_broad_keys(record)]:
+        for key in [*blocking_keys(record), *_broad_keys(record)]:
             blocks[key].append(i)
     codes: set[tuple[int, int]] = set()
     for members in blocks.values():

@@ -48,9 +48,11 @@ class ProfileNode:
     links: list[Link] = field(default_factory=list)
     origins: dict[str, list[Any]] = field(default_factory=dict)
     bans: dict[str, list[str]] = field(default_factory=dict)
-    #: Representative person attributes for probabilistic matching (field -> value; see
-    #: :mod:`scv.domain.matching.linker`). Empty unless a matcher is in use.
-    attrs: dict[str, str] = field(default_factory=dict)
+    #: Person attributes for probabilistic matching, one matching record per identifier that
+    #: brought some (identifier key -> field -> value; see :mod:`scv.domain.matching.linker`).
+    #: Keyed by identifier so that a split hands each part the attributes its own events
+    #: stated. Empty unless a matcher is in use.
+    records: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def count(self, ident_type: str) -> int:
         """How many values of ``ident_type`` the profile owns."""
@@ -115,8 +117,8 @@ class ProfileNode:
         for key, targets in other.bans.items():
             for target in targets:
                 self.add_ban(key, target)
-        for name, value in other.attrs.items():  # the survivor's own attributes win
-            self.attrs.setdefault(name, value)
+        for key, record in other.records.items():
+            self.records.setdefault(key, record)
         self.absorbed += 1 + other.absorbed
         self.first_seen = min(self.first_seen, other.first_seen)
 
@@ -129,7 +131,7 @@ class ProfileNode:
             "links": [list(link) for link in self.links],
             "origins": {k: list(v) for k, v in self.origins.items()},
             "bans": {k: list(v) for k, v in self.bans.items()},
-            **({"attrs": dict(self.attrs)} if self.attrs else {}),
+            **({"records": {k: dict(v) for k, v in self.records.items()}} if self.records else {}),
         }
 
     @classmethod
@@ -142,7 +144,10 @@ class ProfileNode:
             links=[list(link) for link in d.get("links") or []],
             origins={str(k): list(v) for k, v in (d.get("origins") or {}).items()},
             bans={str(k): [str(x) for x in v] for k, v in (d.get("bans") or {}).items()},
-            attrs={str(k): str(v) for k, v in (d.get("attrs") or {}).items()},
+            records={
+                str(k): {str(f): str(v) for f, v in rec.items()}
+                for k, rec in (d.get("records") or {}).items()
+            },
         )
 
 

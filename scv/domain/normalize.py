@@ -321,6 +321,9 @@ def _traits(
     address = _address(source, doc)
     if address:
         traits["address"] = address
+    national_id = _national_id(doc.get("national_id")) if source in _NATIONAL_ID else None
+    if national_id:
+        traits["national_id"] = national_id
     for kind in ("phone", "email"):
         value = next((v for t, v in identifiers if t == kind), None)
         if value:
@@ -351,17 +354,16 @@ def _birth_date(value: Any, warnings: list[str]) -> str | None:
 
 
 def _address(source: str, doc: dict[str, Any]) -> dict[str, str]:
-    """Orders carry an address object; the call centre only a postcode; others nothing."""
-    if source == "transactions":
-        raw = doc.get("address")
-    elif source == "callcenter":
-        raw = {"postcode": doc.get("postcode")}
-    else:
+    """Orders and calls carry an address object (a call may give just a top-level
+    postcode); other sources nothing."""
+    if source not in ("transactions", "callcenter"):
         return {}
-    if not isinstance(raw, dict):
-        return {}
+    raw = doc.get("address")
+    raw = dict(raw) if isinstance(raw, dict) else {}
+    if source == "callcenter" and not raw.get("postcode"):
+        raw["postcode"] = doc.get("postcode")
     address: dict[str, str] = {}
-    for key in ("street", "city", "postcode", "country"):
+    for key in ("street", "line2", "city", "region", "postcode", "country"):
         text = _clean_text(raw.get(key))
         if not text:
             continue
@@ -369,6 +371,17 @@ def _address(source: str, doc: dict[str, Any]) -> dict[str, str]:
             text = text.upper()  # "sw1a 1aa" == "SW1A 1AA"; "gb" == "GB"
         address[key] = text
     return address
+
+
+#: Sources that may state a national identity number (read only by the matcher).
+_NATIONAL_ID = ("transactions", "callcenter")
+
+
+def _national_id(value: Any) -> str | None:
+    """Letters and digits only, upper case: "123 456 789" == "123-456-789"."""
+    if not isinstance(value, str):
+        return None
+    return "".join(ch for ch in value if ch.isalnum()).upper() or None
 
 
 def _consent(source: str, doc: dict[str, Any]) -> dict[str, bool]:

@@ -277,9 +277,15 @@ def _trait_wins(new_ts: float, new: Any, old_ts: float | None, old: Any) -> bool
     return _canon(new) > _canon(old)
 
 
+#: Traits only the matcher reads; a profile (and so every consumer) never carries them.
+MATCH_ONLY_TRAITS = frozenset({"national_id"})
+
+
 def _apply_traits(state: ProfileState, traits: dict[str, Any], ts: float) -> None:
     stored, stamps = state.traits, state.trait_ts
     for name, value in traits.items():
+        if name in MATCH_ONLY_TRAITS:
+            continue
         if isinstance(value, dict):
             # Nested traits (address) merge per field: an event with only a city must not
             # wipe the street another source gave.

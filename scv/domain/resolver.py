@@ -26,7 +26,7 @@ from scv.domain.graph import (
     fresh_id,
     new_profile_id,
 )
-from scv.domain.matching.linker import Linker
+from scv.domain.matching.linker import Candidate, Linker
 from scv.domain.model import (
     Dropped,
     Identifier,
@@ -148,6 +148,7 @@ def resolve(
 
     record = matcher.record(event) if matcher is not None else {}
     match = None
+    matches: dict[str, Candidate] = {}  # profile id -> the match that brings it in
     review: dict[str, Any] | None = None
     if matcher is not None and not nodes and new_idents:
         match = matcher.find(record, store)
@@ -162,12 +163,23 @@ def resolve(
             }
             match = None
         if match is not None:
-            refused = refusal(match.node, counts, 0, 0, view_keys, view_bans, rules)
-            if refused is None:
-                nodes[match.node.profile_id] = match.node
-            else:
-                matcher.stats["refused"] += 1
-                match = None
+            # Every profile the record matches joins (one person seen twice before without
+            # a link between the records), each under governance like a deterministic join.
+            for cand in (match, *match.also):
+                refused = refusal(
+                    cand.node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules
+                )
+                if refused is not None:
+                    matcher.stats["refused"] += 1
+                    continue
+                matches[cand.node.profile_id] = cand
+                nodes[cand.node.profile_id] = cand.node
+                absorbed_total += cand.node.absorbed
+                for k, values in cand.node.identifiers.items():
+                    counts[k] = counts.get(k, 0) + len(values)
+                view_keys.update(cand.node.keys())
+                view_bans |= cand.node.ban_targets()
+            match = next(iter(matches.values()), None)
 
     # Report in event order; every distinct identifier is either accepted or dropped.
     accepted = [i for i in seen if i not in drop_reason]
@@ -185,17 +197,25 @@ def resolve(
         ordered = sorted(nodes.values(), key=lambda n: (n.first_seen, n.profile_id))
         survivor, others = ordered[0], ordered[1:]
 
+    # The anchor (highest priority) is the end of every link this event records.
+    anchor = rules.priority_order(accepted)[0]
+    anchor_key = ident_key(anchor)
     merges: list[MergeEvent] = []
     for other in others:
-        tied = [ident_key(i) for i in accepted if owner_of.get(i) == other.profile_id]
-        merges.append(
-            MergeEvent(
-                survivor=survivor.profile_id,
-                absorbed=other.profile_id,
-                reason=LinkReason(
-                    rule="deterministic", identifiers=tied, event_id=event.event_id, ts=event.ts
-                ),
+        by_match = matches.get(other.profile_id)
+        if by_match is not None:
+            merge_reason = LinkReason(
+                "probabilistic",
+                [anchor_key, by_match.key],
+                event.event_id,
+                event.ts,
+                by_match.score,
             )
+        else:
+            tied = [ident_key(i) for i in accepted if owner_of.get(i) == other.profile_id]
+            merge_reason = LinkReason("deterministic", tied, event.event_id, event.ts)
+        merges.append(
+            MergeEvent(survivor=survivor.profile_id, absorbed=other.profile_id, reason=merge_reason)
         )
         survivor.take(other)
         for key in other.keys():
@@ -210,17 +230,15 @@ def resolve(
         survivor.identifiers.setdefault(kind, []).append(value)
         store.set_owner(f"{kind}:{value}", survivor.profile_id)
 
-    # Evidence: the event ties its anchor (highest priority) to each other identifier.
-    anchor = rules.priority_order(accepted)[0]
-    anchor_key = ident_key(anchor)
+    # Evidence: the event ties its anchor to each other identifier.
     changed = bool(created or others or attached)
     if event.ts < survivor.first_seen:  # a late, older event: survivorship goes by event time
         survivor.first_seen = event.ts
         changed = True
     linked: list[str] = []
-    if match is not None:
+    for cand in matches.values():
         changed |= survivor.add_link(
-            anchor_key, match.key, "probabilistic", event.event_id, event.ts, match.score
+            anchor_key, cand.key, "probabilistic", event.event_id, event.ts, cand.score
         )
     if matcher is not None and record:
         changed |= matcher.remember(record, survivor, anchor_key, store)

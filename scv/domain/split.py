@@ -205,7 +205,7 @@ def _sub_node(
         ],
         origins=origins,
         bans={k: list(v) for k, v in node.bans.items() if k in inside},
-        # The attributes stay with the part that keeps the id (the blocking index follows
-        # identifiers, so its entries reach whichever part owns them now).
-        attrs=dict(node.attrs) if keep_absorbed else {},
+        # Matching records follow the identifier that brought them (and so does the
+        # blocking index, which files identifier keys).
+        records={k: dict(v) for k, v in node.records.items() if k in inside},
     )

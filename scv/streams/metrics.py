@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from scv.domain.matching.linker import Linker
 
 EVENTS_IN = Counter("scv_events_in_total", "Messages consumed by a stage.", ["stage"])
 EVENTS_OUT = Counter("scv_events_out_total", "Messages produced by a stage.", ["stage", "topic"])
@@ -20,3 +26,36 @@ RESOLVE_SECONDS = Histogram(
     "Time the resolver spends deciding one event.",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
 )
+
+
+class MatcherCollector(Collector):
+    """The probabilistic matcher's decisions and recent per-candidate scoring times.
+
+    Read from the :class:`~scv.domain.matching.linker.Linker` at scrape time, so the pure
+    linker needs no Prometheus import. Quantiles are over its last ``TIMINGS`` candidates.
+    """
+
+    def __init__(self, linker: Linker) -> None:
+        self.linker = linker
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "scv_match_decisions",
+            "Probabilistic matcher outcomes (match, possible, non-match, refused, ...).",
+            labels=["decision"],
+        )
+        for decision, count in sorted(self.linker.stats.items()):
+            decisions.add_metric([decision], count)
+        yield decisions
+        timings = sorted(self.linker.timings)
+        scoring = GaugeMetricFamily(
+            "scv_match_candidate_seconds",
+            "Time to score one candidate profile against an event (recent quantiles).",
+            labels=["quantile"],
+        )
+        if timings:
+            for q in (0.5, 0.9, 0.99):
+                scoring.add_metric(
+                    [str(q)], timings[min(len(timings) - 1, int(q * len(timings)))] / 1e9
+                )
+        yield scoring

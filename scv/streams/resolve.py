@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import orjson
+from prometheus_client import REGISTRY
 
 from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
@@ -44,6 +45,8 @@ matcher = (
     if _settings.matching
     else None
 )
+if matcher is not None:
+    REGISTRY.register(metrics.MatcherCollector(matcher))
 normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
 
@@ -185,8 +188,6 @@ async def resolve_agent(stream: Any) -> None:
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
         for merge in res.merges:
             metrics.MERGES.labels(merge.reason.rule).inc()
-        if res.match is not None:
-            metrics.MERGES.labels("probabilistic").inc()
         for dropped in res.dropped:
             metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
         for split in res.splits:

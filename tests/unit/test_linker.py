@@ -103,12 +103,61 @@ def test_governance_limit_refuses_a_match() -> None:
     assert linker.stats["refused"] == 1
 
 
-def test_attrs_round_trip_and_old_records_load() -> None:
-    node = ProfileNode("p", 1.0, {"email": ["a@x.com"]}, attrs={"surname": "x"})
+def test_records_round_trip_and_old_nodes_load() -> None:
+    node = ProfileNode("p", 1.0, {"email": ["a@x.com"]}, records={"email:a@x.com": {"surname": "x"}})
     assert ProfileNode.from_dict(node.to_dict()) == node
     old = node.to_dict()
-    del old["attrs"]
-    assert ProfileNode.from_dict(old).attrs == {}
+    del old["records"]
+    assert ProfileNode.from_dict(old).records == {}
+
+
+def test_record_of_a_full_address_and_national_id() -> None:
+    traits = {
+        "first_name": "Ann",
+        "national_id": "AB123456C",
+        "address": {"street": "4 Mill Lane", "line2": "Flat 2", "region": "Yorks"},
+    }
+    assert record_from_traits(traits) == {
+        "given_name": "ann",
+        "street_number": "4",
+        "address_1": "mill lane",
+        "address_2": "flat 2",
+        "state": "yorks",
+        "soc_sec_id": "AB123456C",
+    }
+
+
+def test_each_identifier_keeps_its_own_record_and_later_events_fill_it_in() -> None:
+    store, linker = seeded()
+    pid = store.get_owner("email:ann@x.com")
+    resolve(ev("e2", 2.0, ("email", "ann@x.com"), national_id="X1"), store, RULES, linker)
+    resolve(
+        ev("e3", 3.0, ("email", "ann@x.com"), ("customer_id", "C9"), first_name="Anne"),
+        store,
+        RULES,
+        linker,
+    )
+    node = store.get_node(pid)
+    assert node is not None
+    assert node.records["email:ann@x.com"]["soc_sec_id"] == "X1"
+    assert node.records["email:ann@x.com"]["given_name"] == "annabel"  # first value stays
+    # customer_id outranks email, so it anchors e3 and keeps e3's record.
+    assert node.records["customer_id:C9"] == {"given_name": "anne"}
+
+
+def test_a_candidate_scores_as_its_best_agreeing_record() -> None:
+    """A person known under two records (a typo in one) is found from either."""
+    store, linker = seeded()
+    pid = store.get_owner("email:ann@x.com")
+    moved = {**ANN, "address": {"street": "3 Park Road", "city": "York", "postcode": "YO1 7HH"}}
+    resolve(ev("e2", 2.0, ("email", "ann@x.com"), ("phone", "+447700900009")), store, RULES)
+    node = store.get_node(pid)
+    assert node is not None
+    linker.remember(record_from_traits(moved), node, "phone:+447700900009", store)
+    assert len(node.records) == 2
+    res = resolve(ev("e3", 3.0, ("customer_id", "C7"), **moved), store, RULES, linker)
+    assert res.profile_id == pid and res.match is not None
+    assert res.match.score is not None and res.match.score >= linker.upper
 
 
 def test_mapping_store_keeps_the_block_index_in_owners() -> None:

@@ -368,6 +368,38 @@ def test_callcenter_traits_keep_case_and_put_postcode_in_address() -> None:
     }
 
 
+def test_a_withheld_caller_with_a_stated_address_and_national_id() -> None:
+    """No phone: the call keeps its customer reference and what the caller said."""
+    raw = variant(
+        "callcenter",
+        "cc-1",
+        phone=None,
+        customer_id="crm-77",
+        postcode="ignored when the address has one",
+        national_id="AB 12 34 56 C",
+        address={"street": "4 Mill Lane", "line2": "Flat 2", "region": "WY", "postcode": "ls4 2ab"},
+    )
+    event = run("callcenter", raw)
+    assert event.identifiers == [("customer_id", "crm-77")]
+    assert event.traits["address"] == {
+        "street": "4 Mill Lane",
+        "line2": "Flat 2",
+        "region": "WY",
+        "postcode": "LS4 2AB",
+    }
+    assert event.traits["national_id"] == "AB123456C"
+
+
+def test_national_id_never_reaches_the_profile() -> None:
+    from scv.domain.profile import apply_event, new_state
+
+    event = run("callcenter", variant("callcenter", "cc-1", national_id="123-45-6789"))
+    assert event.traits["national_id"] == "123456789"
+    state = new_state("p", event.ts)
+    apply_event(state, event, event.identifiers, event.ts, 60.0)
+    assert "national_id" not in state.traits and state.traits["first_name"] == "jane"
+
+
 def test_web_traits_come_from_signup_traits() -> None:
     event = run("web", variant("web", "web-5"))
     assert event.traits == {

@@ -18,6 +18,14 @@ def soundex(text: str) -> str:
     return jellyfish.soundex(letters) if letters else ""
 
 
+def _postcode(value: object) -> str | None:
+    """Letters and digits only: UK postcodes are alphanumeric, FEBRL's are digits."""
+    text = clean(value)
+    if text is None:
+        return None
+    return "".join(ch for ch in text if ch.isalnum()) or None
+
+
 def blocking_keys(record: Record) -> list[str]:
     """The record's blocking keys; pure and deterministic (same record -> same keys).
 
@@ -25,7 +33,7 @@ def blocking_keys(record: Record) -> list[str]:
     """
     given = clean(record.get("given_name"))
     surname = clean(record.get("surname"))
-    postcode = clean_digits(record.get("postcode"))
+    postcode = _postcode(record.get("postcode"))
     number = clean_digits(record.get("street_number"))
     dob = dob_digits(record.get("date_of_birth"))
     ssn = clean_digits(record.get("soc_sec_id"))

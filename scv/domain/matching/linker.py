@@ -4,9 +4,12 @@ Used by :func:`scv.domain.resolver.resolve` only when a matcher is passed (off b
 When an event's identifiers are all unknown, so that the deterministic walk would create a
 new profile, and the event states enough person attributes, :meth:`Linker.find` looks up
 candidate profiles through a blocking index kept in the :class:`GraphStore`, scores the
-event's record against each candidate's representative record (``ProfileNode.attrs``) with
-a Fellegi-Sunter model, and returns the best one if its weight reaches the model's upper
-threshold. The resolver then lets that profile join the event's (governed) view.
+event's record against each candidate's records with a Fellegi-Sunter model, and returns the
+best one if its weight reaches the model's upper threshold (with any other profile that
+reaches it too). The resolver then lets those profiles join the event's (governed) view.
+
+A profile keeps one matching record per identifier that stated attributes
+(``ProfileNode.records``), and a candidate scores as its best-agreeing record.
 
 The blocking index maps a blocking key to *identifier keys*, not profile ids: an identifier
 always has a current owner, so merges, splits and retirements need no index maintenance (a
@@ -18,13 +21,15 @@ Pure module: no Faust, no Kafka.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from time import perf_counter_ns
 
 from scv.domain.graph import GENERIC, GraphStore, ProfileNode
-from scv.domain.matching.blocking import soundex
+from scv.domain.matching.blocking import blocking_keys
 from scv.domain.matching.compare import (
     Comparison,
     DateComparison,
@@ -33,7 +38,7 @@ from scv.domain.matching.compare import (
     StringComparison,
 )
 from scv.domain.matching.model import FellegiSunterModel
-from scv.domain.matching.records import FIELDS, record_from_traits
+from scv.domain.matching.records import record_from_traits
 from scv.domain.model import NormalizedEvent
 
 #: The comparisons for event traits (UK postcodes are alphanumeric: compared exactly).
@@ -54,31 +59,11 @@ DEMO_MODEL_PATH = Path(__file__).with_name("model.demo.json")
 MAX_BLOCK = 50
 #: At most this many candidate profiles are scored per event.
 MAX_CANDIDATES = 20
-
-_CORE = ("given_name", "surname", "date_of_birth", "postcode")
-
-
-def link_keys(record: Mapping[str, str]) -> list[str]:
-    """The blocking keys of a matching record (names order-free, by Soundex)."""
-    names = sorted({soundex(record[f]) for f in ("given_name", "surname") if record.get(f)} - {""})
-    postcode = record.get("postcode")
-    dob = record.get("date_of_birth")
-    keys: list[str] = []
-    for sx in names:
-        if postcode:
-            keys.append(f"np:{sx}:{postcode}")
-        if dob:
-            keys.append(f"nd:{sx}:{dob}")
-    if postcode and dob:
-        keys.append(f"pd:{postcode}:{dob}")
-    if len(names) == 2:
-        keys.append("nn:" + ":".join(names))
-    return keys
-
-
-def enough(record: Mapping[str, str]) -> bool:
-    """Worth matching: at least three of given name, surname, birth date, postcode."""
-    return sum(1 for f in _CORE if record.get(f)) >= 3
+#: A profile keeps (and a candidate is scored on) at most this many distinct records: one per
+#: identifier that stated attributes, oldest first. Bounds the work per candidate.
+MAX_RECORDS = 16
+#: How many recent per-candidate scoring times :attr:`Linker.timings` keeps.
+TIMINGS = 10_000
 
 
 @dataclass(slots=True)
@@ -92,6 +77,9 @@ class Candidate:
     decision: str = "match"
     #: The weight each attribute contributed: the explanation of the score.
     weights: dict[str, float] = field(default_factory=dict)
+    #: Other profiles at or above the upper threshold, best first: the same person seen
+    #: before under records that did not match each other. They join too.
+    also: list[Candidate] = field(default_factory=list)
 
 
 class Linker:
@@ -105,6 +93,8 @@ class Linker:
         self.model = model
         self.upper = model.upper if upper is None else upper
         self.stats: Counter[str] = Counter()
+        #: Nanoseconds spent scoring each candidate profile (the last ``TIMINGS`` of them).
+        self.timings: deque[int] = deque(maxlen=TIMINGS)
 
     @classmethod
     def load(cls, path: str | Path = DEMO_MODEL_PATH, upper: float | None = None) -> Linker:
@@ -117,11 +107,12 @@ class Linker:
     def find(self, record: Mapping[str, str], store: GraphStore) -> Candidate | None:
         """The profile ``record`` most likely describes, if it clears the lower threshold
         (``decision`` says whether it also clears the upper one)."""
-        if not enough(record):
+        # A record that cannot reach even the review threshold is not worth a lookup.
+        if not record or self.model.max_weight(record) < min(self.upper, self.model.lower):
             self.stats["too_few_traits"] += 1
             return None
         seen: dict[str, str] = {}  # profile id -> identifier key that led to it
-        for bkey in link_keys(record):
+        for bkey in blocking_keys(record):
             members = store.get_block(bkey)
             if len(members) > MAX_BLOCK:
                 continue
@@ -131,22 +122,32 @@ class Linker:
                     seen[owner] = ident
             if len(seen) >= MAX_CANDIDATES:
                 break
-        best: tuple[float, float, str] | None = None
-        found: Candidate | None = None
+        scored: list[tuple[tuple[float, float, str], Candidate]] = []
+        score = self.model.score
         for pid, ident in seen.items():
             node = store.get_node(pid)
-            if node is None or not node.attrs:
+            if node is None or not node.records:
                 continue
-            weight, parts = self.model.score(record, node.attrs)
-            rank = (-weight, node.first_seen, pid)
-            if best is None or rank < best:
-                rounded = {k: round(v, 3) for k, v in parts.items()}
-                best, found = rank, Candidate(node, ident, round(weight, 4), weights=rounded)
-        if found is None:
+            t0 = perf_counter_ns()
+            # The candidate's best-agreeing record speaks for it: any one of a person's
+            # records may be the one this event repeats (batch linkers get the same effect
+            # from transitive closure).
+            weight, parts = max(
+                (score(record, other) for other in islice(node.records.values(), MAX_RECORDS)),
+                key=lambda scored: scored[0],
+            )
+            self.timings.append(perf_counter_ns() - t0)
+            rounded = {k: round(v, 3) for k, v in parts.items()}
+            cand = Candidate(node, ident, round(weight, 4), weights=rounded)
+            scored.append(((-weight, node.first_seen, pid), cand))
+        if not scored:
             self.stats["no_candidates"] += 1
             return None
+        scored.sort(key=lambda ranked: ranked[0])
+        found = scored[0][1]
         if found.score >= self.upper:
             self.stats["match"] += 1
+            found.also = [c for _, c in scored[1:] if c.score >= self.upper]
             return found
         if found.score >= self.model.lower:
             self.stats["possible"] += 1
@@ -158,16 +159,22 @@ class Linker:
     def remember(
         self, record: Mapping[str, str], node: ProfileNode, key: str, store: GraphStore
     ) -> bool:
-        """Fill ``node``'s missing attributes from ``record`` and index the result under
-        identifier ``key`` (owned by ``node``). True if the node changed."""
-        added = False
-        for name in FIELDS:
-            value = record.get(name)
-            if value and name not in node.attrs:
-                node.attrs[name] = value
-                added = True
-        if added:
-            for bkey in link_keys(node.attrs):
-                if len(store.get_block(bkey)) <= MAX_BLOCK:
-                    store.add_block(bkey, key)
-        return added
+        """File ``record`` on ``node`` as identifier ``key``'s record (``key`` is owned by
+        ``node``) and index it. A later event of the same identifier fills in fields its
+        record lacks; a record equal to another kept one adds nothing. True if ``node``
+        changed."""
+        kept = node.records.get(key)
+        if kept is None:
+            if not record or len(node.records) >= MAX_RECORDS:
+                return False
+            if any(record == other for other in node.records.values()):
+                return False
+            kept = node.records[key] = {}
+        added = {name: value for name, value in record.items() if name not in kept}
+        if not added:
+            return False
+        kept.update(added)
+        for bkey in blocking_keys(kept):
+            if len(store.get_block(bkey)) <= MAX_BLOCK:
+                store.add_block(bkey, key)
+        return True

@@ -92,6 +92,17 @@ class FellegiSunterModel:
             total += w
         return total, parts
 
+    def max_weight(self, record: Record) -> float:
+        """The largest weight ``record`` could reach against any other record: the best
+        level of every comparison it has a value for. Below the upper threshold the record
+        can never link, however well the rest agrees."""
+        table: tuple[tuple[Comparison, tuple[float, ...]], ...] = self._table  # type: ignore[attr-defined]
+        return sum(
+            max(0.0, *weights)
+            for comparison, weights in table
+            if comparison.prepare(record.get(comparison.field)) is not None
+        )
+
     def probability(self, weight: float) -> float:
         """Posterior P(match) for a summed weight, using the training prior."""
         logit = weight + math.log2(self.prior / (1.0 - self.prior))

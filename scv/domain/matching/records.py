@@ -1,10 +1,11 @@
 """An event's traits as a matching record (the field names the comparisons use).
 
 The normaliser keeps traits as the sources state them (``first_name``, ``last_name``,
-``birth_date`` ISO, ``address{street, city, postcode, country}``); the matcher compares
-FEBRL-style records (``given_name``, ``surname``, ``date_of_birth``, ``street_number``,
-``address_1``, ``suburb``, ``postcode``). Values are cleaned (lower case, single spaces) so
-that a record is also the compact form stored on a profile (``ProfileNode.attrs``).
+``birth_date`` ISO, ``address{street, line2, city, region, postcode, country}``,
+``national_id``); the matcher compares FEBRL-style records (``given_name``, ``surname``,
+``date_of_birth``, ``street_number``, ``address_1``, ``address_2``, ``suburb``, ``state``,
+``postcode``, ``soc_sec_id``). Values are cleaned (lower case, single spaces) so that a record
+is also the compact form stored on a profile (``ProfileNode.records``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ FIELDS = (
     "date_of_birth",
     "street_number",
     "address_1",
+    "address_2",
     "suburb",
+    "state",
     "postcode",
+    "soc_sec_id",
 )
 
 _NUMBER = re.compile(r"^\s*(\d+[a-z]?)\s*,?\s+(.*)$")
@@ -69,10 +73,14 @@ def record_from_traits(traits: Mapping[str, Any]) -> dict[str, str]:
                 record["street_number"] = number
             if name:
                 record["address_1"] = name
-        city = _text(address.get("city"))
-        if city:
-            record["suburb"] = city
+        for trait, name in (("line2", "address_2"), ("city", "suburb"), ("region", "state")):
+            text = _text(address.get(trait))
+            if text:
+                record[name] = text
         postcode = _text(address.get("postcode"))
         if postcode:
             record["postcode"] = postcode.replace(" ", "")
-    return record
+    national_id = traits.get("national_id")
+    if isinstance(national_id, str) and national_id:
+        record["soc_sec_id"] = national_id
+    return {name: record[name] for name in FIELDS if name in record}
