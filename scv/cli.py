@@ -1,5 +1,5 @@
-"""The ``scv`` command line: broker, topics, worker, demo, run, replay, resolve, explain,
-command, config."""
+"""The ``scv`` command line: broker, topics, worker, demo, bench, model, run, replay, resolve,
+explain, command, config."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from scv.connectors.febrl import DATASETS
 from scv.settings import Settings, get_settings
 
 
@@ -68,12 +70,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cart_window_s=args.cart_window,
         matching=args.matching,
     )
-    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    return _report(summary, args.json)
+
+
+def _report(report: dict[str, Any], json_path: str | None) -> int:
+    """Print ``report`` as indented JSON and also write it to ``json_path`` if given."""
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(text + "\n")
     print(text)
     return 0
+
+
+def cmd_bench_accuracy(args: argparse.Namespace) -> int:
+    from scv.bench.accuracy import run_accuracy
+
+    report = run_accuracy(
+        args.dataset,
+        with_ssn=not args.no_ssn,
+        seed=args.seed,
+        limit=args.limit,
+        model_path=Path(args.model) if args.model else None,
+        workers=args.workers,
+        bootstrap=args.bootstrap,
+    )
+    return _report(report, args.json)
+
+
+def cmd_model_train(args: argparse.Namespace) -> int:
+    """Fit a Fellegi-Sunter model without labels (EM) and save it."""
+    if args.dataset == "demo":
+        from scv.matchdemo import demo_events, train_model
+
+        model = train_model(demo_events(args.events, args.seed)[0])
+    else:
+        from scv.matchtrain import train
+
+        model = train(args.dataset, with_ssn=not args.no_ssn)
+    model.save(args.out)
+    summary = {k: model.to_dict()[k] for k in ("prior", "upper", "lower", "meta")}
+    return _report({"model": args.out, **summary}, None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -245,6 +282,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--matching", action="store_true", help="turn on probabilistic matching (SCV_MATCHING)"
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks that print JSON (accuracy)")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser(
+        "accuracy",
+        help="stream shuffled FEBRL records through the pipeline and score the profiles",
+    )
+    p.add_argument("--dataset", default="febrl3", choices=DATASETS)
+    p.add_argument("--no-ssn", action="store_true", help="leave out soc_sec_id")
+    p.add_argument("--seed", type=int, default=1, help="shuffle seed")
+    p.add_argument("--limit", type=int, default=None, help="stream only this many records")
+    p.add_argument("--model", default=None, help="stream with this model (default: fit one)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_accuracy)
+
+    p = sub.add_parser("model", help="probabilistic matching models")
+    model = p.add_subparsers(dest="model", required=True)
+    p = model.add_parser("train", help="fit a Fellegi-Sunter model by EM (no labels) and save it")
+    p.add_argument("--dataset", required=True, choices=[*DATASETS, "demo"])
+    p.add_argument("--no-ssn", action="store_true", help="FEBRL: leave out soc_sec_id")
+    p.add_argument("--events", type=int, default=20000, help="demo: events to generate")
+    p.add_argument("--seed", type=int, default=7, help="demo: generator seed")
+    p.add_argument("--out", required=True, help="model JSON file to write")
+    p.set_defaults(func=cmd_model_train)
 
     p = sub.add_parser(
         "run", help="run the pipeline continuously with demo traffic and a live summary"

@@ -12,12 +12,13 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from scv.broker import EmbeddedBroker, free_port
 from scv.connectors.demo import DemoEvent, generate
@@ -101,32 +102,40 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
     }
 
 
-def run_demo(
-    events: int,
-    seed: int,
+def run_pipeline(
+    events: Iterable[DemoEvent],
     *,
+    name: str,
     workers: int = 1,
     bootstrap: str | None = None,
-    cart_window_s: float = 8.0,
-    matching: bool = False,
+    cart_window_s: float | None = 8.0,
+    settings: dict[str, Any] | None = None,
     work_dir: Path | None = None,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
-    """Run the whole pipeline on ``events`` generated events and return the summary."""
+    """Run broker (unless ``bootstrap``), ``workers`` workers and ``events`` to completion,
+    and return the summary scored against the events' ``person_id``.
+
+    ``settings`` overrides worker settings (matching, model, rules). With a
+    ``cart_window_s``, open carts are waited out so that their actions are counted (None:
+    the default window, not waited for). Each worker's matcher figures, read from its
+    ``/metrics`` before it stops, are under ``matcher``.
+    """
     started = time.time()
-    work = work_dir or Path(tempfile.mkdtemp(prefix="scv-demo-"))
+    work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
             broker = stack.enter_context(EmbeddedBroker(log_path=work / "broker.log"))
             bootstrap = broker.bootstrap
-        base = Settings(
-            bootstrap_servers=bootstrap,
-            app_id=f"scv-demo-{seed}-{int(started)}",
-            topic_prefix=f"demo{int(started)}-",
-            cart_window_s=cart_window_s,
-            session_timeout_s=4.0,
-            matching=matching,
-        )
+        overrides: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "app_id": f"scv-{name}-{int(started)}",
+            "topic_prefix": f"{name}{int(started)}-",
+            "session_timeout_s": 4.0,
+            **({"cart_window_s": cart_window_s} if cart_window_s else {}),
+            **(settings or {}),
+        }
+        base = Settings(**overrides)
         create_topics(base)
         procs: list[WorkerProcess] = []
         for i in range(workers):
@@ -145,21 +154,60 @@ def run_demo(
             if ev.event_id is not None and ev.person_id is not None and not ev.malformed:
                 truth[ev.event_id] = ev.person_id
 
-        count = produce_events(base, generate(events, seed), keep_truth)
-        topics = Topics(base)
-        inputs = topics.dead_lettered  # every topic a stage consumes
+        count = produce_events(base, iter(events), keep_truth)
+        inputs = Topics(base).dead_lettered  # every topic a stage consumes
         drained_at = wait_drained(base, inputs, timeout)
-        # Carts still open fire after their window: wait it out, then drain the ticks.
-        time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))
-        wait_drained(base, inputs, timeout)
+        if cart_window_s:
+            # Carts still open fire after their window: wait it out, then drain the ticks.
+            time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))
+            wait_drained(base, inputs, timeout)
         summary = summarize(base, truth, count)
-    summary |= {
+        if base.matching:
+            summary["matcher"] = [matcher_figures(proc.metrics()) for proc in procs]
+    return summary | {
         "malformed_in": malformed,
         "seconds": round(time.time() - started, 2),
         "processing_seconds": round(drained_at - ready_at, 2),
         "events_per_second": round(count / max(drained_at - ready_at, 1e-9), 1),
         "workers": workers,
-        "seed": seed,
-        "matching": matching,
     }
-    return summary
+
+
+def matcher_figures(metrics_text: str) -> dict[str, Any]:
+    """The matcher's decisions and candidate-scoring quantiles (µs) from a ``/metrics`` page."""
+    decisions: dict[str, int] = {}
+    scoring: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "scv_match_decisions_total":
+                decisions[sample.labels["decision"]] = int(sample.value)
+            elif sample.name == "scv_match_candidate_seconds":
+                scoring[f"p{round(float(sample.labels['quantile']) * 100)}"] = round(
+                    sample.value * 1e6, 2
+                )
+    return {"decisions": dict(sorted(decisions.items())), "candidate_scoring_us": scoring}
+
+
+def run_demo(
+    events: int,
+    seed: int,
+    *,
+    workers: int = 1,
+    bootstrap: str | None = None,
+    cart_window_s: float = 8.0,
+    matching: bool = False,
+    work_dir: Path | None = None,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Run the whole pipeline on ``events`` generated events and return the summary."""
+    summary = run_pipeline(
+        generate(events, seed),
+        name="demo",
+        workers=workers,
+        bootstrap=bootstrap,
+        cart_window_s=cart_window_s,
+        settings={"matching": matching},
+        work_dir=work_dir,
+        timeout=timeout,
+    )
+    return summary | {"seed": seed, "matching": matching}

@@ -35,7 +35,7 @@ from scv.domain.matching.records import record_from_traits
 from scv.domain.model import NormalizedEvent, ident_key
 from scv.domain.normalize import InvalidEvent, normalize
 from scv.domain.resolver import resolve
-from scv.matchtrain import fit_em, fitted_model, level_matrix
+from scv.matchtrain import fit_em, fitted_model, level_matrix, random_pair_u
 
 TRAIN_MAX_BLOCK = 200
 RANDOM_PAIRS = 200_000
@@ -94,17 +94,7 @@ def train_model(
     pairs = np.array(sorted(codes), dtype=np.int64).reshape(-1, 2)
     levels = level_matrix(EVENT_COMPARISONS, records, pairs)
     m, _, lam = fit_em(levels, [len(c.labels) for c in EVENT_COMPARISONS])
-    # u from random pairs (nearly all non-matches), as splink does: EM's u is biased by the
-    # blocking (every blocked pair shares a name, so a name agreement looks worthless).
-    rng = np.random.default_rng(0)
-    sample = rng.integers(0, len(records), size=(RANDOM_PAIRS, 2))
-    sample = sample[sample[:, 0] != sample[:, 1]]
-    random_levels = level_matrix(EVENT_COMPARISONS, records, sample)
-    u = []
-    for c, comparison in enumerate(EVENT_COMPARISONS):
-        col = random_levels[:, c]
-        freq = np.bincount(col[col >= 0], minlength=len(comparison.labels)) + 1.0
-        u.append(freq / freq.sum())
+    u = random_pair_u(EVENT_COMPARISONS, records, pairs=RANDOM_PAIRS)
     return fitted_model(
         EVENT_COMPARISONS,
         m,

@@ -1,10 +1,11 @@
 """Offline training and evaluation of the Fellegi-Sunter matcher on the FEBRL data sets.
 
 Training is unsupervised: candidate pairs come from the blocking keys, each pair is reduced to
-its comparison levels, and m/u and the match prior are fitted by expectation-maximisation
+its comparison levels, and m and the match prior are fitted by expectation-maximisation
 (our own small numpy EM over the distinct level patterns: recordlinkage's ECM only takes
-binary features and would lose the ordering of our levels). The true links are used only by
-``evaluate``, to report pairwise precision/recall/F1 of the clusters the model produces.
+binary features and would lose the ordering of our levels); u comes from random pairs. The
+true links are used only by ``evaluate``, to report pairwise precision/recall/F1 of the
+clusters the model produces.
 
     python -m scv.matchtrain --dataset febrl3 --json out.json [--no-ssn] [--save-model PATH]
 """
@@ -17,7 +18,7 @@ import math
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,6 +208,35 @@ def fitted_model(
     )
 
 
+def random_pair_u(
+    comparisons: Sequence[Comparison],
+    records: Sequence[Record],
+    sources: Sequence[int] | None = None,
+    pairs: int = 200_000,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """u (P(level | different people)) per comparison from random record pairs.
+
+    Random pairs are nearly all non-matches, so their level frequencies estimate u without
+    labels (splink's approach). EM's own u is biased by blocking: every blocked pair shares
+    some key, and when most blocked pairs are matches EM has little to learn u from.
+    For a link task only pairs across the two sources are drawn.
+    """
+    rng = np.random.default_rng(seed)
+    sample = rng.integers(0, len(records), size=(pairs, 2))
+    sample = sample[sample[:, 0] != sample[:, 1]]
+    if sources is not None and len(set(sources)) > 1:
+        src = np.asarray(sources)
+        sample = sample[src[sample[:, 0]] != src[sample[:, 1]]]
+    levels = level_matrix(comparisons, records, sample)
+    u = []
+    for c, comparison in enumerate(comparisons):
+        col = levels[:, c]
+        freq = np.bincount(col[col >= 0], minlength=len(comparison.labels)) + 1.0
+        u.append(freq / freq.sum())
+    return u
+
+
 def weight_threshold(prior: float, probability: float) -> float:
     """Summed weight at which the posterior P(match) reaches ``probability``."""
     return math.log2(probability / (1 - probability)) - math.log2(prior / (1 - prior))
@@ -230,22 +260,36 @@ def train(
     keep = [c for c in range(len(comparisons)) if (levels[:, c] >= 0).any()]
     used = [comparisons[c] for c in keep]
     levels = levels[:, keep]
-    m, u, lam = fit_em(levels, [len(c.labels) for c in used])
-    model = fitted_model(
+    m, _, lam = fit_em(levels, [len(c.labels) for c in used])
+    u = random_pair_u(used, data.records, data.sources)
+    # EM's P(match) is among the blocked pairs; u now describes any pair of records, so the
+    # prior must too: the expected number of matches over the number of possible pairs.
+    prior = lam * len(pairs) / possible_pairs(data.sources)
+    return fitted_model(
         used,
         m,
         u,
-        lam,
+        prior,
         upper_probability,
         lower_probability,
         {
             "trained_on": data.name,
             "with_ssn": with_ssn,
             "candidate_pairs": len(pairs),
-            "method": "EM (unsupervised) on blocked candidate pairs",
+            "method": "m and P(match) by EM on blocked candidate pairs (no labels); "
+            "u from random pairs",
         },
     )
-    return model
+
+
+def possible_pairs(sources: Sequence[int]) -> int:
+    """Record pairs a deduplication (one source) or a linkage (two sources) compares."""
+    per_source = Counter(sources)
+    if len(per_source) > 1:
+        a, b = per_source.values()
+        return a * b
+    n = len(sources)
+    return n * (n - 1) // 2
 
 
 class UnionFind:

@@ -120,10 +120,15 @@ def raw_event(record: FebrlRecord, dataset: str, seq: int, ts: float) -> tuple[s
     return source, {k: v for k, v in doc.items() if v is not None}
 
 
-def febrl_events(dataset: str, *, with_ssn: bool = True, seed: int = 0) -> Iterator[DemoEvent]:
-    """Every record of ``dataset`` as an event, in an order shuffled by ``seed``."""
+def febrl_events(
+    dataset: str, *, with_ssn: bool = True, seed: int = 0, limit: int | None = None
+) -> Iterator[DemoEvent]:
+    """Every record of ``dataset`` (the first ``limit`` after shuffling) as an event, in an
+    order shuffled by ``seed``."""
     records = load_records(dataset, with_ssn)
     random.Random(seed).shuffle(records)
+    if limit is not None:
+        records = records[:limit]
     for seq, record in enumerate(records):
         source, doc = raw_event(record, dataset, seq, START_TS + seq)
         yield DemoEvent(

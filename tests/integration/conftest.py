@@ -26,8 +26,11 @@ CART_WINDOW_S = 3.0
 
 @pytest.fixture(scope="module")
 def pipeline(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    broker: EmbeddedBroker,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Pipeline]:
+    """A worker for the module; a module's ``WORKER_SETTINGS`` dict overrides settings."""
     n = next(_modules)
     work: Path = tmp_path_factory.mktemp(f"pipeline{n}")
     settings = Settings(
@@ -39,6 +42,7 @@ def pipeline(
         session_timeout_s=2.0,
         cart_window_s=CART_WINDOW_S,
         cart_check_interval_s=0.5,
+        **getattr(request.module, "WORKER_SETTINGS", {}),
     )
     create_topics(settings)
     worker = WorkerProcess(settings, work / "worker.log").start()

