@@ -3,11 +3,11 @@
 The demo, load tests and accuracy checks need traffic that looks like what web collectors, an
 email service provider, the commerce platform and a call-centre CTI really send: people who
 browse anonymously and log in later, abandon carts, click campaign links on a new browser,
-phone in from a number typed five different ways, share a tablet with their partner, and some
-junk and broken messages in between. Each :class:`DemoEvent` carries the raw bytes exactly as a
-source would produce them plus ``person_id`` — who really produced the event — which is never
-written into the payload, so a resolver can be scored honestly against it (see
-:mod:`scv.connectors.truth`).
+phone in from a number typed five different ways (or withheld), share a tablet with their
+partner, and some junk and broken messages in between. Each :class:`DemoEvent` carries the
+raw bytes exactly as a source would produce them plus ``person_id`` — who really produced the
+event — which is never written into the payload, so a resolver can be scored honestly
+against it (see :mod:`scv.connectors.truth`).
 
 Design rules that keep the truth honest:
 
@@ -17,9 +17,10 @@ Design rules that keep the truth honest:
   two customer ids), so the device is never the only thing tying two people together;
 * junk values (``test@test.com``, ``0000000000``, the call-centre's own number …) are sprinkled
   over many people, so any link made through them is a false merge;
-* some events are legitimately unlinkable (a cookie that never logs in, a call from a number
-  never seen elsewhere): :func:`linkability` measures the share a perfect deterministic
-  resolver could attach, so an observed recall can be read against its ceiling.
+* some events are legitimately unlinkable by identifiers (a cookie that never logs in, a call
+  from a number never seen elsewhere or withheld): :func:`linkability` measures the share a
+  perfect deterministic resolver could attach, so an observed recall can be read against its
+  ceiling.
 
 The module is pure Python (no Kafka); everything is drawn from ``random.Random(seed)`` so a
 seed reproduces the byte-identical stream (except that ``start_ts`` defaults to now).
@@ -37,13 +38,23 @@ from typing import Any
 
 import orjson
 
-__all__ = ["BLOCKED_VALUES", "CALL_CENTRE_NUMBER", "DemoEvent", "generate", "linkability"]
+__all__ = [
+    "BLOCKED_VALUES",
+    "CALL_CENTRE_NUMBER",
+    "KEY_FIELDS",
+    "DemoEvent",
+    "generate",
+    "linkability",
+]
 
 #: The call-centre's own outbound number: CTI systems log it when caller id is withheld.
 CALL_CENTRE_NUMBER = "+44 20 7946 0000"
 _JUNK_EMAILS = ("test@test.com", "noreply@example.com")
 _JUNK_PHONES = ("0000000000", "unknown", "n/a", CALL_CENTRE_NUMBER)
 _JUNK_COOKIES = ("null", "unknown")
+#: Share of calls from a withheld number (no caller id): placed only by what the caller says.
+WITHHELD_SHARE = 0.1
+
 #: Values that must never link anything (compared after trim + lower-case; phones also E.164).
 BLOCKED_VALUES = frozenset(
     {"test@test.com", "noreply@example.com", "0000000000", "null", "unknown", "n/a"}
@@ -568,18 +579,22 @@ class _Generator:
     def call(self, p: _Person, idx: int, *, churn: bool = False) -> _Session:
         rng = self.rng
         ev = self._base("call")
-        ev["phone"] = self.phone_as_typed(p.phone)
+        # A withheld number: the agent takes name, birth date and postcode to identify the
+        # caller (few know their customer number), so only those can place the call.
+        withheld = rng.random() < WITHHELD_SHARE
+        if not withheld:
+            ev["phone"] = self.phone_as_typed(p.phone)
         ev["agent_id"] = rng.choice(self.agents)
-        if rng.random() < 0.9:
+        if withheld or rng.random() < 0.9:
             ev["first_name"] = self.name_as_typed(p.first)
             ev["last_name"] = self.name_as_typed(p.last)
-        if p.cid and (churn or rng.random() < 0.7):
+        if p.cid and (rng.random() < 0.2 if withheld else churn or rng.random() < 0.7):
             ev["customer_id"] = p.cid
-        if rng.random() < 0.15:
+        if not withheld and rng.random() < 0.15:
             ev["email"] = self.email_as_typed(p.emails[0])
-        if rng.random() < 0.3:
+        if withheld or rng.random() < 0.3:
             ev["birth_date"] = p.birth
-        if rng.random() < 0.5:
+        if withheld or rng.random() < 0.5:
             ev["postcode"] = p.address["postcode"]
         if churn:
             ev["disposition"] = {
@@ -764,7 +779,7 @@ class _Generator:
                 "web": "anonymous_id",
                 "email": "email",
                 "transactions": "order_id",
-                "callcenter": "phone",
+                "callcenter": "type",
             }[source]
             del ev[rng.choice((required, "timestamp", "type"))]
         elif kind == 3:  # wrong types
@@ -805,15 +820,21 @@ def _iso(ts: float) -> str:
     return f"{prefix}.{ms:03d}+00:00"
 
 
+#: The message key a source would use, first field present wins (a withheld call: the event).
+KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "web": ("anonymous_id",),
+    "email": ("email",),
+    "transactions": ("order_id",),
+    "callcenter": ("phone", "event_id"),
+}
+
+
 def _key(source: str, ev: dict[str, Any]) -> bytes | None:
-    field_name = {
-        "web": "anonymous_id",
-        "email": "email",
-        "transactions": "order_id",
-        "callcenter": "phone",
-    }[source]
-    value = ev.get(field_name)
-    return value.encode() if isinstance(value, str) else None
+    for field_name in KEY_FIELDS[source]:
+        value = ev.get(field_name)
+        if isinstance(value, str):
+            return value.encode()
+    return None
 
 
 def generate(

@@ -38,7 +38,11 @@ from scv.domain.model import (
 )
 from scv.domain.split import partition, people_tied_by, split_profile
 
-__all__ = ["DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
+__all__ = ["CONTACT", "DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
+
+#: Identifier type of a profile made for an event with nothing to link by but person
+#: attributes (value: the event id), so that later records can still match it.
+CONTACT = "contact"
 
 
 def resolve(
@@ -150,9 +154,23 @@ def resolve(
     match = None
     matches: dict[str, Candidate] = {}  # profile id -> the match that brings it in
     review: dict[str, Any] | None = None
-    if matcher is not None and not nodes and new_idents:
+    searched = matcher is not None and not nodes  # this event's record was matched already
+    if matcher is not None and not nodes:
         match = matcher.find(record, store)
-        if match is not None and match.decision == "possible":
+        sure = match is not None and match.decision == "match"
+        if not seen and not sure and matcher.worth(record):
+            # A person who stated no identifier (a withheld-number call) and nobody sure to
+            # be them yet: a profile of their own under the event's contact id, which later
+            # records can match (the person's order may simply not have arrived yet). An
+            # event whose identifiers were all junk is test traffic and gets none.
+            contact = (CONTACT, event.event_id)
+            seen.append(contact)
+            new_idents.append(contact)
+            counts[CONTACT] = 1
+            view_keys.add(ident_key(contact))
+        if match is not None and not new_idents:
+            pass  # nothing of the event's own to link: attached below
+        elif match is not None and match.decision == "possible":
             review = {
                 "candidate": match.node.profile_id,
                 "candidate_identifier": match.key,
@@ -162,7 +180,7 @@ def resolve(
                 "lower": matcher.model.lower,
             }
             match = None
-        if match is not None:
+        elif match is not None:
             # Every profile the record matches joins (one person seen twice before without
             # a link between the records), each under governance like a deterministic join.
             for cand in (match, *match.also):
@@ -186,6 +204,10 @@ def resolve(
     dropped = [Dropped(i, drop_reason[i], drop_owner.get(i)) for i in seen if i in drop_reason]
 
     if not nodes and not new_idents:
+        if match is not None and match.decision == "match":
+            # Nothing usable to link (no identifier, or only blocked/generic ones): the
+            # event still belongs to the person its attributes name.
+            return _attach_by_attributes(event, match, dropped)
         return Resolution(profile_id=None, accepted=[], dropped=dropped, merges=[], created=False)
 
     created = False
@@ -240,8 +262,10 @@ def resolve(
         changed |= survivor.add_link(
             anchor_key, cand.key, "probabilistic", event.event_id, event.ts, cand.score
         )
+    learned = False
     if matcher is not None and record:
-        changed |= matcher.remember(record, survivor, anchor_key, store)
+        learned = matcher.remember(record, survivor, anchor_key, store)
+        changed |= learned
     for ident in accepted:
         key = ident_key(ident)
         changed |= survivor.add_origin(key, event.ts, event.event_id)
@@ -290,7 +314,53 @@ def resolve(
             _rehome(res, store, rules, set())
     elif linked:  # new evidence: a value may now tie more people than its type allows
         _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
+    if learned and matcher is not None and not searched and not res.splits:
+        _merge_matching_profiles(survivor, record, anchor_key, event, store, rules, matcher, res)
     return res
+
+
+def _merge_matching_profiles(
+    survivor: ProfileNode,
+    record: dict[str, str],
+    anchor_key: str,
+    event: NormalizedEvent,
+    store: GraphStore,
+    rules: Rules,
+    matcher: Linker,
+    res: Resolution,
+) -> None:
+    """A profile that just learned attributes looks for the profiles they match.
+
+    Matching only when a new profile is created would make the result depend on arrival
+    order: a call stating a name and birth date that is processed before the person's order
+    would never meet it. So every new record is matched, in both directions; each match is
+    merged under governance, with the score as the merge's reason.
+    """
+    found = matcher.find(record, store, exclude=survivor.profile_id)
+    if found is None or found.decision != "match":
+        return
+    for cand in (found, *found.also):
+        other = cand.node
+        counts = {kind: len(values) for kind, values in survivor.identifiers.items()}
+        refused = refusal(
+            other, counts, survivor.absorbed, 1, set(survivor.keys()), survivor.ban_targets(), rules
+        )
+        if refused is not None:
+            matcher.stats["refused"] += 1
+            continue
+        keep, gone = sorted((survivor, other), key=lambda n: (n.first_seen, n.profile_id))
+        why = LinkReason(
+            "probabilistic", [anchor_key, cand.key], event.event_id, event.ts, cand.score
+        )
+        keep.take(gone)
+        keep.add_link(anchor_key, cand.key, "probabilistic", event.event_id, event.ts, cand.score)
+        for key in gone.keys():
+            store.set_owner(key, keep.profile_id)
+        store.del_node(gone.profile_id)
+        store.put_node(keep)
+        res.merges.append(MergeEvent(keep.profile_id, gone.profile_id, why))
+        survivor = keep
+    res.profile_id = survivor.profile_id
 
 
 #: Most profiles a contested limit pulls in through refused links (a fuse, like merge_cap).
@@ -384,6 +454,25 @@ def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:
     return any(float(link[4]) > ts for node in nodes for link in node.links) or any(
         float(origin[0]) > ts for node in nodes for origin in node.origins.values()
     )
+
+
+def _attach_by_attributes(
+    event: NormalizedEvent, match: Candidate, dropped: list[Dropped]
+) -> Resolution:
+    """The event joins the matched profile under the identifier that led to it, adding no
+    identifier and changing no graph state. (A mere possible match leaves it unattached:
+    a reviewer would have no identifier of the event's to link.)"""
+    kind, _, value = match.key.partition(":")
+    res = Resolution(
+        profile_id=match.node.profile_id,
+        accepted=[],
+        dropped=dropped,
+        merges=[],
+        created=False,
+        anchor=(kind, value),
+    )
+    res.match = LinkReason("probabilistic", [match.key], event.event_id, event.ts, match.score)
+    return res
 
 
 def refusal(

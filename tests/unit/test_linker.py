@@ -84,14 +84,19 @@ def test_same_surname_only_is_another_person() -> None:
 
 
 def test_blocked_and_generic_identifiers_never_link() -> None:
+    """They link nothing, whatever the attributes; the event itself still lands on the
+    person its attributes name (the next test)."""
     store, linker = seeded()
+    pid = store.get_owner("email:ann@x.com")
     store.set_owner("phone:+447700900003", GENERIC)
     blocked = resolve(ev("e2", 2.0, ("email", "test@test.com"), **ANN), store, RULES, linker)
     generic = resolve(ev("e3", 3.0, ("phone", "+447700900003"), **ANN), store, RULES, linker)
     for res in (blocked, generic):
-        assert res.profile_id is None and res.match is None
+        assert res.accepted == [] and res.merges == [] and res.profile_id == pid
     assert len(store.nodes) == 1
     assert store.get_owner("phone:+447700900003") == GENERIC
+    assert store.get_owner("email:test@test.com") is None
+    assert store.nodes[pid or ""].identifiers == {"email": ["ann@x.com"]}
 
 
 def test_governance_limit_refuses_a_match() -> None:
@@ -229,3 +234,47 @@ def test_a_record_that_matches_two_profiles_merges_them_with_the_score_as_reason
     assert merge.reason.identifiers == ["customer_id:C3", "phone:+447700900005"]
     assert merge.reason.score is not None and merge.reason.score >= linker.upper
     assert res.match is not None and res.match.identifiers == ["customer_id:C3", "email:ann@x.com"]
+
+
+def test_an_event_without_identifiers_lands_on_the_person_its_attributes_name() -> None:
+    """A withheld-number call with no customer reference: nothing to link, but the
+    attributes are enough to file the call (a cancellation, say) on the right profile."""
+    store, linker = seeded()
+    pid = store.get_owner("email:ann@x.com")
+    before = store.get_node(pid or "")
+    res = resolve(ev("e2", 2.0, **ANN), store, RULES, linker)
+    assert res.profile_id == pid and res.anchor == ("email", "ann@x.com")
+    assert res.accepted == [] and res.merges == [] and not res.created
+    assert res.match is not None and res.match.identifiers == ["email:ann@x.com"]
+    assert store.get_node(pid or "") == before  # the graph is unchanged
+
+    junk = resolve(ev("e3", 3.0, ("email", "test@test.com"), **ANN), store, RULES, linker)
+    assert junk.profile_id == pid and [d.reason for d in junk.dropped] == ["blocked"]
+
+
+def test_an_unplaced_person_without_identifiers_is_kept_under_a_contact_id_and_found_later() -> (
+    None
+):
+    """Arrival order must not decide: the call comes first, the person's order second."""
+    store, linker = DictStore(), Linker.load()
+    call = resolve(ev("c1", 1.0, **ANN), store, RULES, linker)
+    assert call.created and call.accepted == [("contact", "c1")]
+    order = resolve(ev("o1", 2.0, ("email", "ann@x.com"), **ANN), store, RULES, linker)
+    assert order.profile_id == call.profile_id and len(store.nodes) == 1
+    assert order.match is not None and order.match.identifiers == ["email:ann@x.com", "contact:c1"]
+
+    names_only = resolve(ev("c2", 3.0, first_name="Zed"), store, RULES, linker)
+    assert names_only.profile_id is None  # too little of a person to keep
+
+
+def test_a_profile_that_learns_attributes_finds_the_profile_they_match() -> None:
+    """Known identifiers, new attributes: the match is looked for from this side too."""
+    store, linker = DictStore(), Linker.load()
+    first = resolve(ev("e1", 1.0, ("phone", "+447700900007"), **ANN), store, RULES, linker)
+    resolve(ev("e2", 2.0, ("email", "ann@x.com")), store, RULES, linker)
+    assert len(store.nodes) == 2
+    res = resolve(ev("e3", 3.0, ("email", "ann@x.com"), **ANN), store, RULES, linker)
+    assert len(store.nodes) == 1 and res.profile_id == first.profile_id
+    [merge] = res.merges
+    assert merge.reason.rule == "probabilistic"
+    assert merge.reason.identifiers == ["email:ann@x.com", "phone:+447700900007"]

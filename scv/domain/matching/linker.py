@@ -104,11 +104,17 @@ class Linker:
     def record(event: NormalizedEvent) -> dict[str, str]:
         return record_from_traits(event.traits)
 
-    def find(self, record: Mapping[str, str], store: GraphStore) -> Candidate | None:
+    def worth(self, record: Mapping[str, str]) -> bool:
+        """Could ``record`` reach the review threshold against anyone? (If not, it names
+        too little of a person to match or to be matched.)"""
+        return bool(record) and self.model.max_weight(record) >= min(self.upper, self.model.lower)
+
+    def find(
+        self, record: Mapping[str, str], store: GraphStore, exclude: str | None = None
+    ) -> Candidate | None:
         """The profile ``record`` most likely describes, if it clears the lower threshold
-        (``decision`` says whether it also clears the upper one)."""
-        # A record that cannot reach even the review threshold is not worth a lookup.
-        if not record or self.model.max_weight(record) < min(self.upper, self.model.lower):
+        (``decision`` says whether it also clears the upper one); never ``exclude``."""
+        if not self.worth(record):
             self.stats["too_few_traits"] += 1
             return None
         seen: dict[str, str] = {}  # profile id -> identifier key that led to it
@@ -118,7 +124,7 @@ class Linker:
                 continue
             for ident in members:
                 owner = store.get_owner(ident)
-                if owner is not None and owner != GENERIC and owner not in seen:
+                if owner is not None and owner not in (GENERIC, exclude) and owner not in seen:
                     seen[owner] = ident
             if len(seen) >= MAX_CANDIDATES:
                 break
