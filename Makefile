@@ -44,8 +44,14 @@ demo: $(STAMP) ## Run the 20k-event demo once and write var/demo.json
 	@mkdir -p var
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/demo.json
 
-bench: $(STAMP) ## Heavier benchmarks (JSON on stdout); not part of make test
+bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 5 min); not part of make test
+	@mkdir -p var
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
+	$(BIN)/scv demo --events 20000 --seed 7 --matching --json var/bench-demo-matching.json
+	for d in febrl3 febrl4; do \
+	  $(BIN)/scv bench accuracy --dataset $$d --json var/bench-accuracy-$$d.json && \
+	  $(BIN)/scv bench accuracy --dataset $$d --no-ssn --json var/bench-accuracy-$$d-no-ssn.json || exit 1; \
+	done
 
 clean: ## Remove the virtualenv, local state and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
