@@ -98,6 +98,18 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     return _report(report, args.json)
 
 
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from scv.bench.throughput import throughput_report
+
+    return _report(throughput_report(args.events, args.workers, args.seed), args.json)
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    from scv.bench.throughput import run_latency
+
+    return _report(run_latency(args.rate, args.events, seed=args.seed), args.json)
+
+
 def cmd_model_train(args: argparse.Namespace) -> int:
     """Fit a Fellegi-Sunter model without labels (EM) and save it."""
     if args.dataset == "demo":
@@ -283,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="benchmarks that print JSON (accuracy)")
+    p = sub.add_parser("bench", help="benchmarks that print JSON (accuracy, throughput, latency)")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser(
         "accuracy",
@@ -298,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_accuracy)
+
+    p = bench.add_parser(
+        "throughput",
+        help="demo events as fast as possible through 1 and 2 workers, and a naive Faust agent",
+    )
+    p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_throughput)
+
+    p = bench.add_parser("latency", help="churn_save latency with demo traffic at a fixed rate")
+    p.add_argument("--rate", type=float, required=True, help="events per second")
+    p.add_argument("--events", type=int, default=30_000)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_latency)
 
     p = sub.add_parser("model", help="probabilistic matching models")
     model = p.add_subparsers(dest="model", required=True)

@@ -102,24 +102,19 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
     }
 
 
-def run_pipeline(
-    events: Iterable[DemoEvent],
-    *,
+@contextlib.contextmanager
+def local_pipeline(
     name: str,
+    *,
     workers: int = 1,
     bootstrap: str | None = None,
-    cart_window_s: float | None = 8.0,
     settings: dict[str, Any] | None = None,
     work_dir: Path | None = None,
-    timeout: float = 600.0,
-) -> dict[str, Any]:
-    """Run broker (unless ``bootstrap``), ``workers`` workers and ``events`` to completion,
-    and return the summary scored against the events' ``person_id``.
+) -> Iterator[tuple[Settings, list[WorkerProcess], Path]]:
+    """Broker (unless ``bootstrap``), fresh topics and ``workers`` ready ``scv worker``
+    processes; yields (settings, workers, work dir) and stops them all on exit.
 
-    ``settings`` overrides worker settings (matching, model, rules). With a
-    ``cart_window_s``, open carts are waited out so that their actions are counted (None:
-    the default window, not waited for). Each worker's matcher figures, read from its
-    ``/metrics`` before it stops, are under ``matcher``.
+    ``settings`` overrides worker settings; each worker gets its own state dir and web port.
     """
     started = time.time()
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
@@ -132,7 +127,6 @@ def run_pipeline(
             "app_id": f"scv-{name}-{int(started)}",
             "topic_prefix": f"{name}{int(started)}-",
             "session_timeout_s": 4.0,
-            **({"cart_window_s": cart_window_s} if cart_window_s else {}),
             **(settings or {}),
         }
         base = Settings(**overrides)
@@ -144,6 +138,32 @@ def run_pipeline(
             stack.callback(procs[-1].stop)
         for proc in procs:
             proc.wait_ready(120)
+        yield base, procs, work
+
+
+def run_pipeline(
+    events: Iterable[DemoEvent],
+    *,
+    name: str,
+    workers: int = 1,
+    bootstrap: str | None = None,
+    cart_window_s: float | None = 8.0,
+    settings: dict[str, Any] | None = None,
+    work_dir: Path | None = None,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Run ``events`` through a :func:`local_pipeline` to completion and return the summary
+    scored against the events' ``person_id``.
+
+    With a ``cart_window_s``, open carts are waited out so that their actions are counted
+    (None: the default window, not waited for). Each worker's matcher figures, read from its
+    ``/metrics`` before it stops, are under ``matcher``.
+    """
+    started = time.time()
+    overrides = {**({"cart_window_s": cart_window_s} if cart_window_s else {}), **(settings or {})}
+    with local_pipeline(
+        name, workers=workers, bootstrap=bootstrap, settings=overrides, work_dir=work_dir
+    ) as (base, procs, _):
         ready_at = time.time()
         truth: dict[str, str] = {}
         malformed = 0

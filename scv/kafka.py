@@ -185,6 +185,30 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def set_fetch_max_wait(ms: int) -> None:
+    """Make Faust's worker consumers wait at most ``ms`` for data in a fetch.
+
+    faust-streaming 0.15 passes ``fetch_max_wait_ms=1500`` to aiokafka and offers no setting.
+    A broker answers a fetch when data arrives or the wait runs out; tansu only does the
+    latter, so each hop of the pipeline waited out the 1.5 s (measured: 702 ms median
+    produce-to-consume against 17 ms at 100). The consumer is built by
+    ``AIOKafkaConsumerThread._create_worker_consumer``; this wraps it and sets the value
+    aiokafka reads when it starts its fetcher. Idempotent.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    original = getattr(thread, "_scv_original_create", thread._create_worker_consumer)
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = ms
+        return consumer
+
+    setattr(thread, "_scv_original_create", original)  # noqa: B010 - not a declared attribute
+    setattr(thread, "_create_worker_consumer", create)  # noqa: B010 - a method we wrap
+
+
 def faust_credentials(settings: Settings) -> Any:
     """``faust.SASLCredentials`` / ``faust.SSLCredentials`` for the settings, or ``None``.
 

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         10.0, description="Consumer session timeout; tansu delays joins by about half of it."
     )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest a worker's fetch waits at the broker for data. Faust hard-codes "
+        "1500, which becomes the latency of every hop on brokers that do not answer a waiting "
+        "fetch early (tansu).",
+    )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,

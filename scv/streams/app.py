@@ -12,12 +12,13 @@ from typing import Any
 import faust
 
 from scv.domain.model import SOURCES
-from scv.kafka import faust_broker_kwargs
+from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
 from scv.settings import Settings, get_settings
 from scv.topics import Topics
 
 settings: Settings = get_settings()
 topics = Topics(settings)
+set_fetch_max_wait(settings.fetch_max_wait_ms)
 
 app = faust.App(
     settings.app_id,

@@ -189,3 +189,28 @@ def test_topic_specs_layout() -> None:
     assert specs["profiles.v1"].topic_config == {"cleanup.policy": "compact"}
     assert [s.name for s in specs.values() if s.compacted] == ["profiles.v1"]
     assert hash(specs["actions.v1"])  # frozen specs can go into sets
+
+
+def test_worker_consumers_get_the_configured_fetch_wait() -> None:
+    """Faust hard-codes 1500 ms; the wrapper sets ours on the consumer it builds."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers import aiokafka as driver
+
+    from scv.kafka import set_fetch_max_wait
+
+    thread = driver.AIOKafkaConsumerThread
+    saved = thread.__dict__.get("_scv_original_create"), thread.__dict__["_create_worker_consumer"]
+    try:
+        built = SimpleNamespace(_fetch_max_wait_ms=1500)
+        thread._scv_original_create = lambda self, transport: built  # type: ignore[attr-defined]
+        set_fetch_max_wait(80)
+        set_fetch_max_wait(100)  # idempotent: wraps the original, not the wrapper
+        assert thread._create_worker_consumer(None, None) is built  # type: ignore[arg-type]
+        assert built._fetch_max_wait_ms == 100
+    finally:
+        if saved[0] is None:
+            del thread._scv_original_create  # type: ignore[attr-defined]
+        else:
+            thread._scv_original_create = saved[0]  # type: ignore[attr-defined]
+        thread._create_worker_consumer = saved[1]  # type: ignore[method-assign]
