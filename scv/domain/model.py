@@ -6,7 +6,7 @@ orjson) is explicit and the pure modules never need Faust's record machinery.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The raw sources scv ingests; the name is the middle part of ``raw.<source>.v1``.
@@ -14,6 +14,17 @@ SOURCES: tuple[str, ...] = ("web", "email", "transactions", "callcenter")
 
 #: An identifier is ``(type, normalised value)``; ``ident_key`` gives its ``type:value`` form.
 Identifier = tuple[str, str]
+
+
+def _copy(value: Any) -> Any:
+    """A copy of JSON-like data (what ``dataclasses.asdict`` gave, minus its overhead)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value
 
 
 def ident_key(ident: Identifier) -> str:
@@ -47,9 +58,18 @@ class NormalizedEvent:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["identifiers"] = [list(i) for i in self.identifiers]
-        return d
+        """The wire form, to be serialised at once: ``traits``, ``consent`` and ``payload``
+        are the event's own dicts, not copies (copy them before mutating the result)."""
+        return {
+            "event_id": self.event_id,
+            "source": self.source,
+            "type": self.type,
+            "ts": self.ts,
+            "identifiers": [[kind, value] for kind, value in self.identifiers],
+            "traits": self.traits,
+            "consent": self.consent,
+            "payload": self.payload,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NormalizedEvent:
@@ -76,7 +96,13 @@ class LinkReason:
     score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "rule": self.rule,
+            "identifiers": list(self.identifiers),
+            "event_id": self.event_id,
+            "ts": self.ts,
+            "score": self.score,
+        }
 
 
 @dataclass(slots=True)
@@ -193,4 +219,13 @@ class Action:
     created_at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "action_id": self.action_id,
+            "type": self.type,
+            "profile_id": self.profile_id,
+            "channel": self.channel,
+            "payload": _copy(self.payload),
+            "trigger_event_id": self.trigger_event_id,
+            "event_ts": self.event_ts,
+            "created_at": self.created_at,
+        }

@@ -63,6 +63,10 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _empty(value: Any) -> bool:
     """Missing data never overwrites known data: None, blank strings and empty containers."""
     if value is None:
@@ -124,8 +128,36 @@ class ProfileState:
     #: earlier must not add to it: the resolver's list already accounts for them).
     ids_seq: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe copy (no aliasing: mutating the state later does not change it)."""
+    def to_dict(self, copy: bool = True) -> dict[str, Any]:
+        """JSON-safe copy (no aliasing: mutating the state later does not change it).
+
+        ``copy=False`` shares the state's containers instead: only for a dict serialised at
+        once (``orjson.dumps(state.to_dict(copy=False))``), before the state changes again.
+        """
+        if not copy:
+            return {
+                "v": 1,
+                "profile_id": self.profile_id,
+                "created_ts": self.created_ts,
+                "updated_ts": self.updated_ts,
+                "identifiers": self.identifiers,
+                "traits": self.traits,
+                "trait_ts": self.trait_ts,
+                "consent": self.consent,
+                "channels": self.channels,
+                "last_activity": self.last_activity,
+                "carts": self.carts,
+                "orders": self.orders,
+                "churn": self.churn,
+                "last_visit": self.last_visit,
+                "fired": self.fired,
+                "last_action_ts": self.last_action_ts,
+                "merged_from": self.merged_from,
+                "event_count": self.event_count,
+                "parts": {anchor: part.to_dict(False) for anchor, part in self.parts.items()},
+                "moved": self.moved,
+                "ids_seq": self.ids_seq,
+            }
         return {
             "v": 1,
             "profile_id": self.profile_id,
@@ -151,29 +183,35 @@ class ProfileState:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProfileState:
-        """Inverse of :meth:`to_dict`; tolerant of missing keys so older records still load."""
+    def from_dict(cls, d: dict[str, Any], copy: bool = True) -> ProfileState:
+        """Inverse of :meth:`to_dict`; tolerant of missing keys so older records still load.
+
+        ``copy=False`` takes over ``d``'s containers instead of copying them: only for a dict
+        the caller owns alone and drops afterwards (just parsed from bytes, or
+        ``to_dict(copy=False)`` of a state that is discarded).
+        """
+        keep = _copy if copy else _same
         orders = _new_orders()
-        orders.update(_copy(d.get("orders") or {}))
+        orders.update(keep(d.get("orders") or {}))
         return cls(
             profile_id=d["profile_id"],
             created_ts=float(d["created_ts"]),
             updated_ts=float(d["updated_ts"]),
-            identifiers=_copy(d.get("identifiers") or {}),
-            traits=_copy(d.get("traits") or {}),
+            identifiers=keep(d.get("identifiers") or {}),
+            traits=keep(d.get("traits") or {}),
             trait_ts={k: float(v) for k, v in (d.get("trait_ts") or {}).items()},
-            consent=_copy(d.get("consent") or {}),
+            consent=keep(d.get("consent") or {}),
             channels={k: int(v) for k, v in (d.get("channels") or {}).items()},
-            last_activity=_copy(d.get("last_activity")),
-            carts=_copy(d.get("carts") or {}),
+            last_activity=keep(d.get("last_activity")),
+            carts=keep(d.get("carts") or {}),
             orders=orders,
-            churn=_copy(d.get("churn")),
-            last_visit=_copy(d.get("last_visit")),
+            churn=keep(d.get("churn")),
+            last_visit=keep(d.get("last_visit")),
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             merged_from=list(d.get("merged_from") or []),
             event_count=int(d.get("event_count") or 0),
-            parts={a: cls.from_dict(p) for a, p in (d.get("parts") or {}).items()},
+            parts={a: cls.from_dict(p, copy) for a, p in (d.get("parts") or {}).items()},
             moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
             ids_seq=int(d.get("ids_seq") or 0),
         )
@@ -486,7 +524,7 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     for anchor, part in a.parts.items():
         mine_part = s.parts.get(anchor)
         if mine_part is None:
-            s.parts[anchor] = ProfileState.from_dict(part.to_dict())
+            s.parts[anchor] = ProfileState.from_dict(part.to_dict(copy=False))  # one copy
         else:
             absorb(mine_part, part)
     for key, entry in a.moved.items():
@@ -622,15 +660,17 @@ def merge_fired(mine: list[str], theirs: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def snapshot(state: ProfileState) -> dict[str, Any]:
+def snapshot(state: ProfileState, copy: bool = True) -> dict[str, Any]:
     """The ``profiles.v1`` value: what activation services may see (no internal bookkeeping).
 
-    Returns copies, so the stage may serialise it after mutating the state again.
+    Returns copies, so the stage may serialise it after mutating the state again;
+    ``copy=False`` shares the state's containers, for a snapshot serialised at once.
     """
+    keep = _copy if copy else _same
     open_carts = [
         {
             "cart_id": cid,
-            "items": _copy(c["items"]),
+            "items": keep(c["items"]),
             "currency": c.get("currency"),
             "updated_ts": c["updated_ts"],
             "due_at": c.get("due_at"),
@@ -644,11 +684,11 @@ def snapshot(state: ProfileState) -> dict[str, Any]:
         "profile_id": state.profile_id,
         "created_ts": state.created_ts,
         "updated_ts": state.updated_ts,
-        "identifiers": _copy(state.identifiers),
-        "traits": _copy(state.traits),
-        "consent": _copy(state.consent),
-        "channels": dict(state.channels),
-        "last_activity": _copy(state.last_activity),
+        "identifiers": keep(state.identifiers),
+        "traits": keep(state.traits),
+        "consent": keep(state.consent),
+        "channels": dict(state.channels) if copy else state.channels,
+        "last_activity": keep(state.last_activity),
         "open_carts": open_carts,
         "orders": {
             "count": o.get("count", 0),
@@ -657,8 +697,8 @@ def snapshot(state: ProfileState) -> dict[str, Any]:
             "last_ts": o.get("last_ts"),
             "returns": o.get("returns", 0),
         },
-        "churn_risk": _copy(state.churn),
-        "merged_from": list(state.merged_from),
+        "churn_risk": keep(state.churn),
+        "merged_from": list(state.merged_from) if copy else state.merged_from,
         "event_count": state.event_count,
     }
 

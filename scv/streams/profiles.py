@@ -81,7 +81,8 @@ async def _split(state: ProfileState, msg: dict[str, Any]) -> ProfileState | Non
 async def _hand_over(pid: str, state: ProfileState, survivor: str, seq: int) -> None:
     """The absorbed side of a merge: give the state to the survivor and leave a marker."""
     key = pid.encode()
-    body = {"kind": "absorb", "absorbed": pid, "state": state.to_dict(), "seq": seq}
+    # Serialised in _forward before anything else runs: no copy of the state needed.
+    body = {"kind": "absorb", "absorbed": pid, "state": state.to_dict(copy=False), "seq": seq}
     await _forward(body, survivor)
     profile_table[key] = orjson.dumps({MOVED: survivor})
     carts_due.pop(key, None)
@@ -104,7 +105,7 @@ async def _step(
             state.ids_seq = seq
         return state, on_event(state, event, now, trigger_config)
     if kind == "absorb":
-        other = ProfileState.from_dict(msg["state"])
+        other = ProfileState.from_dict(msg["state"], copy=False)  # msg was just parsed
         if state is not None:
             # this profile may have been split while the hand-over was in flight
             other, forwards = reroute(state, other, int(msg.get("seq") or 0))
@@ -144,7 +145,8 @@ async def profiles_agent(stream: Any) -> None:
             if stored is not None and MOVED in stored:
                 await _forward(msg, stored[MOVED])
                 continue
-            state = ProfileState.from_dict(stored) if stored is not None else None
+            # ``stored`` was just parsed and is not used again: the state may own it.
+            state = ProfileState.from_dict(stored, copy=False) if stored is not None else None
             if msg["kind"] == "tick" and state is None:
                 continue  # the profile went away (merged or erased) after the tick was sent
             if msg["kind"] == "merge":
@@ -166,13 +168,13 @@ async def profiles_agent(stream: Any) -> None:
             carts_due.pop(key, None)
             await profiles_out.send(key=key, value=None)
             continue
-        profile_table[key] = orjson.dumps(state.to_dict())
+        profile_table[key] = orjson.dumps(state.to_dict(copy=False))
         due_at = next_due(state)
         if due_at is None:
             carts_due.pop(key, None)
         else:
             carts_due[key] = str(due_at).encode()
-        await profiles_out.send(key=key, value=orjson.dumps(snapshot(state)))
+        await profiles_out.send(key=key, value=orjson.dumps(snapshot(state, copy=False)))
         for action in actions:
             metrics.ACTIONS.labels(action.type).inc()
             await actions_out.send(key=key, value=orjson.dumps(action.to_dict()))

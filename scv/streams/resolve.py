@@ -111,13 +111,20 @@ def split_messages(split: Split, seq: int) -> list[Outgoing]:
 
 
 def outgoing(
-    event: NormalizedEvent, res: Resolution, seq: int = 0, identifiers: list[str] | None = None
+    event: NormalizedEvent,
+    res: Resolution,
+    seq: int = 0,
+    identifiers: list[str] | None = None,
+    raw: bytes | None = None,
 ) -> list[Outgoing]:
     """What one decision publishes, in order: merges, refusals, generic values and splits,
     then the event itself.
 
     Merge hand-overs go to the absorbed profile's partition (its owner holds the state);
-    the event goes to the (post-split) profile that owns its anchor.
+    the event goes to the (post-split) profile that owns its anchor. ``raw`` is the event's
+    ``identity.events.v1`` value, which ``event`` was decoded from: it is embedded as is
+    instead of encoding the event again (the normalise stage wrote exactly
+    ``orjson.dumps(event.to_dict())``, so the bytes are the same).
     """
     out: list[Outgoing] = []
     for merge in res.merges:
@@ -141,7 +148,7 @@ def outgoing(
         routed: dict[str, Any] = {
             "kind": "event",
             "profile_id": res.profile_id,
-            "event": event.to_dict(),
+            "event": orjson.Fragment(raw) if raw is not None else event.to_dict(),
             "accepted": [ident_key(i) for i in res.accepted],
             "anchor": ident_key(res.anchor) if res.anchor is not None else None,
             "dropped": [d.to_dict() for d in res.dropped],
@@ -199,7 +206,7 @@ async def resolve_agent(stream: Any) -> None:
             seq = next_decision()
             node = store.get_node(res.profile_id) if res.profile_id else None
             idents = node.keys() if node is not None else None
-        for topic, key, value in outgoing(normalized, res, seq, idents):
+        for topic, key, value in outgoing(normalized, res, seq, idents, msg.value):
             await topic.send(key=key, value=value)
 
 

@@ -388,3 +388,39 @@ def test_to_dict_from_dict_round_trip(s: ProfileState) -> None:
 def test_from_dict_tolerates_missing_optional_keys() -> None:
     s = ProfileState.from_dict({"profile_id": "p1", "created_ts": 1, "updated_ts": 2})
     assert s.orders["count"] == 0 and s.carts == {} and s.fired == []
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(states("pA"), states("pB"))
+def test_no_copy_serialisation_gives_the_same_bytes(a: ProfileState, b: ProfileState) -> None:
+    absorb(a, b)  # parts, merged_from and the rest filled in
+    a.parts = {"email:x@y.co": _copy(b)}
+    wire = orjson.dumps(a.to_dict())
+    assert orjson.dumps(a.to_dict(copy=False)) == wire
+    assert orjson.dumps(snapshot(a, copy=False)) == orjson.dumps(snapshot(a))
+    owned = ProfileState.from_dict(orjson.loads(wire), copy=False)
+    assert owned == ProfileState.from_dict(orjson.loads(wire))
+    assert orjson.dumps(owned.to_dict(copy=False)) == wire
+
+
+def test_no_copy_to_dict_shares_and_default_copies() -> None:
+    s = new_state("p1", 1.0)
+    apply(s, cart_ev(10.0, "c1"))
+    assert s.to_dict(copy=False)["carts"] is s.carts
+    assert s.to_dict()["carts"] is not s.carts
+    d = orjson.loads(orjson.dumps(s.to_dict()))
+    assert ProfileState.from_dict(d, copy=False).carts is d["carts"]
+    assert ProfileState.from_dict(d).carts is not d["carts"]
+
+
+def test_absorbed_parts_are_not_shared() -> None:
+    """absorb copies a part it takes over, so the hand-over's state stays independent."""
+    a, b = new_state("pA", 1.0), new_state("pB", 1.0)
+    part = new_state("pB", 1.0)
+    apply(part, cart_ev(10.0, "c1"))
+    b.parts["anonymous_id:cookie1"] = part
+    absorb(a, b)
+    taken = a.parts["anonymous_id:cookie1"]
+    assert taken == part and taken is not part
+    taken.carts["c1"]["items"].append({"sku": "B"})
+    assert len(part.carts["c1"]["items"]) == 1
