@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         "1500, which becomes the latency of every hop on brokers that do not answer a waiting "
         "fetch early (tansu).",
     )
+    batch_max: int = Field(
+        500, ge=1, description="Most events a stage decides before writing its tables once."
+    )
+    batch_within_s: float = Field(
+        0.01,
+        gt=0,
+        description="Longest a stage waits to fill a batch; adds at most this to each hop.",
+    )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,

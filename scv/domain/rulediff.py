@@ -79,6 +79,10 @@ def event_time_order(events: Iterable[NormalizedEvent]) -> list[NormalizedEvent]
     return sorted(unique.values(), key=lambda e: (e.ts, e.event_id))
 
 
+#: Events between flushes of a write-back store during a replay (bounds its memory).
+FLUSH_EVERY = 1000
+
+
 def replay(events: Iterable[NormalizedEvent], rules: Rules, store: GraphStore) -> Replay:
     """Resolve ``events`` in the given order into ``store`` and read back each event's profile.
 
@@ -91,6 +95,8 @@ def replay(events: Iterable[NormalizedEvent], rules: Rules, store: GraphStore) -
             raise ValueError(f"event id {event.event_id!r} appears twice")
         seen.add(event.event_id)
         res = resolve(event, store, rules)
+        if len(seen) % FLUSH_EVERY == 0:
+            store.flush()  # a write-back store holds what it decoded until flushed
         ranked = rules.priority_order(res.accepted)
         outcome = Outcome(
             event_id=event.event_id,
@@ -101,6 +107,7 @@ def replay(events: Iterable[NormalizedEvent], rules: Rules, store: GraphStore) -
             profile_id=None,
         )
         pending.append((outcome, ident_key(ranked[0]) if ranked else None))
+    store.flush()
     outcomes: dict[str, Outcome] = {}
     live: dict[str, bool] = {}
     for outcome, anchor in pending:  # owner lookups only once the graph is final

@@ -7,9 +7,11 @@ decides something lives in ``scv.domain``; this package only wires it to Kafka.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 
 from scv.domain.model import SOURCES
 from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
@@ -109,3 +111,13 @@ def load_stages() -> None:
     provisions them with the right partitions); it still creates its table changelogs.
     """
     from scv.streams import normalize, profiles, resolve, web  # noqa: F401
+
+
+def set_current_event(event: Any) -> None:
+    """Make ``event`` Faust's current event while a batch is worked through.
+
+    A table picks a key's changelog partition from the current event, which Faust sets per
+    message only while a stream is iterated one event at a time; a ``take_events`` batch body
+    sets it itself, to the event being decided (the tables are co-partitioned with it).
+    """
+    faust_streams._current_event.set(weakref.ref(event))

@@ -34,6 +34,7 @@ from scv.streams.app import (
     profile_events,
     resolver_input,
     review_out,
+    set_current_event,
 )
 from scv.streams.app import settings as _settings
 from scv.streams.dlq import send_to_dlq
@@ -179,52 +180,62 @@ def command_outgoing(result: CommandResult, seq: int = 0) -> list[Outgoing]:
 
 @app.agent(resolver_input, name="resolve")
 async def resolve_agent(stream: Any) -> None:
-    async for event in stream.events():
-        msg = event.message
-        if msg.topic == commands.get_topic_name():
-            await _command(event)
-            continue
-        metrics.EVENTS_IN.labels("resolve").inc()
-        try:
-            normalized = NormalizedEvent.from_dict(orjson.loads(msg.value))
-        except Exception as exc:  # only scv writes this topic: a bad message is a bug
-            await send_to_dlq(event, f"unreadable: {type(exc).__name__}: {exc}", "resolve")
-            continue
-        started = time.perf_counter()
-        res = resolve(normalized, store, rules, matcher)
-        metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
-        for merge in res.merges:
-            metrics.MERGES.labels(merge.reason.rule).inc()
-        for dropped in res.dropped:
-            metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
-        for split in res.splits:
-            metrics.SPLITS.labels(split.reason.rule).inc()
-        if res.profile_id is None:
-            metrics.UNRESOLVED.inc()
-        seq, idents = 0, None
-        if res.merges or res.splits:
-            seq = next_decision()
-            node = store.get_node(res.profile_id) if res.profile_id else None
-            idents = node.keys() if node is not None else None
-        for topic, key, value in outgoing(normalized, res, seq, idents, msg.value):
+    """Decide events in batches: the graph is written once per changed key per batch
+    (``MappingStore.flush``), then the batch's messages are sent in decision order."""
+    async for batch in stream.take_events(_settings.batch_max, within=_settings.batch_within_s):
+        out: list[Outgoing] = []
+        for event in batch:
+            set_current_event(event)
+            out += await _decide(event)
+        store.flush()
+        for topic, key, value in out:
             await topic.send(key=key, value=value)
 
 
-async def _command(event: Any) -> None:
+async def _decide(event: Any) -> list[Outgoing]:
+    """One event or command: what to publish (bad input goes to its DLQ right away)."""
+    msg = event.message
+    if msg.topic == commands.get_topic_name():
+        return await _command(event)
+    metrics.EVENTS_IN.labels("resolve").inc()
+    try:
+        normalized = NormalizedEvent.from_dict(orjson.loads(msg.value))
+    except Exception as exc:  # only scv writes this topic: a bad message is a bug
+        await send_to_dlq(event, f"unreadable: {type(exc).__name__}: {exc}", "resolve")
+        return []
+    started = time.perf_counter()
+    res = resolve(normalized, store, rules, matcher)
+    metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
+    for merge in res.merges:
+        metrics.MERGES.labels(merge.reason.rule).inc()
+    for dropped in res.dropped:
+        metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
+    for split in res.splits:
+        metrics.SPLITS.labels(split.reason.rule).inc()
+    if res.profile_id is None:
+        metrics.UNRESOLVED.inc()
+    seq, idents = 0, None
+    if res.merges or res.splits:
+        seq = next_decision()
+        node = store.get_node(res.profile_id) if res.profile_id else None
+        idents = node.keys() if node is not None else None
+    return outgoing(normalized, res, seq, idents, msg.value)
+
+
+async def _command(event: Any) -> list[Outgoing]:
     """A steward's command: carried out, or dead-lettered with the reason."""
     metrics.EVENTS_IN.labels("commands").inc()
     try:
         command = parse_command(event.message.value or b"", normalize_config)
     except InvalidEvent as exc:
         await send_to_dlq(event, exc.reason, "resolve")
-        return
+        return []
     result = apply_command(command, store, rules)
     if result.error is not None:
         await send_to_dlq(event, f"command: {result.error}", "resolve")
-        return
+        return []
     log.info("command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits))
     for split in result.splits:
         metrics.SPLITS.labels(split.reason.rule).inc()
     seq = next_decision() if result.splits or result.merges else 0
-    for topic, key, value in command_outgoing(result, seq):
-        await topic.send(key=key, value=value)
+    return command_outgoing(result, seq)
