@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -35,27 +35,54 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """One ``scv worker`` subprocess with its own state dir, web port and log file."""
+class Subprocess:
+    """A ``python -m MODULE worker`` child in its own process group, logging to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
+    module = "scv.cli"
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        env = os.environ | settings_env(self.settings)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scv.cli", "worker"],
-            env=env,
+            [sys.executable, "-m", self.module, "worker"],
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own group: stop() signals Faust's children too
         )
         return self
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class WorkerProcess(Subprocess):
+    """One ``scv worker`` subprocess with its own state dir, web port and log file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(os.environ | settings_env(settings), log_path)
+        self.settings = settings
 
     @property
     def url(self) -> str:
@@ -82,24 +109,6 @@ class WorkerProcess:
         """The worker's Prometheus ``/metrics`` page."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
             return str(resp.read().decode())
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def _end_offsets(

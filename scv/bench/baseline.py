@@ -28,18 +28,15 @@ import contextlib
 import itertools
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from confluent_kafka import Producer
 
 from scv.kafka import producer_config
-from scv.runner import group_lag, settings_env
+from scv.runner import Subprocess, group_lag, settings_env
 from scv.settings import Settings
 from scv.topics import TopicSpec, create_topics
 
@@ -90,26 +87,14 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-class BaselineWorker:
+class BaselineWorker(Subprocess):
     """One ``python -m scv.bench.baseline_app worker`` subprocess and its status file."""
 
-    def __init__(self, env: dict[str, str], status_path: Path, log_path: Path) -> None:
-        self.env = env
-        self.status_path = status_path
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+    module = "scv.bench.baseline_app"
 
-    def start(self) -> BaselineWorker:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scv.bench.baseline_app", "worker"],
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() signals Faust's children too
-        )
-        return self
+    def __init__(self, env: dict[str, str], status_path: Path, log_path: Path) -> None:
+        super().__init__(env, log_path)
+        self.status_path = status_path
 
     def status(self) -> dict[str, Any]:
         try:
@@ -130,24 +115,6 @@ class BaselineWorker:
                 )
             time.sleep(0.05)
         raise TimeoutError(f"baseline worker not {key} after {timeout}s: {self.status()}")
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def run_baseline(

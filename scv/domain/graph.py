@@ -230,7 +230,7 @@ class DictStore:
             members.append(ident)
 
     def flush(self) -> None:
-        pass
+        """Nothing is held back: the dicts are the storage."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, comparable snapshot (used by replay-determinism tests)."""
