@@ -2,8 +2,8 @@
 
 Consumes ``profiles.events.v1`` (events, merge hand-overs, splits and adoptions, cart ticks),
 keeps each profile's state in a RocksDB table, publishes snapshots on ``profiles.v1`` and
-actions on ``actions.v1``. A timer finds due carts and sends a tick through the same topic, so every
-state change happens inside stream iteration, one message at a time per partition.
+actions on ``actions.v1``. A timer finds due carts and sends a tick through the same topic, so
+every state change happens inside stream iteration, in order per partition.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from scv.streams.app import (
     profile_events,
     profile_table,
     profiles_out,
+    set_current_event,
     settings,
 )
 from scv.streams.dlq import send_to_dlq
@@ -44,9 +45,42 @@ trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
 MOVED = "moved_to"
 
 
-def _load(pid: bytes) -> dict[str, Any] | None:
-    raw = profile_table.get(pid)
-    return orjson.loads(raw) if raw is not None else None
+class _Writes:
+    """One batch's table writes and snapshots, held until :meth:`flush`: a profile touched by
+    ten messages of the batch costs one table write (one changelog message), one due-cart
+    entry and one ``profiles.v1`` snapshot instead of ten. States are kept serialised, so a
+    message whose step fails leaves nothing half-applied behind."""
+
+    def __init__(self) -> None:
+        self.table: dict[bytes, bytes | None] = {}  # None: delete
+        self.due: dict[bytes, bytes | None] = {}
+        self.snapshots: dict[bytes, bytes | None] = {}  # None: tombstone
+        self.events: dict[bytes, Any] = {}  # the last event per key: its partition
+
+    def load(self, key: bytes) -> dict[str, Any] | None:
+        raw = self.table[key] if key in self.table else profile_table.get(key)
+        return orjson.loads(raw) if raw is not None else None
+
+    def put(
+        self, key: bytes, event: Any, value: bytes | None, due: bytes | None, snap: bytes | None
+    ) -> None:
+        self.table[key], self.due[key], self.snapshots[key] = value, due, snap
+        self.events[key] = event
+
+    async def flush(self) -> None:
+        for key, value in self.table.items():
+            set_current_event(self.events[key])  # the changelog partition is the key's
+            if value is None:
+                profile_table.pop(key, None)
+            else:
+                profile_table[key] = value
+            due = self.due[key]
+            if due is None:
+                carts_due.pop(key, None)
+            else:
+                carts_due[key] = due
+        for key, snap in self.snapshots.items():
+            await profiles_out.send(key=key, value=snap)
 
 
 async def _forward(msg: dict[str, Any], survivor: str) -> None:
@@ -78,15 +112,15 @@ async def _split(state: ProfileState, msg: dict[str, Any]) -> ProfileState | Non
     return kept
 
 
-async def _hand_over(pid: str, state: ProfileState, survivor: str, seq: int) -> None:
-    """The absorbed side of a merge: give the state to the survivor and leave a marker."""
-    key = pid.encode()
+async def _hand_over(
+    pid: str, state: ProfileState, survivor: str, seq: int, writes: _Writes, event: Any
+) -> None:
+    """The absorbed side of a merge: give the state to the survivor and leave a marker
+    (and a tombstone on the compacted topic)."""
     # Serialised in _forward before anything else runs: no copy of the state needed.
     body = {"kind": "absorb", "absorbed": pid, "state": state.to_dict(copy=False), "seq": seq}
     await _forward(body, survivor)
-    profile_table[key] = orjson.dumps({MOVED: survivor})
-    carts_due.pop(key, None)
-    await profiles_out.send(key=key, value=None)  # tombstone on the compacted topic
+    writes.put(pid.encode(), event, orjson.dumps({MOVED: survivor}), None, None)
 
 
 async def _step(
@@ -134,50 +168,59 @@ async def _step(
 
 @app.agent(profile_events, name="profiles")
 async def profiles_agent(stream: Any) -> None:
-    async for event in stream.events():
-        msg_meta = event.message
-        metrics.EVENTS_IN.labels("profiles").inc()
-        try:
-            msg = orjson.loads(msg_meta.value)
-            pid = msg["profile_id"]
-            key = pid.encode()
-            stored = _load(key)
-            if stored is not None and MOVED in stored:
-                await _forward(msg, stored[MOVED])
-                continue
-            # ``stored`` was just parsed and is not used again: the state may own it.
-            state = ProfileState.from_dict(stored, copy=False) if stored is not None else None
-            if msg["kind"] == "tick" and state is None:
-                continue  # the profile went away (merged or erased) after the tick was sent
-            if msg["kind"] == "merge":
-                state = state or new_state(pid, time.time())
-                await _hand_over(pid, state, msg["survivor"], int(msg.get("seq") or 0))
-                continue
-            state, actions = await _step(state, pid, msg, time.time())
-        except Exception as exc:  # one bad message must not stop the partition
-            log.exception(
-                "%s[%s] offset %s: profile step failed",
-                msg_meta.topic,
-                msg_meta.partition,
-                msg_meta.offset,
-            )
-            await send_to_dlq(event, f"profile_step: {type(exc).__name__}: {exc}", "profiles")
-            continue
-        if state is None:  # split with nothing left: the profile is gone
-            profile_table.pop(key, None)
-            carts_due.pop(key, None)
-            await profiles_out.send(key=key, value=None)
-            continue
-        profile_table[key] = orjson.dumps(state.to_dict(copy=False))
-        due_at = next_due(state)
-        if due_at is None:
-            carts_due.pop(key, None)
-        else:
-            carts_due[key] = str(due_at).encode()
-        await profiles_out.send(key=key, value=orjson.dumps(snapshot(state, copy=False)))
-        for action in actions:
-            metrics.ACTIONS.labels(action.type).inc()
-            await actions_out.send(key=key, value=orjson.dumps(action.to_dict()))
+    """Profiles in batches: messages are applied in order; table writes and snapshots are
+    made once per profile per batch (a snapshot may trail an action by one batch)."""
+    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        writes = _Writes()
+        for event in batch:
+            set_current_event(event)
+            await _apply(event, writes)
+        await writes.flush()
+
+
+async def _apply(event: Any, writes: _Writes) -> None:
+    msg_meta = event.message
+    metrics.EVENTS_IN.labels("profiles").inc()
+    try:
+        msg = orjson.loads(msg_meta.value)
+        pid = msg["profile_id"]
+        key = pid.encode()
+        stored = writes.load(key)
+        if stored is not None and MOVED in stored:
+            await _forward(msg, stored[MOVED])
+            return
+        # ``stored`` was just parsed and is not used again: the state may own it.
+        state = ProfileState.from_dict(stored, copy=False) if stored is not None else None
+        if msg["kind"] == "tick" and state is None:
+            return  # the profile went away (merged or erased) after the tick was sent
+        if msg["kind"] == "merge":
+            state = state or new_state(pid, time.time())
+            await _hand_over(pid, state, msg["survivor"], int(msg.get("seq") or 0), writes, event)
+            return
+        state, actions = await _step(state, pid, msg, time.time())
+    except Exception as exc:  # one bad message must not stop the partition
+        log.exception(
+            "%s[%s] offset %s: profile step failed",
+            msg_meta.topic,
+            msg_meta.partition,
+            msg_meta.offset,
+        )
+        await send_to_dlq(event, f"profile_step: {type(exc).__name__}: {exc}", "profiles")
+        return
+    if state is None:  # split with nothing left: the profile is gone
+        writes.put(key, event, None, None, None)
+        return
+    due_at = next_due(state)
+    writes.put(
+        key,
+        event,
+        orjson.dumps(state.to_dict(copy=False)),
+        None if due_at is None else str(due_at).encode(),
+        orjson.dumps(snapshot(state, copy=False)),
+    )
+    for action in actions:
+        metrics.ACTIONS.labels(action.type).inc()
+        await actions_out.send(key=key, value=orjson.dumps(action.to_dict()))
 
 
 _ticked: dict[bytes, float] = {}
