@@ -110,6 +110,12 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
     return _report(run_latency(args.rate, args.events, seed=args.seed), args.json)
 
 
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from scv.bench.memory import run_memory
+
+    return _report(run_memory(args.small, args.large), args.json)
+
+
 def cmd_model_train(args: argparse.Namespace) -> int:
     """Fit a Fellegi-Sunter model without labels (EM) and save it."""
     if args.dataset == "demo":
@@ -295,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="benchmarks that print JSON (accuracy, throughput, latency)")
+    p = sub.add_parser(
+        "bench", help="benchmarks that print JSON (accuracy, throughput, latency, memory)"
+    )
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser(
         "accuracy",
@@ -327,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_latency)
+
+    p = bench.add_parser("memory", help="worker RSS as the graph grows (100k -> 1M identifiers)")
+    p.add_argument("--small", type=int, default=100_000, help="identifiers at the first reading")
+    p.add_argument("--large", type=int, default=1_000_000, help="identifiers at the second")
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_memory)
 
     p = sub.add_parser("model", help="probabilistic matching models")
     model = p.add_subparsers(dest="model", required=True)

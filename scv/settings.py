@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a stage waits to fill a batch; adds at most this to each hop.",
     )
+    rocksdb_block_cache_mb: int = Field(
+        2, ge=1, description="RocksDB block cache per table partition (MB)."
+    )
+    rocksdb_write_buffer_mb: int = Field(
+        2, ge=1, description="RocksDB write buffer per table partition (MB; two are kept)."
+    )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,

@@ -16,11 +16,14 @@ from faust import streams as faust_streams
 from scv.domain.model import SOURCES
 from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
 from scv.settings import Settings, get_settings
+from scv.streams.output import Output
 from scv.topics import Topics
 
 settings: Settings = get_settings()
 topics = Topics(settings)
 set_fetch_max_wait(settings.fetch_max_wait_ms)
+#: Every stage's output (not the DLQs, nor table changelogs): flushed at each batch end.
+output = Output(settings)
 
 app = faust.App(
     settings.app_id,
@@ -71,11 +74,21 @@ merges_out = _raw_topic(topics.merges)
 actions_out = _raw_topic(topics.actions)
 review_out = _raw_topic(topics.review)
 
+#: RocksDB memory per table partition. Faust's defaults (a 2 GB block cache and three 64 MB
+#: write buffers per database, and a worker opens one database per table partition) let a
+#: worker's memory grow with its state; these bound it.
+_ROCKSDB: dict[str, Any] = {
+    "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+    "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+    "max_write_buffer_number": 2,
+}
+
 # --- resolver state: single writer, one partition --------------------------------------
 owners = app.Table(
     "identity-owners",
     key_type=bytes,
     value_type=bytes,
+    options=_ROCKSDB,
     partitions=1,
     help="identifier type:value -> profile id",
 )
@@ -83,6 +96,7 @@ nodes = app.Table(
     "identity-nodes",
     key_type=bytes,
     value_type=bytes,
+    options=_ROCKSDB,
     partitions=1,
     help="profile id -> identifiers of the profile (JSON)",
 )
@@ -92,6 +106,7 @@ profile_table = app.Table(
     "profiles",
     key_type=bytes,
     value_type=bytes,
+    options=_ROCKSDB,
     partitions=settings.stage_partitions,
     help="profile id -> aggregated profile state (JSON)",
 )
@@ -99,6 +114,7 @@ carts_due = app.Table(
     "carts-due",
     key_type=bytes,
     value_type=bytes,
+    options=_ROCKSDB,
     partitions=settings.stage_partitions,
     help="profile id -> earliest due time of an open cart",
 )

@@ -13,31 +13,35 @@ import orjson
 
 from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
 from scv.streams import metrics
-from scv.streams.app import app, identity_events, raw_stream_topic, settings, topics
+from scv.streams.app import app, identity_events, output, raw_stream_topic, settings, topics
 from scv.streams.dlq import send_to_dlq
 
 log = logging.getLogger(__name__)
 _config = NormalizeConfig(default_region=settings.default_region)
+_IN = metrics.EVENTS_IN.labels("normalize")
+_OUT = metrics.EVENTS_OUT.labels("normalize", identity_events.get_topic_name())
 
 
 @app.agent(raw_stream_topic, name="normalize")
 async def normalize_agent(stream: Any) -> None:
-    async for event in stream.events():
-        msg = event.message
-        metrics.EVENTS_IN.labels("normalize").inc()
-        source = topics.source_of(msg.topic)
-        try:
-            normalized = normalize(source, msg.value or b"", _config)
-        except InvalidEvent as exc:
-            await send_to_dlq(event, exc.reason, "normalize")
-            continue
-        except Exception as exc:  # a bug must not stop the stream; the event is kept
-            log.exception(
-                "%s[%s] offset %s: normaliser failed", msg.topic, msg.partition, msg.offset
-            )
-            await send_to_dlq(event, f"internal: {type(exc).__name__}", "normalize")
-            continue
-        await identity_events.send(
-            key=normalized.event_id.encode(), value=orjson.dumps(normalized.to_dict())
-        )
-        metrics.EVENTS_OUT.labels("normalize", identity_events.get_topic_name()).inc()
+    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        for event in batch:
+            await _normalize(event)
+        await output.flush()
+
+
+async def _normalize(event: Any) -> None:
+    msg = event.message
+    _IN.inc()
+    source = topics.source_of(msg.topic)
+    try:
+        normalized = normalize(source, msg.value or b"", _config)
+    except InvalidEvent as exc:
+        await send_to_dlq(event, exc.reason, "normalize")
+        return
+    except Exception as exc:  # a bug must not stop the stream; the event is kept
+        log.exception("%s[%s] offset %s: normaliser failed", msg.topic, msg.partition, msg.offset)
+        await send_to_dlq(event, f"internal: {type(exc).__name__}", "normalize")
+        return
+    output.send(identity_events, normalized.event_id.encode(), orjson.dumps(normalized.to_dict()))
+    _OUT.inc()

@@ -30,6 +30,7 @@ from scv.streams.app import (
     actions_out,
     app,
     carts_due,
+    output,
     profile_events,
     profile_table,
     profiles_out,
@@ -80,7 +81,7 @@ class _Writes:
             else:
                 carts_due[key] = due
         for key, snap in self.snapshots.items():
-            await profiles_out.send(key=key, value=snap)
+            output.send(profiles_out, key, snap)
 
 
 async def _forward(msg: dict[str, Any], survivor: str) -> None:
@@ -92,13 +93,11 @@ async def _forward(msg: dict[str, Any], survivor: str) -> None:
     if msg.get("kind") == "event":
         body.pop("identifiers", None)
         body.pop("seq", None)
-    await profile_events.send(key=survivor.encode(), value=orjson.dumps(body))
+    output.send(profile_events, survivor.encode(), orjson.dumps(body))
 
 
 async def _adopt(adoption: Adoption) -> None:
-    await profile_events.send(
-        key=adoption.profile_id.encode(), value=orjson.dumps(adoption.to_dict())
-    )
+    output.send(profile_events, adoption.profile_id.encode(), orjson.dumps(adoption.to_dict()))
 
 
 async def _split(state: ProfileState, msg: dict[str, Any]) -> ProfileState | None:
@@ -176,6 +175,7 @@ async def profiles_agent(stream: Any) -> None:
             set_current_event(event)
             await _apply(event, writes)
         await writes.flush()
+        await output.flush()
 
 
 async def _apply(event: Any, writes: _Writes) -> None:
@@ -220,7 +220,7 @@ async def _apply(event: Any, writes: _Writes) -> None:
     )
     for action in actions:
         metrics.ACTIONS.labels(action.type).inc()
-        await actions_out.send(key=key, value=orjson.dumps(action.to_dict()))
+        output.send(actions_out, key, orjson.dumps(action.to_dict()))
 
 
 _ticked: dict[bytes, float] = {}

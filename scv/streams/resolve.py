@@ -30,6 +30,7 @@ from scv.streams.app import (
     commands,
     merges_out,
     nodes,
+    output,
     owners,
     profile_events,
     resolver_input,
@@ -189,7 +190,8 @@ async def resolve_agent(stream: Any) -> None:
             out += await _decide(event)
         store.flush()
         for topic, key, value in out:
-            await topic.send(key=key, value=value)
+            output.send(topic, key, value)
+        await output.flush()
 
 
 async def _decide(event: Any) -> list[Outgoing]:

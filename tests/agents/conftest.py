@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from agentkit import Outbox
+from agentkit import Outbox, Sent
 from faust.stores.memory import Store as MemoryStore
 
 from scv.settings import get_settings
@@ -119,6 +119,17 @@ def sent(stages: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Outbox:
     ]
     for topic in outputs:
         monkeypatch.setattr(topic, "send", outbox.recorder(topic.get_topic_name()))
+
+    # The stages' own librdkafka output (scv.streams.output): recorded in the same order.
+    def send(topic: Any, key: bytes | None, value: bytes | None) -> None:
+        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        outbox.append(Sent(name, key, value, []))
+
+    async def flush(timeout: float = 60.0) -> None:
+        return None
+
+    monkeypatch.setattr(w.output, "send", send)
+    monkeypatch.setattr(w.output, "flush", flush)
     return outbox
 
 
