@@ -180,3 +180,28 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_stage_output_is_on_the_broker_in_order_once_flushed(settings: Settings) -> None:
+    """What a batch sends through ``Output`` is delivered, in order per key, by ``flush``."""
+    import asyncio
+
+    from scv.runner import read_topic
+    from scv.streams.output import DeliveryFailed, Output
+
+    create_topics(settings)
+    topic = Topics(settings).profiles
+    output = Output(settings)
+    for i in range(2000):
+        output.send(topic, f"p{i % 7}".encode(), f"{i}".encode())
+    asyncio.run(output.flush())
+    records = read_topic(settings, topic)
+    assert len(records) == 2000
+    for key in {r.key for r in records}:
+        values = [int(r.value or b"") for r in records if r.key == key]
+        assert values == sorted(values)  # a key's messages arrive in the order sent
+
+    dead = Output(settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}))
+    dead.send(topic, b"k", b"v")
+    with pytest.raises(DeliveryFailed):
+        asyncio.run(dead.flush(timeout=2.0))
