@@ -78,3 +78,7 @@ class Output:
             raise DeliveryFailed(
                 f"{remaining} message(s) undelivered after {timeout}s; failures: {failed[:3]}"
             )
+
+    def close(self) -> None:
+        """Drop the producer (its threads stop); anything not flushed is abandoned."""
+        self._producer = None

@@ -205,3 +205,4 @@ def test_stage_output_is_on_the_broker_in_order_once_flushed(settings: Settings)
     dead.send(topic, b"k", b"v")
     with pytest.raises(DeliveryFailed):
         asyncio.run(dead.flush(timeout=2.0))
+    dead.close()
