@@ -67,6 +67,29 @@ def final_assignment(settings: Settings, live: dict[bytes, Any]) -> dict[str, st
     return assigned
 
 
+def processing_end(settings: Settings) -> float | None:
+    """When the last event's effect reached ``profiles.v1`` (epoch seconds).
+
+    Per partition of ``profiles.events.v1``, the last routed event and the first snapshot of
+    its profile written after it; the latest of those. Waiting for the consumer lag to settle
+    instead would also count the cart ticks, which keep coming for a whole cart window.
+    """
+    topics = Topics(settings)
+    last: dict[int, tuple[int, bytes | None, int]] = {}  # partition -> (offset, key, ts)
+    for rec in read_topic(settings, topics.profile_events):
+        newer = rec.partition not in last or rec.offset > last[rec.partition][0]
+        if newer and orjson.loads(rec.value or b"{}").get("kind") == "event":
+            last[rec.partition] = (rec.offset, rec.key, rec.timestamp_ms)
+    if not last:
+        return None
+    snapshots = read_topic(settings, topics.profiles)
+    ends = []
+    for _, key, routed in last.values():
+        after = [r.timestamp_ms for r in snapshots if r.key == key and r.timestamp_ms >= routed]
+        ends.append(min(after, default=routed))
+    return max(ends) / 1000
+
+
 def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict[str, Any]:
     topics = Topics(settings)
     live = latest_by_key(read_topic(settings, topics.profiles))
@@ -176,7 +199,8 @@ def run_pipeline(
 
         count = produce_events(base, iter(events), keep_truth)
         inputs = Topics(base).dead_lettered  # every topic a stage consumes
-        drained_at = wait_drained(base, inputs, timeout)
+        wait_drained(base, inputs, timeout)
+        drained_at = processing_end(base) or time.time()
         if cart_window_s:
             # Carts still open fire after their window: wait it out, then drain the ticks.
             time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))
