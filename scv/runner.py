@@ -35,6 +35,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """Current (``rss_mb``, VmRSS) and peak (``peak_rss_mb``, VmHWM) resident memory of a
+    live process in MiB; empty when it cannot be read (the process is gone)."""
+    names = {"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in names:
+                out[names[name]] = round(int(value.split()[0]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
 class Subprocess:
     """A ``python -m MODULE worker`` child in its own process group, logging to a file."""
 

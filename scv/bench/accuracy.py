@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from scv.connectors.febrl import febrl_events
+from scv.demo import run_pipeline
 from scv.domain.governance import DEFAULT_RULES_PATH
 from scv.matchtrain import train
 
@@ -51,7 +52,6 @@ def run_accuracy(
 ) -> dict[str, Any]:
     """Stream ``dataset`` (its first ``limit`` shuffled records) through the pipeline and
     return precision, recall, F1 and speed."""
-    from scv.demo import run_pipeline
 
     work = work_dir or Path(tempfile.mkdtemp(prefix="scv-bench-"))
     work.mkdir(parents=True, exist_ok=True)

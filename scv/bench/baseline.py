@@ -36,7 +36,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from scv.kafka import producer_config
-from scv.runner import Subprocess, group_lag, settings_env
+from scv.runner import Subprocess, group_lag, memory_mb, settings_env
 from scv.settings import Settings
 from scv.topics import TopicSpec, create_topics
 
@@ -74,17 +74,6 @@ def produce(settings: Settings, topic: str, messages: Sequence[tuple[bytes | Non
         raise RuntimeError(
             f"{topic}: {remaining} messages unsent, {len(failed)} failed ({failed[:3]})"
         )
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident set size (``VmHWM``) of a live process in MiB, or None if unreadable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 class BaselineWorker(Subprocess):
@@ -176,7 +165,7 @@ def run_baseline(
         ready = worker.wait_for("ready", timeout)
         done = worker.wait_for("done", timeout)
         drained_at = _wait_lag_zero(settings, topic, timeout)
-        peak = peak_rss_mb(worker.proc.pid) if worker.proc is not None else None
+        peak = memory_mb(worker.proc.pid).get("peak_rss_mb") if worker.proc is not None else None
     except BaseException:
         with contextlib.suppress(Exception):
             worker.stop(timeout=5.0)

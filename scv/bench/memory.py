@@ -19,8 +19,9 @@ import orjson
 from confluent_kafka import Producer
 
 from scv.bench.throughput import dir_bytes
+from scv.demo import local_pipeline
 from scv.kafka import producer_config
-from scv.runner import WorkerProcess, wait_drained
+from scv.runner import memory_mb, wait_drained
 from scv.settings import Settings
 from scv.topics import Topics
 
@@ -42,19 +43,6 @@ def _order(i: int, ts: float) -> bytes:
             "anonymous_id": f"ck-{i}",
         }
     )
-
-
-def _rss_mb(proc: WorkerProcess) -> dict[str, float]:
-    """Current (VmRSS) and peak (VmHWM) resident memory of the worker, in MB."""
-    assert proc.proc is not None
-    out: dict[str, float] = {}
-    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out["rss_mb" if name == "VmRSS" else "peak_rss_mb"] = round(
-                int(value.split()[0]) / 1024, 1
-            )
-    return out
 
 
 #: Orders produced before waiting for the worker to catch up. Producing everything at once
@@ -85,7 +73,6 @@ def run_memory(
     timeout: float = 3600.0,
 ) -> dict[str, Any]:
     """Grow one worker's graph to ``small`` then ``large`` identifiers; memory at each."""
-    from scv.demo import local_pipeline
 
     points: list[dict[str, Any]] = []
     with local_pipeline("mem", bootstrap=bootstrap, work_dir=work_dir) as (settings, procs, work):
@@ -99,7 +86,7 @@ def run_memory(
                 {
                     "identifiers": events * PER_EVENT,
                     "profiles": events,
-                    **_rss_mb(procs[0]),
+                    **memory_mb(procs[0].proc.pid if procs[0].proc else 0),
                     "state_mb": round(dir_bytes(work / "worker0") / 2**20, 1),
                     "seconds": round(time.time() - started, 1),
                 }

@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from scv.bench.baseline import peak_rss_mb, run_baseline
+from scv.bench.baseline import run_baseline
 from scv.broker import EmbeddedBroker
 from scv.connectors.demo import DemoEvent, generate
+from scv.demo import local_pipeline, produce_events
 from scv.kafka import producer_config
-from scv.runner import Record, read_topic, wait_drained
+from scv.runner import Record, latest_by_key, memory_mb, read_topic, wait_drained
 from scv.topics import Topics
 
 
@@ -65,36 +66,23 @@ def run_throughput(
     timeout: float = 900.0,
 ) -> dict[str, Any]:
     """Produce ``events`` demo events as fast as possible and measure how fast they come out."""
-    from scv.demo import local_pipeline
 
-    batch = [ev for ev in generate(events, seed)]
+    batch = list(generate(events, seed))
     with local_pipeline(
         f"tp{workers}w", workers=workers, bootstrap=bootstrap, work_dir=work_dir
     ) as (settings, procs, work):
         topics = Topics(settings)
-        producer = Producer(producer_config(settings))
         started = time.time()
-        for i, ev in enumerate(batch):
-            producer.produce(topics.raw(ev.source), value=ev.value, key=ev.key)
-            if i % 10_000 == 0:
-                producer.poll(0)
-        producer.flush(60)
+        produce_events(settings, iter(batch), lambda _: None)
         produced = time.time()
-        del producer
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
-        rss = [peak_rss_mb(p.proc.pid) if p.proc else None for p in procs]
+        rss = [memory_mb(p.proc.pid).get("peak_rss_mb") if p.proc else None for p in procs]
         snapshots = read_topic(settings, topics.profiles, timeout=120)
         identity = read_topic(settings, topics.identity_events, timeout=120)
         routed = read_topic(settings, topics.profile_events, timeout=120)
-        live: dict[bytes, bytes | None] = {}
-        for rec in snapshots:
-            if rec.key is not None:
-                live[rec.key] = rec.value
+        live = latest_by_key(snapshots)
         identifiers = sum(
-            len(v)
-            for value in live.values()
-            if value
-            for v in orjson.loads(value)["identifiers"].values()
+            len(v) for value in live.values() for v in orjson.loads(value)["identifiers"].values()
         )
         state = sum(dir_bytes(work / f"worker{i}") for i in range(workers))
     end = max(r.timestamp_ms for r in snapshots) / 1000
@@ -115,7 +103,7 @@ def run_throughput(
             "profiles": round(len(snapshots) / events, 2),
         },
         "peak_rss_mb": rss,
-        "profiles": sum(1 for v in live.values() if v),
+        "profiles": len(live),
         "identifiers": identifiers,
         "state_bytes_per_identifier": round(state / max(identifiers, 1), 1),
     }
@@ -131,7 +119,6 @@ def run_latency(
     timeout: float = 900.0,
 ) -> dict[str, Any]:
     """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms."""
-    from scv.demo import local_pipeline
 
     batch: list[DemoEvent] = list(generate(events, seed))
     sent_at: dict[str, float] = {}
