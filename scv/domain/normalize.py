@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import email_validator
@@ -31,6 +32,7 @@ from scv.domain.model import SOURCES, Identifier, NormalizedEvent
 from scv.schemas import validator
 
 __all__ = [
+    "CACHE_SIZE",
     "DEFAULT_CONFIG",
     "IDENTIFIER_FIELDS",
     "InvalidEvent",
@@ -44,6 +46,10 @@ __all__ = [
 
 #: Longest reason put on a DLQ header; schema messages can list many enum values.
 MAX_REASON = 200
+
+#: Entries per memo of a pure value normaliser (emails, phones, ...): bounded, so memory does
+#: not grow with the stream, yet large enough to hold the recently active customers.
+CACHE_SIZE = 65536
 
 #: Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MS_THRESHOLD = 1e11
@@ -109,8 +115,17 @@ def normalize_email(value: str) -> str | None:
     domain is converted to its ASCII (IDNA) form so both spellings meet. No DNS lookups: this
     runs in the hot path.
     """
+    return _email(value.strip().lower())
+
+
+def _email(value: str) -> str | None:
+    """:func:`normalize_email` of a trimmed, lower-cased value, memoised when short enough."""
+    return _email_memo(value) if len(value) <= _MEMO_MAX_LEN else _email_canonical(value)
+
+
+def _email_canonical(value: str) -> str | None:
     try:
-        result = email_validator.validate_email(value.strip().lower(), check_deliverability=False)
+        result = email_validator.validate_email(value, check_deliverability=False)
     except (email_validator.EmailNotValidError, ValueError, UnicodeError):
         return None
     domain = result.ascii_domain or result.domain
@@ -124,8 +139,20 @@ def normalize_phone(value: str, region: str, *, require_valid: bool = False) -> 
     The number must be possible for its country (right length); ``require_valid`` also demands
     an allocated range (see :class:`NormalizeConfig`).
     """
+    return _phone(value.strip(), region.upper(), require_valid)
+
+
+def _phone(value: str, region: str, require_valid: bool) -> str | None:
+    """:func:`normalize_phone` of a trimmed value and an upper-case region, memoised when
+    short enough."""
+    if len(value) <= _MEMO_MAX_LEN:
+        return _phone_memo(value, region, require_valid)
+    return _phone_canonical(value, region, require_valid)
+
+
+def _phone_canonical(value: str, region: str, require_valid: bool) -> str | None:
     try:
-        number = phonenumbers.parse(value.strip(), region.upper())
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
         return None
     reason = phonenumbers.is_possible_number_with_reason(number)
@@ -136,10 +163,27 @@ def normalize_phone(value: str, region: str, *, require_valid: bool = False) -> 
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     # A few degenerate inputs (e.g. national-prefix zeros) format to an E.164 string that
     # parses back to a different number; an identifier must be a fixed point, so refuse them.
+    return e164 if _is_fixed_point(e164) else None
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _is_fixed_point(e164: str) -> bool:
+    """Whether ``e164`` parses back to itself (memoised on its own: an E.164 string is short,
+    and the many spellings of one number that miss :data:`_phone_memo` share it)."""
     again = phonenumbers.parse(e164, None)
-    if phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) != e164:
-        return None
-    return e164
+    return phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) == e164
+
+
+# Memos of the two expensive normalisers (email-validator ~15 µs, libphonenumber ~20 µs a call;
+# the same customers write again and again). Both are pure functions of their arguments, and
+# the keys are the already trimmed/case-folded values the functions read, so different
+# spellings of one value share an entry. Values longer than the schemas allow for an email are
+# not memoised, so an entry is small and :data:`CACHE_SIZE` bounds the memory. (email-validator
+# reads its module-level defaults on each call; changing them at run time would not reach the
+# memo, and nothing here does.)
+_MEMO_MAX_LEN = 320
+_email_memo = lru_cache(maxsize=CACHE_SIZE)(_email_canonical)
+_phone_memo = lru_cache(maxsize=CACHE_SIZE)(_phone_canonical)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,22 +247,29 @@ def _decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     return doc
 
 
+#: Compiled ``raw.<source>.v1`` validators by source (filled on first use, not at import).
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {}
+
+
 def _validate(source: str, doc: dict[str, Any]) -> None:
     """Schema check; the message names the path and rule (fastjsonschema omits the value)."""
+    check = _VALIDATORS.get(source)
+    if check is None:
+        check = _VALIDATORS[source] = validator(f"raw.{source}.v1")
     try:
-        validator(f"raw.{source}.v1")(doc)
+        check(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidEvent(f"schema: {exc.message}") from None
 
 
 def _parse_timestamp(value: Any) -> float:
     """ISO-8601 (offset honoured, naive = UTC) or epoch seconds/milliseconds -> epoch seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, str):  # the usual case first
+        ts = _parse_iso(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         ts = float(value)
         if ts > _MS_THRESHOLD:
             ts /= 1000.0
-    elif isinstance(value, str):
-        ts = _parse_iso(value)
     else:
         raise InvalidEvent("bad_timestamp")
     if not math.isfinite(ts):
@@ -239,7 +290,9 @@ def _parse_iso(value: str) -> float:
 def _phone_region(source: str, doc: dict[str, Any], default_region: str) -> str:
     """Read national phone numbers with the order's own country when it gives an ISO code:
     a French order's "06 12 34 56 78" is not a UK number."""
-    address = doc.get("address") if source == "transactions" else None
+    if source != "transactions":
+        return default_region
+    address = doc.get("address")
     country = address.get("country") if isinstance(address, dict) else None
     if isinstance(country, str):
         code = country.strip().upper()
@@ -264,13 +317,24 @@ def _identifiers(
     found: list[Identifier] = []
     for kind in IDENTIFIER_FIELDS[source]:
         value = doc.get(kind)
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str):
             continue
-        canonical = _canonical(kind, value, region, config)
+        stripped = value.strip()
+        if not stripped:
+            continue
+        # _canonical() inlined, with the trimming the normalisers would repeat done once
+        if kind == "email":
+            canonical = _email(stripped.lower())
+        elif kind == "phone":
+            canonical = _phone(stripped, region.upper(), config.phone_require_valid)
+        else:
+            canonical = " ".join(stripped.split()) or None
         if canonical is None:
             warnings.append(f"{kind}:invalid")
-        elif (kind, canonical) not in found:
-            found.append((kind, canonical))
+        else:
+            ident = (kind, canonical)
+            if ident not in found:
+                found.append(ident)
     return found
 
 
@@ -324,10 +388,17 @@ def _traits(
     national_id = _national_id(doc.get("national_id")) if source in _NATIONAL_ID else None
     if national_id:
         traits["national_id"] = national_id
-    for kind in ("phone", "email"):
-        value = next((v for t, v in identifiers if t == kind), None)
-        if value:
-            traits[kind] = value
+    phone = email = None
+    for kind, value in identifiers:  # the first of each kind
+        if kind == "phone":
+            if phone is None:
+                phone = value
+        elif kind == "email" and email is None:
+            email = value
+    if phone:
+        traits["phone"] = phone
+    if email:
+        traits["email"] = email
     return traits
 
 
@@ -417,16 +488,23 @@ def _cart_id(value: Any) -> str | None:
 
 
 def _web_payload(doc: dict[str, Any]) -> dict[str, Any]:
-    payload = _pick(doc, "page", "product")
+    payload: dict[str, Any] = {}  # _pick(doc, "page", "product"), unrolled: most events are web
+    page = doc.get("page")
+    if page is not None:
+        payload["page"] = page
+    product = doc.get("product")
+    if product is not None:
+        payload["product"] = product
     session = _cart_id(doc["session_id"])
     if session:
         payload["session_id"] = session
     cart = doc.get("cart")
-    cart_id = _cart_id(cart.get("cart_id")) if isinstance(cart, dict) else None
-    if isinstance(cart, dict) and cart_id:
-        payload["cart"] = {**cart, "cart_id": cart_id}
-        if "currency" in cart:
-            payload["cart"]["currency"] = cart["currency"].upper()
+    if isinstance(cart, dict):
+        cart_id = _cart_id(cart.get("cart_id"))
+        if cart_id:
+            payload["cart"] = {**cart, "cart_id": cart_id}
+            if "currency" in cart:
+                payload["cart"]["currency"] = cart["currency"].upper()
     return payload
 
 

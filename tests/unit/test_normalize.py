@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import email_validator
 import orjson
+import phonenumbers
 import pytest
 from examples import VALID_EXAMPLES, variant
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +15,12 @@ from hypothesis import strategies as st
 
 from scv.domain.model import NormalizedEvent
 from scv.domain.normalize import (
+    CACHE_SIZE,
     MAX_REASON,
     InvalidEvent,
     NormalizeConfig,
+    _email_memo,
+    _phone_memo,
     normalize,
     normalize_email,
     normalize_id,
@@ -733,3 +738,79 @@ def test_normalize_id_is_idempotent(value: str) -> None:
     if once is not None:
         assert normalize_id(once) == once
         assert once == once.strip()
+
+
+# --- memoisation ------------------------------------------------------------------------------
+
+
+def reference_email(value: str) -> str | None:
+    """normalize_email as first written, without a memo: the memo must never change a result."""
+    try:
+        result = email_validator.validate_email(value.strip().lower(), check_deliverability=False)
+    except (email_validator.EmailNotValidError, ValueError, UnicodeError):
+        return None
+    domain = result.ascii_domain or result.domain
+    return f"{result.local_part.lower()}@{domain.lower()}"
+
+
+def reference_phone(value: str, region: str, require_valid: bool) -> str | None:
+    """normalize_phone as first written, without a memo."""
+    try:
+        number = phonenumbers.parse(value.strip(), region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    if require_valid and not phonenumbers.is_valid_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    again = phonenumbers.parse(e164, None)
+    if phonenumbers.format_number(again, phonenumbers.PhoneNumberFormat.E164) != e164:
+        return None
+    return e164
+
+
+@settings(max_examples=300)
+@given(value=PHONE_TEXT | st.text(max_size=25), region=REGIONS, require_valid=st.booleans())
+def test_memoised_phone_equals_the_reference(value: str, region: str, require_valid: bool) -> None:
+    expected = reference_phone(value, region, require_valid)
+    for _ in range(2):  # a miss (usually), then a hit
+        assert normalize_phone(value, region, require_valid=require_valid) == expected
+
+
+@settings(max_examples=300)
+@given(value=st.emails() | st.text(max_size=40) | st.emails().map(str.upper))
+def test_memoised_email_equals_the_reference(value: str) -> None:
+    expected = reference_email(value)
+    for _ in range(2):
+        assert normalize_email(value) == expected
+
+
+def test_phone_memo_keys_on_region_and_strictness() -> None:
+    assert normalize_phone("06 12 34 56 78", "FR") == "+33612345678"
+    assert normalize_phone("06 12 34 56 78", "GB") == "+44612345678"
+    assert normalize_phone("07700 900123", "gb") == "+447700900123"
+    assert normalize_phone("07700 900123", "GB", require_valid=True) is None
+    assert normalize_phone("07700 900123", "US") is None
+    strict = NormalizeConfig(phone_require_valid=True)
+    for config in (None, strict, None):
+        event = run("callcenter", variant("callcenter", "cc-1"), config)
+        assert bool(event.identifiers) is (config is None)
+
+
+def test_spellings_of_one_email_share_a_memo_entry_and_memos_are_bounded() -> None:
+    assert normalize_email(" Memo.Test@Example.COM ") == "memo.test@example.com"
+    hits = _email_memo.cache_info().hits
+    assert normalize_email("memo.test@example.com\t") == "memo.test@example.com"
+    assert _email_memo.cache_info().hits == hits + 1
+    assert _email_memo.cache_info().maxsize == CACHE_SIZE
+    assert _phone_memo.cache_info().maxsize == CACHE_SIZE
+
+
+def test_overlong_values_are_not_memoised() -> None:
+    emails, phones = _email_memo.cache_info().currsize, _phone_memo.cache_info().currsize
+    assert normalize_email("a" * 400 + "@example.com") is None
+    assert normalize_phone("0" * 400, "GB") is None
+    assert _email_memo.cache_info().currsize == emails
+    assert _phone_memo.cache_info().currsize == phones
