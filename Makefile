@@ -26,7 +26,7 @@ test: $(STAMP) ## Run the default test suite (unit, agent and broker-backed inte
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP) ## Run only the fast unit and agent tests
-	$(BIN)/python -m pytest -q tests/unit tests/agents
+	$(BIN)/python -m pytest -q tests/unit tests/stages
 
 test-integration: $(STAMP) ## Run only the broker-backed integration tests
 	$(BIN)/python -m pytest -q tests/integration

@@ -50,12 +50,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
+    from scv.streams.worker import run_worker
 
-    from scv.streams.app import app, load_stages, settings
-
-    load_stages()
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    run_worker(get_settings())
     return 0
 
 

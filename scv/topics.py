@@ -40,6 +40,14 @@ PROFILES = "profiles.v1"
 MERGES = "profiles.merges.v1"
 ACTIONS = "actions.v1"
 REVIEW = "identity.review.v1"
+#: The stages' state tables; True when partitioned like ``profiles.events.v1`` (the graph
+#: tables follow the single-partition resolver input).
+TABLES: dict[str, bool] = {
+    "identity-owners": False,
+    "identity-nodes": False,
+    "profiles": True,
+    "carts-due": True,
+}
 
 
 class Topics:
@@ -82,6 +90,10 @@ class Topics:
     def dead_lettered(self) -> list[str]:
         """Every topic a stage consumes: each has a ``<topic>.dlq`` beside it."""
         return [*self.raw_topics, self.identity_events, self.commands, self.profile_events]
+
+    def changelog(self, table: str) -> str:
+        """The compacted changelog of a stage table (one of :data:`TABLES`)."""
+        return self._settings.topic(f"{self._settings.app_id}-{table}-changelog")
 
     @property
     def review(self) -> str:
@@ -158,6 +170,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),
         TopicSpec(names.review, stage_n, partitions_setting=stage_env),
     ]
+    # The stages' state changelogs (compacted): partitioned like the input they follow.
+    for table, partitioned in TABLES.items():
+        n = stage_n if partitioned else 1
+        specs.append(
+            TopicSpec(
+                names.changelog(table),
+                n,
+                compacted=True,
+                partitions_setting=stage_env if partitioned else None,
+            )
+        )
     return specs
 
 

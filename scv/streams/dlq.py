@@ -1,7 +1,7 @@
 """Dead-letter routing shared by every stage.
 
 A message a stage cannot process costs only itself: it goes to ``<input topic>.dlq`` with its
-original key and bytes plus headers saying why and where it came from, and the agent goes on.
+original key and bytes plus headers saying why and where it came from, and the stage goes on.
 Raw topics get bad input from source systems; the internal topics
 (``identity.events.v1``, ``profiles.events.v1``) only get bad messages from a bug or a
 foreign producer, which is exactly when keeping the bytes matters.
@@ -10,15 +10,26 @@ foreign producer, which is exactly when keeping the bytes matters.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Protocol
 
 from scv.streams import metrics
-from scv.streams.app import dlq_topics
+from scv.streams.output import Headers, Sink
+from scv.topics import Topics
 
 log = logging.getLogger(__name__)
 
 
-def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int) -> list[Any]:
+class Msg(Protocol):
+    """What the stages read of a consumed message (``confluent_kafka.Message`` has it)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+
+
+def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int) -> Headers:
     """Error headers on a dead-lettered message; values are bytes as Kafka headers are."""
     return [
         ("scv.error.reason", reason.encode()[:1000]),
@@ -29,13 +40,10 @@ def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int
     ]
 
 
-async def send_to_dlq(event: Any, reason: str, stage: str) -> None:
-    """Forward ``event``'s message to its topic's DLQ; logs ``topic[partition] offset``."""
-    msg = event.message
-    log.warning("%s[%s] offset %s -> dlq: %s", msg.topic, msg.partition, msg.offset, reason)
-    metrics.DLQ.labels(msg.topic, reason.split(":")[0]).inc()
-    await dlq_topics[msg.topic].send(
-        key=msg.key,
-        value=msg.value,
-        headers=dlq_headers(reason, stage, msg.topic, msg.partition, msg.offset),
-    )
+def send_to_dlq(out: Sink, msg: Msg, reason: str, stage: str) -> None:
+    """Forward ``msg`` to its topic's DLQ; logs ``topic[partition] offset``."""
+    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+    log.warning("%s[%s] offset %s -> dlq: %s", topic, partition, offset, reason)
+    metrics.DLQ.labels(topic, reason.split(":")[0]).inc()
+    headers = dlq_headers(reason, stage, topic, partition, offset)
+    out.send(Topics.dlq(topic), msg.key(), msg.value(), headers=headers)

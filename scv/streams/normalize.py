@@ -1,47 +1,60 @@
 """Normalise stage: raw source events → ``identity.events.v1``, bad input → ``<raw>.dlq``.
 
 Partitioned like the raw topics, so it scales with workers. A bad event costs only itself:
-it is forwarded with its original key and bytes plus headers saying why, and the agent goes on.
+it is forwarded with its original key and bytes plus headers saying why, and the stage goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 
 from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
+from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.app import app, identity_events, output, raw_stream_topic, settings, topics
-from scv.streams.dlq import send_to_dlq
+from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.output import Sink
+from scv.topics import Topics
 
 log = logging.getLogger(__name__)
-_config = NormalizeConfig(default_region=settings.default_region)
-_IN = metrics.EVENTS_IN.labels("normalize")
-_OUT = metrics.EVENTS_OUT.labels("normalize", identity_events.get_topic_name())
 
 
-@app.agent(raw_stream_topic, name="normalize")
-async def normalize_agent(stream: Any) -> None:
-    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-        for event in batch:
-            await _normalize(event)
-        await output.flush()
+class NormalizeStage:
+    name = "normalize"
 
+    def __init__(self, settings: Settings, out: Sink) -> None:
+        self.out = out
+        self.topics = Topics(settings)
+        self.inputs = self.topics.raw_topics
+        self._sources = {topic: self.topics.source_of(topic) for topic in self.inputs}
+        self._config = NormalizeConfig(default_region=settings.default_region)
+        self._target = self.topics.identity_events
+        self._in = metrics.EVENTS_IN.labels(self.name)
+        self._out = metrics.EVENTS_OUT.labels(self.name, self._target)
 
-async def _normalize(event: Any) -> None:
-    msg = event.message
-    _IN.inc()
-    source = topics.source_of(msg.topic)
-    try:
-        normalized = normalize(source, msg.value or b"", _config)
-    except InvalidEvent as exc:
-        await send_to_dlq(event, exc.reason, "normalize")
-        return
-    except Exception as exc:  # a bug must not stop the stream; the event is kept
-        log.exception("%s[%s] offset %s: normaliser failed", msg.topic, msg.partition, msg.offset)
-        await send_to_dlq(event, f"internal: {type(exc).__name__}", "normalize")
-        return
-    output.send(identity_events, normalized.event_id.encode(), orjson.dumps(normalized.to_dict()))
-    _OUT.inc()
+    def process(self, batch: Sequence[Msg]) -> None:
+        sent = 0
+        for msg in batch:
+            try:
+                normalized = normalize(
+                    self._sources[msg.topic() or ""], msg.value() or b"", self._config
+                )
+            except InvalidEvent as exc:
+                send_to_dlq(self.out, msg, exc.reason, self.name)
+                continue
+            except Exception as exc:  # a bug must not stop the stream; the event is kept
+                log.exception(
+                    "%s[%s] offset %s: normaliser failed",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                )
+                send_to_dlq(self.out, msg, f"internal: {type(exc).__name__}", self.name)
+                continue
+            value = orjson.dumps(normalized.to_dict())
+            self.out.send(self._target, normalized.event_id.encode(), value)
+            sent += 1
+        self._in.inc(len(batch))
+        self._out.inc(sent)

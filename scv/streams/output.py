@@ -1,41 +1,53 @@
-"""Stage output through one librdkafka producer, flushed at the end of every batch.
+"""Everything a worker produces goes through one librdkafka producer, flushed per batch.
 
-Faust's ``Topic.send`` costs a future, sensor calls and several event-loop callbacks per
-message. That was the second-largest share of worker CPU (see docs/performance.md).
-librdkafka's ``produce`` only appends to a C buffer.
+Delivery keeps the at-least-once guarantee: the worker calls :meth:`Output.flush` before it
+stores the batch's input offsets, so nothing is committed before what it produced is on the
+broker. The producer is idempotent: retries can neither reorder nor duplicate what it sends
+to a partition. The order matters, because a merge hand-over must reach a profile before the
+events that follow it. Partitioning is murmur2 (``scv.kafka.PARTITIONER``), like the Java
+clients, so keys land on the partition whose state owns them.
 
-Delivery keeps the at-least-once guarantee. A stage calls :meth:`Output.flush` before its
-batch body returns, and ``take_events`` acknowledges the batch's input offsets only after
-that, so nothing is committed before what it produced is on the broker. The producer is
-idempotent: retries can neither reorder nor duplicate what it sends to a partition. The
-order matters here, because a merge hand-over must reach a profile before the events that
-follow it. Partitioning is murmur2, like Faust's, so keys land where Faust's tables expect
-them.
+:class:`Sink` is the interface the stages see; tests hand them a recording sink instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from scv.kafka import producer_config
 from scv.settings import Settings
 
+Headers = list[tuple[str, bytes]]
+#: Told the offset a message got, once it is on the broker (changelog checkpoints).
+OnOffset = Callable[[int], None]
+
+
+class Sink(Protocol):
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+        on_offset: OnOffset | None = None,
+    ) -> None: ...
+
 
 class DeliveryFailed(RuntimeError):
-    """A stage's output could not be delivered: the batch must not be acknowledged."""
+    """Output could not be delivered: the batch must not be acknowledged."""
 
 
 class Output:
-    """Buffered sends for one worker's stages; :meth:`flush` at every batch end."""
+    """Buffered sends for one worker; :meth:`flush` at every batch end."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer: Producer | None = None
         self._failed: list[str] = []
-        self._names: dict[int, str] = {}
 
     def _get(self) -> Producer:
         if self._producer is None:
@@ -44,41 +56,54 @@ class Output:
             )
         return self._producer
 
-    def _name(self, topic: Any) -> str:
-        """A Faust topic's name (cached per topic object) or the name itself."""
-        if isinstance(topic, str):
-            return topic
-        name = self._names.get(id(topic))
-        if name is None:
-            name = self._names[id(topic)] = str(topic.get_topic_name())
-        return name
-
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._failed.append(f"{msg.topic()}: {err}")
 
-    def send(self, topic: Any, key: bytes | None, value: bytes | None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+        on_offset: OnOffset | None = None,
+    ) -> None:
         producer = self._get()
+        kwargs: dict[str, Any] = {"value": value, "key": key}
+        if headers:
+            kwargs["headers"] = headers
+        if partition is not None:
+            kwargs["partition"] = partition
+        if on_offset is None:
+            kwargs["on_delivery"] = self._on_delivery
+        else:
+
+            def delivered(err: KafkaError | None, msg: Message) -> None:
+                if err is None:
+                    on_offset(int(msg.offset() or 0))
+                self._on_delivery(err, msg)
+
+            kwargs["on_delivery"] = delivered
         try:
-            producer.produce(self._name(topic), value=value, key=key, on_delivery=self._on_delivery)
+            producer.produce(topic, **kwargs)
         except BufferError:  # the local queue is full: let librdkafka drain it, then retry
             producer.poll(1.0)
-            producer.produce(self._name(topic), value=value, key=key, on_delivery=self._on_delivery)
-        producer.poll(0)
+            producer.produce(topic, **kwargs)
 
-    async def flush(self, timeout: float = 60.0) -> None:
+    def flush(self, timeout: float = 60.0) -> None:
         """Wait until everything sent is on the broker; raise if anything failed."""
         if self._producer is None:
             return
-        remaining = await asyncio.get_running_loop().run_in_executor(
-            None, self._producer.flush, timeout
-        )
+        remaining = self._producer.flush(timeout)
         if remaining or self._failed:
             failed, self._failed = self._failed, []
             raise DeliveryFailed(
                 f"{remaining} message(s) undelivered after {timeout}s; failures: {failed[:3]}"
             )
 
-    def close(self) -> None:
-        """Drop the producer (its threads stop); anything not flushed is abandoned."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is buffered (best effort) and drop the producer."""
+        if self._producer is not None:
+            self._producer.flush(timeout)
         self._producer = None

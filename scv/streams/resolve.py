@@ -1,6 +1,6 @@
 """Resolve stage: the single writer of the identity graph.
 
-``identity.events.v1`` and ``identity.commands.v1`` have one partition each, so this agent
+``identity.events.v1`` and ``identity.commands.v1`` have one partition each, so this stage
 sees every event and command in one order and every decision sees whole components. It
 publishes merges, splits, refusals and generic values on ``profiles.merges.v1`` and routes
 each event, each hand-over of an absorbed profile and each split to ``profiles.events.v1``
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from prometheus_client import REGISTRY
 
 from scv.domain.commands import CommandResult, apply_command, parse_command
 from scv.domain.governance import load_rules
@@ -24,41 +24,24 @@ from scv.domain.matching.linker import Linker
 from scv.domain.model import LinkReason, MergeEvent, NormalizedEvent, Resolution, Split, ident_key
 from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import resolve
+from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.app import (
-    app,
-    commands,
-    merges_out,
-    nodes,
-    output,
-    owners,
-    profile_events,
-    resolver_input,
-    review_out,
-    set_current_event,
-)
-from scv.streams.app import settings as _settings
-from scv.streams.dlq import send_to_dlq
+from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.output import Sink
+from scv.streams.state import Table
+from scv.topics import Topics
 
 log = logging.getLogger(__name__)
-rules = load_rules(_settings.rules_path)
-matcher = (
-    (Linker.load(_settings.matching_model_path) if _settings.matching_model_path else Linker.load())
-    if _settings.matching
-    else None
-)
-if matcher is not None:
-    REGISTRY.register(metrics.MatcherCollector(matcher))
-normalize_config = NormalizeConfig(default_region=_settings.default_region)
 
-
-store = MappingStore(owners, nodes)
 #: Where the resolver keeps its decision counter (no profile id starts with a NUL byte).
 DECISION_KEY = b"\x00decision"
 
 
+#: Where a decision's messages go: names of :class:`~scv.topics.Topics` properties.
+MERGES, EVENTS, REVIEW = "merges", "profile_events", "review"
+
 #: (topic, key, value) to send, in order; a refusal on an event with no profile has no key.
-Outgoing = tuple[Any, bytes | None, bytes]
+Outgoing = tuple[str, bytes | None, bytes]
 
 
 def _graph_event(
@@ -74,18 +57,6 @@ def _graph_event(
     return orjson.dumps(body | {"reason": reason})
 
 
-def next_decision() -> int:
-    """A number that grows with every merge or split the resolver decides.
-
-    Profile owners compare them: a merge hand-over still in flight when a later split
-    arrives must be rerouted; one decided after the split must not (see
-    ``scv.domain.parts.reroute``). Kept in the graph table, so it survives fail-over.
-    """
-    seq = int(nodes.get(DECISION_KEY) or b"0") + 1
-    nodes[DECISION_KEY] = str(seq).encode()
-    return seq
-
-
 def merge_messages(merge: MergeEvent, seq: int) -> list[Outgoing]:
     """A merge: the record on ``profiles.merges.v1``, and the hand-over instruction to the
     absorbed profile's owner (it forwards the state to the survivor's owner)."""
@@ -97,8 +68,8 @@ def merge_messages(merge: MergeEvent, seq: int) -> list[Outgoing]:
         "seq": seq,
     }
     return [
-        (merges_out, merge.survivor.encode(), orjson.dumps(merge.to_dict())),
-        (profile_events, merge.absorbed.encode(), orjson.dumps(handover)),
+        (MERGES, merge.survivor.encode(), orjson.dumps(merge.to_dict())),
+        (EVENTS, merge.absorbed.encode(), orjson.dumps(handover)),
     ]
 
 
@@ -106,9 +77,9 @@ def split_messages(split: Split, seq: int) -> list[Outgoing]:
     """A split: one ``split`` record per new part on ``profiles.merges.v1``, and the
     instruction to the profile owner, which rebuilds each part's state from its history."""
     key = split.profile_id.encode()
-    out: list[Outgoing] = [(merges_out, key, orjson.dumps(record)) for record in split.events()]
+    out: list[Outgoing] = [(MERGES, key, orjson.dumps(record)) for record in split.events()]
     body = {"kind": "split", "seq": seq, **split.to_dict()}
-    out.append((profile_events, key, orjson.dumps(body)))
+    out.append((EVENTS, key, orjson.dumps(body)))
     return out
 
 
@@ -139,12 +110,12 @@ def outgoing(
             dropped.reason, [ident_key(dropped.identifier)], event.event_id, event.ts
         )
         body = _graph_event("refused", res.profile_id, dropped.owner, refused.to_dict())
-        out.append((merges_out, target, body))
+        out.append((MERGES, target, body))
     for split in res.splits:
         if split.removed:
             why = split.reason.to_dict()
             generic = _graph_event("generic", split.profile_id, None, why, split.removed)
-            out.append((merges_out, split.profile_id.encode(), generic))
+            out.append((MERGES, split.profile_id.encode(), generic))
         out += split_messages(split, seq)
     if res.profile_id is not None:
         routed: dict[str, Any] = {
@@ -165,8 +136,8 @@ def outgoing(
                 "identifiers": routed["accepted"],
                 **res.review,
             }
-            out.append((review_out, res.profile_id.encode(), orjson.dumps(request)))
-        out.append((profile_events, res.profile_id.encode(), orjson.dumps(routed)))
+            out.append((REVIEW, res.profile_id.encode(), orjson.dumps(request)))
+        out.append((EVENTS, res.profile_id.encode(), orjson.dumps(routed)))
     return out
 
 
@@ -179,65 +150,111 @@ def command_outgoing(result: CommandResult, seq: int = 0) -> list[Outgoing]:
     return out
 
 
-@app.agent(resolver_input, name="resolve")
-async def resolve_agent(stream: Any) -> None:
-    """Decide events in batches: the graph is written once per changed key per batch
-    (``MappingStore.flush``), then the batch's messages are sent in decision order."""
-    async for batch in stream.take_events(_settings.batch_max, within=_settings.batch_within_s):
+class ResolveStage:
+    """Decides events in batches: the graph is written once per changed key per batch
+    (``MappingStore.flush`` into the write-back tables), then the batch's messages are sent
+    in decision order."""
+
+    name = "resolve"
+
+    def __init__(self, settings: Settings, out: Sink, owners: Table, nodes: Table) -> None:
+        self.out = out
+        self.owners, self.nodes = owners, nodes
+        self.topics = Topics(settings)
+        self.inputs = [self.topics.identity_events, self.topics.commands]
+        self._names = {name: str(getattr(self.topics, name)) for name in (MERGES, EVENTS, REVIEW)}
+        self.rules = load_rules(settings.rules_path)
+        self.matcher: Linker | None = None
+        if settings.matching:
+            path = settings.matching_model_path
+            self.matcher = Linker.load(path) if path else Linker.load()
+        self.normalize_config = NormalizeConfig(default_region=settings.default_region)
+        self._store: MappingStore | None = None
+        self._in = metrics.EVENTS_IN.labels(self.name)
+        self._commands_in = metrics.EVENTS_IN.labels("commands")
+
+    @property
+    def store(self) -> MappingStore:
+        """The graph over partition 0 of both tables (open once this worker owns it).
+
+        Made anew whenever the partition is (re)assigned: the store may cache what it read.
+        """
+        if self._store is None:
+            self._store = MappingStore(self.owners[0], self.nodes[0])
+        return self._store
+
+    def reset(self) -> None:
+        """The partition moved: forget anything read from it."""
+        self._store = None
+
+    def next_decision(self) -> int:
+        """A number that grows with every merge or split the resolver decides.
+
+        Profile owners compare them: a merge hand-over still in flight when a later split
+        arrives must be rerouted; one decided after the split must not (see
+        ``scv.domain.parts.reroute``). Kept in the graph table, so it survives fail-over.
+        """
+        nodes = self.nodes[0]
+        seq = int(nodes.get(DECISION_KEY) or b"0") + 1
+        nodes[DECISION_KEY] = str(seq).encode()
+        return seq
+
+    def process(self, batch: Sequence[Msg]) -> None:
         out: list[Outgoing] = []
-        for event in batch:
-            set_current_event(event)
-            out += await _decide(event)
-        store.flush()
+        for msg in batch:
+            if msg.topic() == self.topics.commands:
+                out += self._command(msg)
+            else:
+                out += self._decide(msg)
+        self.store.flush()
+        names = self._names
         for topic, key, value in out:
-            output.send(topic, key, value)
-        await output.flush()
+            self.out.send(names[topic], key, value)
 
+    def _decide(self, msg: Msg) -> list[Outgoing]:
+        """One event: what to publish (bad input goes to its DLQ right away)."""
+        self._in.inc()
+        value = msg.value() or b""
+        try:
+            normalized = NormalizedEvent.from_dict(orjson.loads(value))
+        except Exception as exc:  # only scv writes this topic: a bad message is a bug
+            send_to_dlq(self.out, msg, f"unreadable: {type(exc).__name__}: {exc}", self.name)
+            return []
+        store = self.store
+        started = time.perf_counter()
+        res = resolve(normalized, store, self.rules, self.matcher)
+        metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
+        for merge in res.merges:
+            metrics.MERGES.labels(merge.reason.rule).inc()
+        for dropped in res.dropped:
+            metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
+        for split in res.splits:
+            metrics.SPLITS.labels(split.reason.rule).inc()
+        if res.profile_id is None:
+            metrics.UNRESOLVED.inc()
+        seq, idents = 0, None
+        if res.merges or res.splits:
+            seq = self.next_decision()
+            node = store.get_node(res.profile_id) if res.profile_id else None
+            idents = node.keys() if node is not None else None
+        return outgoing(normalized, res, seq, idents, value)
 
-async def _decide(event: Any) -> list[Outgoing]:
-    """One event or command: what to publish (bad input goes to its DLQ right away)."""
-    msg = event.message
-    if msg.topic == commands.get_topic_name():
-        return await _command(event)
-    metrics.EVENTS_IN.labels("resolve").inc()
-    try:
-        normalized = NormalizedEvent.from_dict(orjson.loads(msg.value))
-    except Exception as exc:  # only scv writes this topic: a bad message is a bug
-        await send_to_dlq(event, f"unreadable: {type(exc).__name__}: {exc}", "resolve")
-        return []
-    started = time.perf_counter()
-    res = resolve(normalized, store, rules, matcher)
-    metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
-    for merge in res.merges:
-        metrics.MERGES.labels(merge.reason.rule).inc()
-    for dropped in res.dropped:
-        metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
-    for split in res.splits:
-        metrics.SPLITS.labels(split.reason.rule).inc()
-    if res.profile_id is None:
-        metrics.UNRESOLVED.inc()
-    seq, idents = 0, None
-    if res.merges or res.splits:
-        seq = next_decision()
-        node = store.get_node(res.profile_id) if res.profile_id else None
-        idents = node.keys() if node is not None else None
-    return outgoing(normalized, res, seq, idents, msg.value)
-
-
-async def _command(event: Any) -> list[Outgoing]:
-    """A steward's command: carried out, or dead-lettered with the reason."""
-    metrics.EVENTS_IN.labels("commands").inc()
-    try:
-        command = parse_command(event.message.value or b"", normalize_config)
-    except InvalidEvent as exc:
-        await send_to_dlq(event, exc.reason, "resolve")
-        return []
-    result = apply_command(command, store, rules)
-    if result.error is not None:
-        await send_to_dlq(event, f"command: {result.error}", "resolve")
-        return []
-    log.info("command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits))
-    for split in result.splits:
-        metrics.SPLITS.labels(split.reason.rule).inc()
-    seq = next_decision() if result.splits or result.merges else 0
-    return command_outgoing(result, seq)
+    def _command(self, msg: Msg) -> list[Outgoing]:
+        """A steward's command: carried out, or dead-lettered with the reason."""
+        self._commands_in.inc()
+        try:
+            command = parse_command(msg.value() or b"", self.normalize_config)
+        except InvalidEvent as exc:
+            send_to_dlq(self.out, msg, exc.reason, self.name)
+            return []
+        result = apply_command(command, self.store, self.rules)
+        if result.error is not None:
+            send_to_dlq(self.out, msg, f"command: {result.error}", self.name)
+            return []
+        log.info(
+            "command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits)
+        )
+        for split in result.splits:
+            metrics.SPLITS.labels(split.reason.rule).inc()
+        seq = self.next_decision() if result.splits or result.merges else 0
+        return command_outgoing(result, seq)

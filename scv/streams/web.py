@@ -1,45 +1,30 @@
 """The worker's own HTTP endpoints: liveness, readiness, Prometheus metrics, explanations.
 
-Faust's table and router pages are switched off in ``app.py``. Only ``/profiles/{id}/explain``
-returns personal data, and it requires ``SCV_API_TOKEN`` as a bearer token when one is set.
+They run on an aiohttp server in a thread of their own, so a slow scrape never stalls the
+stream loop. Only ``/profiles/{id}/explain`` returns personal data, and it requires
+``SCV_API_TOKEN`` as a bearer token when one is set. Nothing dumps tables.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Any
+import threading
+from typing import TYPE_CHECKING
 
 import orjson
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scv.domain.explain import explain, render_text
 from scv.domain.graph import RETIRED, ProfileNode
-from scv.streams.app import app, nodes, settings
+from scv.settings import Settings
+
+if TYPE_CHECKING:
+    from scv.streams.worker import Worker
 
 
-def is_ready() -> bool:
-    """Ready once tables are recovered and no rebalance is in progress."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    return bool(recovery.completed.is_set()) and not app.rebalancing
-
-
-@app.page("/livez")
-async def livez(web: Any, request: Any) -> Any:
-    return web.json({"live": True})
-
-
-@app.page("/readyz")
-async def readyz(web: Any, request: Any) -> Any:
-    ready = is_ready()
-    return web.json({"ready": ready}, status=200 if ready else 503)
-
-
-@app.page("/metrics")
-async def metrics_page(web: Any, request: Any) -> Any:
-    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-
-def authorized(request: Any) -> bool:
+def authorized(settings: Settings, request: web.Request) -> bool:
     """True when no token is configured or the request carries it (constant-time compare)."""
     if settings.api_token is None:
         return True
@@ -48,19 +33,91 @@ def authorized(request: Any) -> bool:
     return hmac.compare_digest(sent.encode(), expected.encode())
 
 
-@app.page("/profiles/{profile_id}/explain")
-@app.table_route(table=nodes, match_info="profile_id")
-async def explain_page(web: Any, request: Any, profile_id: str) -> Any:
-    """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
+def _json(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
-    Routed to the worker that owns the identity graph (one partition)."""
-    if not authorized(request):
-        return web.json({"error": "unauthorized"}, status=401)
-    raw = nodes.get(profile_id.encode())
-    if raw is None or raw == RETIRED:  # unknown, or merged away
-        body = {"error": "no live profile with this id (merged away ids: see profiles.merges.v1)"}
-        return web.json(body, status=404)
-    expl = explain(ProfileNode.from_dict(orjson.loads(raw)))
-    if request.query.get("format") == "text":
-        return web.text(render_text(expl) + "\n")
-    return web.json(expl)
+
+def routes(settings: Settings, worker: Worker) -> web.Application:
+    app = web.Application()
+
+    async def livez(request: web.Request) -> web.Response:
+        return _json({"live": True})
+
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready once the worker holds its partitions, their state restored."""
+        ready = worker.ready.is_set()
+        return _json({"ready": ready}, status=200 if ready else 503)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    async def explain_page(request: web.Request) -> web.Response:
+        """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
+
+        Answered by the worker that owns the identity graph (one partition)."""
+        if not authorized(settings, request):
+            return _json({"error": "unauthorized"}, status=401)
+        nodes = worker.pipeline.nodes.open_partitions.get(0)
+        if nodes is None:
+            body = {"error": "this worker does not hold the identity graph; ask another"}
+            return _json(body, status=421)
+        raw = nodes.get(request.match_info["profile_id"].encode())
+        if raw is None or raw == RETIRED:  # unknown, or merged away
+            body = {
+                "error": "no live profile with this id (merged away ids: see profiles.merges.v1)"
+            }
+            return _json(body, status=404)
+        expl = explain(ProfileNode.from_dict(orjson.loads(raw)))
+        if request.query.get("format") == "text":
+            return web.Response(text=render_text(expl) + "\n")
+        return _json(expl)
+
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/profiles/{profile_id}/explain", explain_page)
+    return app
+
+
+class WebServer:
+    """An aiohttp server on its own event loop in a daemon thread."""
+
+    def __init__(self, settings: Settings, app: web.Application) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._serve, args=(settings.web_host, settings.web_port), daemon=True
+        )
+
+    def _serve(self, host: str, port: int) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, host, port)
+            self._loop.run_until_complete(site.start())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> WebServer:
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise RuntimeError(f"worker web server failed to start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+
+def start_web(settings: Settings, worker: Worker) -> WebServer:
+    return WebServer(settings, routes(settings, worker)).start()

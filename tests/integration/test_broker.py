@@ -184,8 +184,6 @@ def _alive(pid: int) -> bool:
 
 def test_stage_output_is_on_the_broker_in_order_once_flushed(settings: Settings) -> None:
     """What a batch sends through ``Output`` is delivered, in order per key, by ``flush``."""
-    import asyncio
-
     from scv.runner import read_topic
     from scv.streams.output import DeliveryFailed, Output
 
@@ -194,7 +192,7 @@ def test_stage_output_is_on_the_broker_in_order_once_flushed(settings: Settings)
     output = Output(settings)
     for i in range(2000):
         output.send(topic, f"p{i % 7}".encode(), f"{i}".encode())
-    asyncio.run(output.flush())
+    output.flush()
     records = read_topic(settings, topic)
     assert len(records) == 2000
     for key in {r.key for r in records}:
@@ -204,5 +202,5 @@ def test_stage_output_is_on_the_broker_in_order_once_flushed(settings: Settings)
     dead = Output(settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"}))
     dead.send(topic, b"k", b"v")
     with pytest.raises(DeliveryFailed):
-        asyncio.run(dead.flush(timeout=2.0))
+        dead.flush(timeout=2.0)
     dead.close()

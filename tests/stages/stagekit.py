@@ -1,23 +1,21 @@
-"""Helpers for tier-2 agent tests: feed an agent through Faust's ``test_context()`` and record
-what it sends.
+"""Helpers for tier-2 stage tests: feed the real stages test messages and record what they send.
 
-Nothing here imports ``scv.streams``: that module builds the Faust app from the environment at
-import, so only the session fixture in ``conftest.py`` may import it (after setting the env).
+In the style of bytewax's testing sources and sinks: :class:`Msg` stands in for a consumed
+``confluent_kafka.Message`` and :class:`Outbox` for the producer, so a test drives
+``Pipeline.process`` exactly as the worker loop does, without a broker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from faust.types import TP, EventT
 
-#: Longest wait for an agent to finish one message; a healthy one needs microseconds.
-SETTLE_TIMEOUT_S = 5.0
+from scv.streams.worker import Pipeline
 
 
 def load_examples() -> Any:
@@ -30,14 +28,41 @@ def load_examples() -> Any:
     return module
 
 
+@dataclass
+class Msg:
+    """A consumed message, with the accessor methods of ``confluent_kafka.Message``."""
+
+    topic_: str
+    value_: bytes | None
+    key_: bytes | None = None
+    partition_: int = 0
+    offset_: int = 0
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+
 @dataclass(frozen=True)
 class Sent:
-    """One message an agent handed to ``Topic.send``."""
+    """One message a stage handed to the output."""
 
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
 
     def json(self) -> Any:
         assert self.value is not None, f"tombstone on {self.topic}"
@@ -49,21 +74,20 @@ class Sent:
 
 
 class Outbox(list[Sent]):
-    """Every message sent on the patched topics, in send order across topics."""
+    """A sink for the stages: every message sent, in send order across topics."""
 
-    def recorder(self, topic_name: str) -> Any:
-        """A stand-in for ``Topic.send`` (all our agents call it with keywords only)."""
-
-        async def send(
-            *,
-            key: bytes | None = None,
-            value: bytes | None = None,
-            headers: Any = None,
-            **_options: Any,
-        ) -> None:
-            self.append(Sent(topic_name, key, value, list(headers or [])))
-
-        return send
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+        on_offset: Any = None,
+    ) -> None:
+        self.append(Sent(topic, key, value, list(headers or []), partition))
+        if on_offset is not None:
+            on_offset(len(self) - 1)
 
     def to(self, topic_name: str) -> list[Sent]:
         return [m for m in self if m.topic == topic_name]
@@ -73,51 +97,11 @@ class Outbox(list[Sent]):
         return [m.topic for m in self]
 
 
-async def settle(agent: Any, event: EventT) -> EventT:
-    """Wait until the agent has finished ``event``.
-
-    ``AgentTestWrapper.put`` returns once the stream has *taken* the value (its recorder is a
-    stream processor, which runs before the agent body), so with an agent body that awaits
-    anything the caller could look too early. The stream acks an event only when the body
-    asks for the next one, so an acked message means its processing is done.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_TIMEOUT_S
-    while not event.message.acked:
-        if agent.crash_reason is not None:
-            raise agent.crash_reason
-        if loop.time() > deadline:
-            raise TimeoutError(f"agent did not finish {event.message!r}")
-        await asyncio.sleep(0)
-    if agent.crash_reason is not None:
-        raise agent.crash_reason
-    return event
-
-
-async def feed(agent: Any, value: bytes, *, key: bytes | None = None) -> EventT:
-    """``agent.put`` (the message is named after the agent's single input topic) + settle."""
-    return await settle(agent, await agent.put(value, key=key))
-
-
-async def feed_from(
-    agent: Any,
-    topic: str,
-    value: bytes,
-    *,
-    key: bytes | None = None,
-    partition: int = 0,
-) -> EventT:
-    """Like :func:`feed`, but as if consumed from ``topic``.
-
-    For agents subscribed to several topics: ``test_context`` cannot name the source topic of
-    a put (it uses ``"<internal>"``), and the normalise agent decides the source from it.
-    This is ``AgentTestWrapper.put`` with the message's topic set.
-    """
-    message = agent.to_message(key, value, partition=partition, offset=agent.sent_offset)
-    message.topic = topic
-    message.tp = TP(topic, partition)
-    channel = agent.stream().channel
-    event: EventT = await channel.decode(message)
-    await channel.put(event)
-    agent.sent_offset += 1
-    return await settle(agent, event)
+def feed(
+    pipeline: Pipeline, topic: str, *values: bytes, key: bytes | None = None, partition: int = 0
+) -> None:
+    """One batch of ``values`` from ``topic`` through the pipeline (each its own offset)."""
+    batch: Sequence[Msg] = [
+        Msg(topic, value, key, partition, offset) for offset, value in enumerate(values)
+    ]
+    pipeline.process(batch)

@@ -1,23 +1,27 @@
-"""The profiles agent: profile events → state table, snapshots, actions, merge hand-overs."""
+"""The profiles stage: profile events → state table, snapshots, actions, merge hand-overs,
+and the due-cart check (:meth:`ProfilesStage.check_due`) the worker runs between batches."""
 
 from __future__ import annotations
 
-import inspect
 import time
-from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-import pytest
-from agentkit import Outbox, feed, load_examples
+from stagekit import Msg, Outbox, feed, load_examples
 
 from scv.domain.model import NormalizedEvent, ident_key
 from scv.domain.normalize import normalize
 from scv.domain.profile import ProfileState, snapshot
 from scv.domain.triggers import ABANDONED_CART, action_id
+from scv.streams.worker import Pipeline
+from scv.topics import Topics
 
 WEB = load_examples().WEB
 A, B = "p_survivor", "p_absorbed"
+
+#: The ``make_pipeline`` fixture (conftest): a pipeline with other settings.
+MakePipeline = Callable[..., Pipeline]
 
 CART_ADD: dict[str, Any] = {
     "event_id": "web-cart",
@@ -56,21 +60,25 @@ def tick(pid: str) -> bytes:
     return orjson.dumps({"kind": "tick", "profile_id": pid})
 
 
-def stored(stages: SimpleNamespace, pid: str) -> Any:
-    raw = stages.wiring.profile_table.get(pid.encode())
+def stored(pipeline: Pipeline, pid: str, partition: int = 0) -> Any:
+    raw = pipeline.profile_table[partition].get(pid.encode())
     return None if raw is None else orjson.loads(raw)
 
 
-async def test_events_build_state_and_publish_snapshots(
-    stages: SimpleNamespace, sent: Outbox
+def to_profiles(pipeline: Pipeline, value: bytes, key: bytes | None, partition: int = 0) -> None:
+    """One message on ``profiles.events.v1`` through the pipeline (a batch of its own)."""
+    feed(pipeline, Topics(pipeline.settings).profile_events, value, key=key, partition=partition)
+
+
+def test_events_build_state_and_publish_snapshots(
+    pipeline: Pipeline, topics: Topics, sent: Outbox
 ) -> None:
     page_view, signup = web_event(WEB[0]), web_event(WEB[4])
 
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, event_msg(A, page_view), key=A.encode())
-        await feed(agent, event_msg(A, signup), key=A.encode())
+    to_profiles(pipeline, event_msg(A, page_view), key=A.encode())
+    to_profiles(pipeline, event_msg(A, signup), key=A.encode())
 
-    state = ProfileState.from_dict(stored(stages, A))
+    state = ProfileState.from_dict(stored(pipeline, A))
     assert state.event_count == 2
     assert state.identifiers == {
         "anonymous_id": ["ck-jane-1"],
@@ -80,32 +88,32 @@ async def test_events_build_state_and_publish_snapshots(
     assert state.traits["first_name"] == "Jane"
     assert state.consent["marketing"]["granted"] is True
 
-    t = stages.topics
+    t = topics
     assert [(m.topic, m.key) for m in sent] == [(t.profiles, A.encode())] * 2
     assert sent[0].json()["event_count"] == 1
     assert sent[1].json() == orjson.loads(orjson.dumps(snapshot(state)))
     assert sent.to(t.actions) == []
-    assert stages.wiring.carts_due.get(A.encode()) is None  # no cart, nothing due
+    assert pipeline.carts_due[0].get(A.encode()) is None  # no cart, nothing due
 
 
-async def test_due_cart_fires_one_abandoned_cart_action(
-    stages: SimpleNamespace, sent: Outbox, monkeypatch: pytest.MonkeyPatch
+def test_due_cart_fires_one_abandoned_cart_action(
+    make_pipeline: MakePipeline, sent: Outbox
 ) -> None:
     # The cart is due as soon as it is added: the next tick finds it past its window.
-    monkeypatch.setattr(stages.settings, "cart_window_s", 0.0)
-    t = stages.topics
+    pipeline = make_pipeline(cart_window_s=0.0)
+    t = Topics(pipeline.settings)
     key = B.encode()
 
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, event_msg(B, web_event(CART_ADD)), key=key)
-        due_at = float(stages.wiring.carts_due[key])
-        assert due_at <= time.time()
-        [cart] = sent.to(t.profiles)[-1].json()["open_carts"]
-        assert (cart["cart_id"], cart["due_at"]) == ("cart-1", due_at)
-        assert sent.to(t.actions) == []  # adding a cart fires nothing by itself
+    to_profiles(pipeline, event_msg(B, web_event(CART_ADD)), key=key)
+    due_at = float(pipeline.carts_due[0][key])
+    assert due_at <= time.time()
+    [cart] = sent.to(t.profiles)[-1].json()["open_carts"]
+    assert (cart["cart_id"], cart["due_at"]) == ("cart-1", due_at)
+    assert sent.to(t.actions) == []  # adding a cart fires nothing by itself
 
-        await feed(agent, tick(B), key=key)
-        await feed(agent, tick(B), key=key)  # a second tick must not fire again
+    # Tick messages on the topic still work, alongside the inline check_due.
+    to_profiles(pipeline, tick(B), key=key)
+    to_profiles(pipeline, tick(B), key=key)  # a second tick must not fire again
 
     [action_msg] = sent.to(t.actions)
     assert action_msg.key == key
@@ -120,39 +128,64 @@ async def test_due_cart_fires_one_abandoned_cart_action(
     assert action["payload"]["value"] == 59.98
     assert action["trigger_event_id"] == "web-cart"
 
-    assert stages.wiring.carts_due.get(key) is None  # decided: no longer due
+    assert pipeline.carts_due[0].get(key) is None  # decided: no longer due
     assert sent.to(t.profiles)[-1].json()["open_carts"] == []
-    assert stored(stages, B)["carts"]["cart-1"]["status"] == "abandoned"
+    assert stored(pipeline, B)["carts"]["cart-1"]["status"] == "abandoned"
 
 
-async def test_timer_ticks_due_carts_once_and_the_tick_fires_the_action(
-    stages: SimpleNamespace, sent: Outbox, monkeypatch: pytest.MonkeyPatch
+def test_check_due_ticks_due_carts_once_and_fires_the_action(
+    make_pipeline: MakePipeline, sent: Outbox
 ) -> None:
-    monkeypatch.setattr(stages.settings, "cart_window_s", 0.0)
-    t = stages.topics
+    pipeline = make_pipeline(cart_window_s=0.0)
+    t = Topics(pipeline.settings)
     key = B.encode()
-    # ``@app.timer`` wraps the body in an endless itertimer loop (and that in an app task);
-    # both use functools.wraps, so unwrapping reaches the body: one check of the real table.
-    check_due_carts = inspect.unwrap(stages.profiles.check_due_carts)
-    assert check_due_carts.__code__.co_filename == stages.profiles.__file__
+    # A has no cart (nothing to tick); B's cart is due at once, in another partition.
+    to_profiles(pipeline, event_msg(A, web_event(WEB[0])), key=A.encode(), partition=0)
+    to_profiles(pipeline, event_msg(B, web_event(CART_ADD)), key=key, partition=2)
+    assert pipeline.carts_due[0].get(A.encode()) is None
+    assert pipeline.carts_due[2].get(key) is not None
+    n = len(sent)
 
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, event_msg(A, web_event(WEB[0])), key=A.encode())  # no cart: no tick
-        await feed(agent, event_msg(B, web_event(CART_ADD)), key=key)
-        await check_due_carts()
-        await check_due_carts()  # the first tick is still in flight: not sent again
-        ticks = sent.to(t.profile_events)
-        assert [(m.key, m.json()) for m in ticks] == [(key, {"kind": "tick", "profile_id": B})]
+    # As the worker loop does between batches: the check, then the table flush.
+    assert pipeline.profiles.check_due(time.time()) == 1  # B only
+    pipeline.flush_tables()
+    assert pipeline.profiles.check_due(time.time()) == 0  # decided: not ticked again
+    pipeline.flush_tables()
 
-        await feed(agent, ticks[0].value or b"", key=ticks[0].key)
+    # Applied inline: no tick message on the topic, one action, one snapshot, all for B.
+    assert [(m.topic, m.key) for m in sent[n:]] == [(t.actions, key), (t.profiles, key)]
+    action = sent[n].json()
+    assert (action["type"], action["profile_id"]) == (ABANDONED_CART, B)
+    assert action["action_id"] == action_id(ABANDONED_CART, "cart-1")
+    assert pipeline.carts_due[2].get(key) is None
+    assert stored(pipeline, B, partition=2)["carts"]["cart-1"]["status"] == "abandoned"
+    assert stored(pipeline, A)["event_count"] == 1  # A untouched
 
+
+def test_check_due_decides_by_the_clock_it_is_given(pipeline: Pipeline, sent: Outbox) -> None:
+    # The default window: the cart is due ``cart_window_s`` from now, not yet.
+    t = Topics(pipeline.settings)
+    key = B.encode()
+    to_profiles(pipeline, event_msg(B, web_event(CART_ADD)), key=key)
+    due_at = float(pipeline.carts_due[0][key])
+    assert due_at > time.time() + 60
+
+    assert pipeline.profiles.check_due(due_at - 1.0) == 0  # one second early: nothing
+    assert pipeline.profiles.check_due() == 0  # the wall clock: not due either
+    pipeline.flush_tables()
+    assert sent.to(t.actions) == []
+
+    assert pipeline.profiles.check_due(due_at) == 1  # at its due time: ticked, and fires
+    pipeline.flush_tables()
     assert [m.json()["type"] for m in sent.to(t.actions)] == [ABANDONED_CART]
+    assert pipeline.carts_due[0].get(key) is None
+    assert pipeline.profiles.check_due(due_at + 1.0) == 0
 
 
-async def test_merge_hands_state_over_and_forwards_late_messages(
-    stages: SimpleNamespace, sent: Outbox
+def test_merge_hands_state_over_and_forwards_late_messages(
+    pipeline: Pipeline, topics: Topics, sent: Outbox
 ) -> None:
-    t = stages.topics
+    t = topics
     key = B.encode()
     merge = {
         "kind": "merge",
@@ -161,87 +194,92 @@ async def test_merge_hands_state_over_and_forwards_late_messages(
         "reason": {"rule": "deterministic", "identifiers": [], "event_id": "e", "ts": 1.0},
     }
 
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, event_msg(B, web_event(CART_ADD)), key=key)
-        state_before = stored(stages, B)
-        assert stages.wiring.carts_due.get(key) is not None
-        n = len(sent)
+    to_profiles(pipeline, event_msg(B, web_event(CART_ADD)), key=key)
+    state_before = stored(pipeline, B)
+    assert pipeline.carts_due[0].get(key) is not None
+    n = len(sent)
 
-        await feed(agent, orjson.dumps(merge), key=key)
-        handover = sent[n:]
-        assert [(m.topic, m.key) for m in handover] == [
-            (t.profile_events, A.encode()),  # the state, to the survivor's partition
-            (t.profiles, key),  # and a tombstone for the absorbed profile
-        ]
-        assert handover[0].json() == {
-            "kind": "absorb",
-            "profile_id": A,
-            "absorbed": B,
-            "state": state_before,
-            "seq": 0,  # the resolver's decision number travels with the hand-over
-        }
-        assert handover[1].value is None
-        assert stored(stages, B) == {"moved_to": A}
-        assert stages.wiring.carts_due.get(key) is None
-        n = len(sent)
+    to_profiles(pipeline, orjson.dumps(merge), key=key)
+    handover = sent[n:]
+    assert [(m.topic, m.key) for m in handover] == [
+        (t.profile_events, A.encode()),  # the state, to the survivor's partition
+        (t.profiles, key),  # and a tombstone for the absorbed profile
+    ]
+    assert handover[0].json() == {
+        "kind": "absorb",
+        "profile_id": A,
+        "absorbed": B,
+        "state": state_before,
+        "seq": 0,  # the resolver's decision number travels with the hand-over
+    }
+    assert handover[1].value is None
+    assert stored(pipeline, B) == {"moved_to": A}
+    assert pipeline.carts_due[0].get(key) is None
+    n = len(sent)
 
-        # Late messages for B (a hand-over of a profile merged into B, an event) follow it.
-        late_absorb = {"kind": "absorb", "profile_id": B, "absorbed": "p_c", "state": {"x": 1}}
-        await feed(agent, orjson.dumps(late_absorb), key=key)
-        late_event = orjson.loads(event_msg(B, web_event(WEB[0])))
-        await feed(agent, orjson.dumps(late_event), key=key)
+    # Late messages for B (a hand-over of a profile merged into B, an event) follow it.
+    late_absorb = {"kind": "absorb", "profile_id": B, "absorbed": "p_c", "state": {"x": 1}}
+    to_profiles(pipeline, orjson.dumps(late_absorb), key=key)
+    late_event = orjson.loads(event_msg(B, web_event(WEB[0])))
+    to_profiles(pipeline, orjson.dumps(late_event), key=key)
 
     forwarded = sent[n:]
     assert [(m.topic, m.key) for m in forwarded] == [(t.profile_events, A.encode())] * 2
     assert forwarded[0].json() == late_absorb | {"profile_id": A}
     assert forwarded[1].json() == late_event | {"profile_id": A}
-    assert stored(stages, B) == {"moved_to": A}  # still only the marker
+    assert stored(pipeline, B) == {"moved_to": A}  # still only the marker
 
 
-async def test_handover_folds_into_the_survivor(stages: SimpleNamespace, sent: Outbox) -> None:
-    t = stages.topics
+def test_handover_folds_into_the_survivor(pipeline: Pipeline, topics: Topics, sent: Outbox) -> None:
+    t = topics
     merge = {"kind": "merge", "profile_id": B, "survivor": A, "reason": {}}
 
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, event_msg(A, web_event(WEB[5])), key=A.encode())  # login, C-1001
-        await feed(agent, event_msg(B, web_event(CART_ADD)), key=B.encode())
-        await feed(agent, orjson.dumps(merge), key=B.encode())
-        [absorb] = [m for m in sent.to(t.profile_events) if m.json()["kind"] == "absorb"]
-        n = len(sent)
-        await feed(agent, absorb.value or b"", key=absorb.key)  # what Kafka would deliver
+    to_profiles(pipeline, event_msg(A, web_event(WEB[5])), key=A.encode())  # login, C-1001
+    to_profiles(pipeline, event_msg(B, web_event(CART_ADD)), key=B.encode())
+    to_profiles(pipeline, orjson.dumps(merge), key=B.encode())
+    [absorb] = [m for m in sent.to(t.profile_events) if m.json()["kind"] == "absorb"]
+    n = len(sent)
+    to_profiles(pipeline, absorb.value or b"", key=absorb.key)  # what Kafka would deliver
 
     assert [(m.topic, m.key) for m in sent[n:]] == [(t.profiles, A.encode())]
-    state = ProfileState.from_dict(stored(stages, A))
+    state = ProfileState.from_dict(stored(pipeline, A))
     assert state.merged_from == [B]
     assert state.identifiers["customer_id"] == ["C-1001"]
     assert state.identifiers["email"] == ["jane.doe@acme-corp.co.uk"]
     assert set(state.identifiers["anonymous_id"]) == {"ck-jane-2", "ck-b"}
     assert state.carts["cart-1"]["status"] == "open"
-    assert stages.wiring.carts_due.get(A.encode()) is not None  # A now owns the due cart
+    assert pipeline.carts_due[0].get(A.encode()) is not None  # A now owns the due cart
     assert sent[-1].json()["merged_from"] == [B]
 
 
-async def test_bad_messages_cost_only_themselves(stages: SimpleNamespace, sent: Outbox) -> None:
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, b"{not json")
-        await feed(agent, orjson.dumps({"kind": "bogus", "profile_id": A}))
-        await feed(agent, tick("p_nobody"))  # a tick for a profile that is gone: ignored
-        await feed(agent, event_msg(A, web_event(WEB[0])), key=A.encode())
-        assert agent.crash_reason is None
+def test_bad_messages_cost_only_themselves(
+    pipeline: Pipeline, topics: Topics, sent: Outbox
+) -> None:
+    events = topics.profile_events
+    # One batch: the bad messages must not stop the good one behind them.
+    pipeline.process(
+        [
+            Msg(events, b"{not json", offset_=0),
+            Msg(events, orjson.dumps({"kind": "bogus", "profile_id": A}), offset_=1),
+            Msg(events, tick("p_nobody"), offset_=2),  # a tick for a profile that is gone
+            Msg(events, event_msg(A, web_event(WEB[0])), A.encode(), offset_=3),
+        ]
+    )
 
-    dlq = stages.topics.dlq(stages.topics.profile_events)
+    dlq = topics.dlq(events)
     assert [(m.topic, m.key) for m in sent] == [
         (dlq, None),
         (dlq, None),
-        (stages.topics.profiles, A.encode()),
+        (topics.profiles, A.encode()),
     ]
     assert sent[0].value == b"{not json"
     assert sent[0].header_map["scv.error.stage"] == b"profiles"
     assert sent[1].header_map["scv.error.reason"] == (
         b"profile_step: ValueError: unknown message kind 'bogus'"
     )
-    assert stored(stages, "p_nobody") is None
-    assert stored(stages, A)["event_count"] == 1
+    assert sent[1].header_map["scv.error.offset"] == b"1"
+    assert stored(pipeline, "p_nobody") is None
+    assert stored(pipeline, A)["event_count"] == 1
 
 
 def anchored(pid: str, event: NormalizedEvent, anchor: str) -> bytes:
@@ -250,8 +288,8 @@ def anchored(pid: str, event: NormalizedEvent, anchor: str) -> bytes:
     return orjson.dumps(body | {"anchor": anchor})
 
 
-async def test_split_rebuilds_the_kept_part_and_hands_the_rest_over(
-    stages: SimpleNamespace, sent: Outbox
+def test_split_rebuilds_the_kept_part_and_hands_the_rest_over(
+    pipeline: Pipeline, topics: Topics, sent: Outbox
 ) -> None:
     ann = web_event(WEB[4])  # signup: ck-jane-1, C-1001, jane.doe@example.com, Jane, consent
     eve = web_event(
@@ -264,23 +302,21 @@ async def test_split_rebuilds_the_kept_part_and_hands_the_rest_over(
         "removed": [],
         "reason": {"rule": "unmerge", "identifiers": ["customer_id:C-2"], "event_id": "c", "ts": 1},
     }
-    async with stages.profiles.profiles_agent.test_context() as agent:
-        await feed(agent, anchored(A, ann, "customer_id:C-1001"), key=A.encode())
-        await feed(agent, anchored(A, eve, "customer_id:C-2"), key=A.encode())
-        assert stored(stages, A)["event_count"] == 2
-        before = len(sent)
-        await feed(agent, orjson.dumps(split), key=A.encode())
-        adoption = sent[before]
-        assert (adoption.topic, adoption.key) == (stages.topics.profile_events, B.encode())
-        await feed(agent, adoption.value, key=B.encode())  # as the owner of B receives it
-        assert agent.crash_reason is None
+    to_profiles(pipeline, anchored(A, ann, "customer_id:C-1001"), key=A.encode())
+    to_profiles(pipeline, anchored(A, eve, "customer_id:C-2"), key=A.encode())
+    assert stored(pipeline, A)["event_count"] == 2
+    before = len(sent)
+    to_profiles(pipeline, orjson.dumps(split), key=A.encode())
+    adoption = sent[before]
+    assert (adoption.topic, adoption.key) == (topics.profile_events, B.encode())
+    to_profiles(pipeline, adoption.value or b"", key=B.encode())  # as B's owner receives it
 
-    kept, moved = stored(stages, A), stored(stages, B)
+    kept, moved = stored(pipeline, A), stored(pipeline, B)
     assert kept["event_count"] == 1 and moved["event_count"] == 1
     assert kept["traits"]["first_name"] == "Jane"
     assert moved["traits"]["first_name"] == "Eve"
     assert kept["identifiers"] == {"anonymous_id": ["ck-jane-1"], "customer_id": ["C-1001"]}
     assert moved["identifiers"] == {"customer_id": ["C-2"]}
-    snapshots = {m.key: m.json() for m in sent[before:] if m.topic == stages.topics.profiles}
+    snapshots = {m.key: m.json() for m in sent[before:] if m.topic == topics.profiles}
     assert snapshots[A.encode()]["event_count"] == 1
     assert snapshots[B.encode()]["traits"]["first_name"] == "Eve"

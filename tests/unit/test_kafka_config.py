@@ -176,7 +176,10 @@ def test_topic_names_use_prefix() -> None:
 
 def test_topic_specs_layout() -> None:
     specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
-    assert len(specs) == 18
+    assert len(specs) == 22
+    assert specs["scv-profiles-changelog"].partitions == 5
+    assert specs["scv-profiles-changelog"].compacted
+    assert specs["scv-identity-nodes-changelog"].partitions == 1
     assert specs["raw.callcenter.v1.dlq"].partitions == 3
     assert specs["identity.events.v1.dlq"].partitions == 1
     assert specs["profiles.events.v1.dlq"].partitions == 5
@@ -187,7 +190,13 @@ def test_topic_specs_layout() -> None:
         "profiles.v1", 5, compacted=True, partitions_setting="SCV_STAGE_PARTITIONS"
     )
     assert specs["profiles.v1"].topic_config == {"cleanup.policy": "compact"}
-    assert [s.name for s in specs.values() if s.compacted] == ["profiles.v1"]
+    assert [s.name for s in specs.values() if s.compacted] == [
+        "profiles.v1",
+        "scv-identity-owners-changelog",
+        "scv-identity-nodes-changelog",
+        "scv-profiles-changelog",
+        "scv-carts-due-changelog",
+    ]
     assert hash(specs["actions.v1"])  # frozen specs can go into sets
 
 

@@ -1,0 +1,249 @@
+"""One worker process: a batch loop over every stage's input, and the HTTP endpoints.
+
+The loop takes whatever the consumer has (up to ``SCV_BATCH_MAX`` messages, waiting at most
+``SCV_BATCH_WITHIN_S``), hands each stage its share in order, writes the tables once per
+changed key, waits until everything produced is on the broker, and only then stores the
+input offsets for the next commit: at least once, with the hand-overs between stages in
+order. Due carts are checked between batches.
+
+One consumer group (``SCV_APP_ID``) covers every input topic, so Kafka spreads partitions
+over workers: the raw and profile topics over all of them, ``identity.events.v1`` and
+``identity.commands.v1`` (one partition each, the range assignor gives both to the same
+worker) to the single resolver. Faust was the runtime here until its per-message cost
+capped a worker at about 1,700 events/s (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import REGISTRY
+
+from scv.kafka import consumer_config
+from scv.settings import Settings
+from scv.streams import metrics
+from scv.streams.dlq import Msg
+from scv.streams.normalize import NormalizeStage
+from scv.streams.output import Output, Sink
+from scv.streams.profiles import ProfilesStage
+from scv.streams.resolve import ResolveStage
+from scv.streams.state import Table, restore, rocksdb_options
+from scv.topics import TABLES, Topics
+
+log = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    name: str
+    inputs: list[str]
+
+    def process(self, batch: Sequence[Msg]) -> None: ...
+
+
+class Pipeline:
+    """The stages and their tables, wired to one output; no consumer (tests drive it)."""
+
+    def __init__(self, settings: Settings, out: Sink, *, changelogs: bool = True) -> None:
+        self.settings = settings
+        self.out = out
+        memory = settings.store.startswith("memory")
+        data_dir = None if memory else settings.data_dir
+        options = None if memory else rocksdb_options(settings)
+
+        topics = Topics(settings)
+
+        def table(name: str) -> Table:
+            partitions = settings.stage_partitions if TABLES[name] else 1
+            changelog = topics.changelog(name) if changelogs else None
+            return Table(name, partitions, changelog, data_dir, options)
+
+        self.owners, self.nodes = table("identity-owners"), table("identity-nodes")
+        self.profile_table, self.carts_due = table("profiles"), table("carts-due")
+        self.tables = [self.owners, self.nodes, self.profile_table, self.carts_due]
+        self.normalize = NormalizeStage(settings, out)
+        self.resolve = ResolveStage(settings, out, self.owners, self.nodes)
+        self.profiles = ProfilesStage(settings, out, self.profile_table, self.carts_due)
+        self.stages: list[Stage] = [self.normalize, self.resolve, self.profiles]
+        self.stage_of = {topic: stage for stage in self.stages for topic in stage.inputs}
+        self.topics = [topic for stage in self.stages for topic in stage.inputs]
+        #: input topic -> tables co-partitioned with it (opened when it is assigned)
+        self.tables_of: dict[str, list[Table]] = {
+            self.resolve.inputs[0]: [self.owners, self.nodes],
+            self.profiles.inputs[0]: [self.profile_table, self.carts_due],
+        }
+
+    def open(self, topic: str, partition: int) -> list[tuple[Table, int]]:
+        """Open the tables behind an assigned partition; what needs restoring."""
+        opened = []
+        for table in self.tables_of.get(topic, []):
+            table.open(partition)
+            opened.append((table, partition))
+        if topic == self.resolve.inputs[0]:
+            self.resolve.reset()
+        return opened
+
+    def close(self, topic: str, partition: int) -> None:
+        for table in self.tables_of.get(topic, []):
+            table.close(partition)
+        if topic == self.resolve.inputs[0]:
+            self.resolve.reset()
+
+    def process(self, batch: Sequence[Msg]) -> None:
+        """One batch: each stage its messages (in consumed order), then the table writes."""
+        shares: dict[str, list[Msg]] = {}
+        for msg in batch:
+            stage = self.stage_of.get(msg.topic() or "")
+            if stage is not None:
+                shares.setdefault(stage.name, []).append(msg)
+        for stage in self.stages:
+            share = shares.get(stage.name)
+            if share:
+                stage.process(share)
+        self.flush_tables()
+
+    def flush_tables(self) -> None:
+        for table in self.tables:
+            table.flush(self.out)
+
+    def checkpoint(self) -> None:
+        for table in self.tables:
+            table.checkpoint()
+
+
+class Worker:
+    """The consumer loop around a :class:`Pipeline`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.output = Output(settings)
+        self.pipeline = Pipeline(settings, self.output)
+        if self.pipeline.resolve.matcher is not None:
+            REGISTRY.register(metrics.MatcherCollector(self.pipeline.resolve.matcher))
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+        self.consumer = Consumer(
+            consumer_config(
+                settings,
+                settings.app_id,
+                **{
+                    "enable.auto.commit": True,
+                    "enable.auto.offset.store": False,
+                    "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+                    "partition.assignment.strategy": "range",
+                },
+            )
+        )
+        self._last_due = 0.0
+
+    # --- rebalances --------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        wanted = []
+        for tp in partitions:
+            wanted += self.pipeline.open(tp.topic, tp.partition)
+        restored = restore(self.settings, wanted)
+        log.info(
+            "assigned %d partition(s); %d changelog message(s) restored in %.2fs",
+            len(partitions),
+            restored,
+            time.monotonic() - started,
+        )
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready.clear()
+        try:
+            consumer.commit(asynchronous=False)
+        except Exception as exc:  # nothing stored since the last commit
+            if not (exc.args and exc.args[0].code() == KafkaError._NO_OFFSET):
+                log.warning("commit on revoke failed: %s", exc)
+        for tp in partitions:
+            self.pipeline.close(tp.topic, tp.partition)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready.clear()
+        for tp in partitions:
+            self.pipeline.close(tp.topic, tp.partition)
+
+    # --- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        settings = self.settings
+        self.consumer.subscribe(
+            self.pipeline.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not self.stopping.is_set():
+                msgs = self.consumer.consume(settings.batch_max, settings.batch_within_s)
+                batch = [m for m in msgs if self._usable(m)]
+                if batch:
+                    self.pipeline.process(batch)
+                now = time.time()
+                due_check = now - self._last_due >= settings.cart_check_interval_s
+                if due_check:
+                    self._last_due = now
+                    self.pipeline.profiles.check_due(now)
+                    self.pipeline.flush_tables()
+                if batch or due_check:
+                    self.output.flush()
+                    self.pipeline.checkpoint()
+                if batch:
+                    self._store_offsets(batch)
+        finally:
+            self.close()
+
+    @staticmethod
+    def _usable(msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def _store_offsets(self, batch: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            last[(msg.topic() or "", msg.partition() or 0)] = int(msg.offset() or 0)
+        self.consumer.store_offsets(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        )
+
+    def close(self) -> None:
+        """Leave the group (committing what is stored) and close the tables."""
+        self.ready.clear()
+        try:
+            self.consumer.close()
+        finally:
+            self.output.close()
+            for table in self.pipeline.tables:
+                table.close_all()
+
+
+def run_worker(settings: Settings) -> None:
+    """``scv worker``: the loop in this thread, the HTTP endpoints in another."""
+    from scv.streams.web import start_web
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    worker = Worker(settings)
+
+    def stop(signum: int, frame: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    web = start_web(settings, worker)
+    try:
+        worker.run()
+    finally:
+        web.stop()
