@@ -28,11 +28,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from scv.domain.model import Identifier
+
+#: Most identifiers whose "blocked?" answer a :class:`Rules` remembers (then it starts over).
+BLOCKED_MEMO_MAX = 100_000
 
 #: The shipped default rule file; ``Rules.default()`` loads it.
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.default.yaml")
@@ -80,6 +83,11 @@ class Rules:
     )
     merge_cap: int = 100
     default_rule: IdentifierRule = IdentifierRule(max_per_profile=10, priority=10)
+    # Per-instance lookups for the hot path, set in __post_init__ (declared ClassVar so that
+    # they are not dataclass fields: equality, repr and ``replace`` ignore them).
+    _rules: ClassVar[dict[str, IdentifierRule]]
+    _rank: ClassVar[dict[str, int]]  # type -> -priority (the sort key of priority_order)
+    _blocked: ClassVar[dict[Identifier, bool]]  # is_blocked's answers
 
     def __post_init__(self) -> None:
         # Freeze the mappings (a caller's dict must not change the rules behind our back) and
@@ -94,14 +102,46 @@ class Rules:
             self, "blocked_values", frozenset(v.strip().lower() for v in self.blocked_values)
         )
         object.__setattr__(self, "blocked_exact", frozenset(self.blocked_exact))
+        # Hot-path lookups (not fields: equality and repr stay those of the rules above).
+        object.__setattr__(self, "_rules", dict(self.identifiers))
+        object.__setattr__(
+            self, "_rank", {kind: -rule.priority for kind, rule in self.identifiers.items()}
+        )
+        object.__setattr__(self, "_blocked", {})
 
     def rule(self, ident_type: str) -> IdentifierRule:
         """The rule for ``ident_type``; unknown types get ``default_rule`` rather than failing,
         so a source adding a new identifier type degrades to conservative linking."""
-        return self.identifiers.get(ident_type, self.default_rule)
+        return self._rules.get(ident_type, self.default_rule)
 
     def is_blocked(self, ident: Identifier) -> bool:
         """True when ``ident`` must never link profiles (placeholder, exact key or pattern)."""
+        memo = self._blocked
+        try:
+            blocked = memo.get(ident)
+        except TypeError:  # an unhashable identifier (a list): not remembered
+            return self._is_blocked(ident)
+        if blocked is None:
+            blocked = self._is_blocked(ident)
+            if len(memo) >= BLOCKED_MEMO_MAX:
+                memo.clear()
+            memo[ident] = blocked
+        return blocked
+
+    def unblocked(self, idents: list[Identifier]) -> list[Identifier]:
+        """The identifiers of ``idents`` that are not blocked, in order (one call per event
+        instead of one per identifier on the resolver's hot path)."""
+        memo = self._blocked
+        out = []
+        for ident in idents:
+            blocked = memo.get(ident)
+            if blocked is None:
+                blocked = self.is_blocked(ident)
+            if not blocked:
+                out.append(ident)
+        return out
+
+    def _is_blocked(self, ident: Identifier) -> bool:
         kind, value = ident
         folded = value.strip().lower()
         if not folded or folded in self.blocked_values:
@@ -115,7 +155,9 @@ class Rules:
         considers an event's identifiers in, and the order a split replays one event's links
         in (so both decide a contested limit the same way, whatever order a source listed
         the fields in)."""
-        return sorted(idents, key=lambda i: (-self.rule(i[0]).priority, i[0], i[1]))
+        rank = self._rank
+        other = -self.default_rule.priority
+        return sorted(idents, key=lambda i: (rank.get(i[0], other), i[0], i[1]))
 
     @classmethod
     def default(cls) -> Rules:

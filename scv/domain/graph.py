@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 import orjson
@@ -248,86 +249,167 @@ RETIRED = b"-"
 BLOCK_PREFIX = "\x00b:"
 
 
+#: Most decoded nodes a :class:`MappingStore` keeps between batches (a demo profile of three
+#: identifiers takes about 4 KB decoded, so about 40 MB when full).
+NODE_CACHE_MAX = 10_000
+#: Most owners it keeps between batches (about 175 bytes each), and a quarter as many
+#: blocking-index entries.
+OWNER_CACHE_MAX = 50_000
+
+#: "Not cached" (``None`` is a cached answer: no owner, or a retired id).
+_MISSING: Any = object()
+
+
 class MappingStore:
-    """:class:`GraphStore` over two byte maps: Faust tables (RocksDB, changelogged) in the
-    resolve stage, scratch ``rocksdict`` databases in ``scv resolve --diff``.
+    """:class:`GraphStore` over two byte maps: the resolve stage's tables (RocksDB,
+    changelogged), scratch ``rocksdict`` databases in ``scv resolve --diff``.
 
     Writes are held back until :meth:`flush`, and nodes stay decoded in between: a batch of
     events that touches a profile ten times costs one decode, one encode and one table write
     (one changelog message) instead of ten. Like :class:`DictStore`, ``get_node`` returns the
-    held object itself. Call ``flush`` after each batch; the held state is cleared then.
+    held object itself. Call ``flush`` after each batch.
+
+    What was read or written also stays cached (decoded) across batches, so a profile a
+    later batch touches again is not read and decoded again. That is only correct because
+    the store is the single writer of both maps (the resolver owns the graph): make a new
+    store whenever something else may have written them (the partition moved to another
+    worker and back). The caches are bounded (:data:`NODE_CACHE_MAX`,
+    :data:`OWNER_CACHE_MAX`); the oldest entries go first. Callers must keep the contract
+    the resolver keeps: a node returned by ``get_node`` is changed only if it is then handed
+    back through ``put_node`` (or its id retired with ``del_node``) before the flush.
     """
+
+    __slots__ = (
+        "_block_cache",
+        "_dirty",
+        "_node_cache",
+        "_nodes",
+        "_owner_cache",
+        "_owner_dirty",
+        "_owners",
+    )
 
     def __init__(
         self, owners: MutableMapping[bytes, bytes], nodes: MutableMapping[bytes, bytes]
     ) -> None:
         self._owners = owners
         self._nodes = nodes
-        self._owner_writes: dict[bytes, bytes | None] = {}  # None: deleted
-        self._held: dict[str, ProfileNode | None] = {}  # None: retired
-        self._dirty: set[str] = set()
-
-    def _owner(self, key: bytes) -> bytes | None:
-        if key in self._owner_writes:
-            return self._owner_writes[key]
-        return self._owners.get(key)
+        self._owner_cache: dict[str, str | None] = {}  # key -> owner; None: nobody
+        self._block_cache: dict[str, list[str]] = {}  # blocking key -> identifier keys
+        self._owner_dirty: dict[str, None] = {}  # owners-map keys to write (ordered set)
+        self._node_cache: dict[str, ProfileNode | None] = {}  # None: retired
+        self._dirty: dict[str, None] = {}  # profile ids to write (ordered set)
 
     def get_owner(self, key: str) -> str | None:
-        value = self._owner(key.encode())
-        return value.decode() if value is not None else None
+        owner = self._owner_cache.get(key, _MISSING)
+        if owner is _MISSING:
+            value = self._owners.get(key.encode())
+            owner = self._owner_cache[key] = value.decode() if value is not None else None
+        return owner
 
     def set_owner(self, key: str, profile_id: str) -> None:
-        self._owner_writes[key.encode()] = profile_id.encode()
+        self._owner_cache[key] = profile_id
+        self._owner_dirty[key] = None
 
     def del_owner(self, key: str) -> None:
-        self._owner_writes[key.encode()] = None
+        self._owner_cache[key] = None
+        self._owner_dirty[key] = None
 
     def get_node(self, profile_id: str) -> ProfileNode | None:
-        if profile_id in self._held:
-            return self._held[profile_id]
+        node = self._node_cache.get(profile_id, _MISSING)
+        if node is not _MISSING:
+            return node
         value = self._nodes.get(profile_id.encode())
-        if value is None or value == RETIRED:
+        if value is None:
+            return None  # never used: not cached, so ``used`` asks the map
+        if value == RETIRED:
+            self._node_cache[profile_id] = None
             return None
-        node = ProfileNode.from_dict(orjson.loads(value))
-        self._held[profile_id] = node
+        node = self._node_cache[profile_id] = ProfileNode.from_dict(orjson.loads(value))
         return node
 
     def put_node(self, node: ProfileNode) -> None:
-        self._held[node.profile_id] = node
-        self._dirty.add(node.profile_id)
+        self._node_cache[node.profile_id] = node
+        self._dirty[node.profile_id] = None
 
     def del_node(self, profile_id: str) -> None:
-        self._held[profile_id] = None  # the id must never come back
-        self._dirty.add(profile_id)
+        self._node_cache[profile_id] = None  # the id must never come back
+        self._dirty[profile_id] = None
 
     def used(self, profile_id: str) -> bool:
-        if profile_id in self._dirty:
+        if profile_id in self._node_cache:  # live or retired
             return True
         return self._nodes.get(profile_id.encode()) is not None
 
+    def _block(self, key: str) -> list[str]:
+        members = self._block_cache.get(key)
+        if members is None:
+            value = self._owners.get((BLOCK_PREFIX + key).encode())
+            members = [str(x) for x in orjson.loads(value)] if value is not None else []
+            self._block_cache[key] = members
+        return members
+
     def get_block(self, key: str) -> list[str]:
-        value = self._owner((BLOCK_PREFIX + key).encode())
-        return [str(x) for x in orjson.loads(value)] if value is not None else []
+        return list(self._block(key))
 
     def add_block(self, key: str, ident: str) -> None:
-        members = self.get_block(key)
+        members = self._block(key)
         if ident not in members:
             members.append(ident)
-            self._owner_writes[(BLOCK_PREFIX + key).encode()] = orjson.dumps(members)
+            self._owner_dirty[BLOCK_PREFIX + key] = None
 
     def flush(self) -> None:
-        """One write per changed key, then forget the held state (memory stays bounded)."""
-        for key, value in self._owner_writes.items():
-            if value is None:
-                self._owners.pop(key, None)
+        """One write per changed key; what stays cached is bounded (memory stays bounded)."""
+        owners, owner_cache, blocks = self._owners, self._owner_cache, self._block_cache
+        skip = len(BLOCK_PREFIX)
+        for key in self._owner_dirty:
+            if key.startswith(BLOCK_PREFIX):
+                owners[key.encode()] = orjson.dumps(blocks[key[skip:]])
+                continue
+            owner = owner_cache[key]
+            if owner is None:
+                owners.pop(key.encode(), None)
             else:
-                self._owners[key] = value
+                owners[key.encode()] = owner.encode()
+        nodes, cache = self._nodes, self._node_cache
         for pid in self._dirty:
-            node = self._held[pid]
-            self._nodes[pid.encode()] = RETIRED if node is None else orjson.dumps(node.to_dict())
-        self._owner_writes.clear()
-        self._held.clear()
+            node = cache.pop(pid)  # re-inserted: recently written entries are evicted last
+            cache[pid] = node
+            if node is None:
+                nodes[pid.encode()] = RETIRED
+            else:
+                nodes[pid.encode()] = encode_node(node)
+                # What decoding the bytes would give (an int time reads back as a float).
+                node.first_seen = float(node.first_seen)
+        self._owner_dirty.clear()
         self._dirty.clear()
+        _trim(cache, NODE_CACHE_MAX)
+        _trim(owner_cache, OWNER_CACHE_MAX)
+        _trim(blocks, OWNER_CACHE_MAX // 4)
+
+
+def _trim(cache: dict[str, Any], most: int) -> None:
+    """Drop the oldest entries of an over-full cache, down to three quarters of ``most``."""
+    excess = len(cache) - most
+    if excess > 0:
+        for key in list(islice(cache, excess + most // 4)):
+            del cache[key]
+
+
+def encode_node(node: ProfileNode) -> bytes:
+    """``orjson.dumps(node.to_dict())`` without copying the node's lists and dicts first."""
+    body: dict[str, Any] = {
+        "profile_id": node.profile_id,
+        "first_seen": node.first_seen,
+        "identifiers": node.identifiers,
+        "absorbed": node.absorbed,
+        "links": node.links,
+        "origins": node.origins,
+        "bans": node.bans,
+    }
+    if node.records:
+        body["records"] = node.records
+    return orjson.dumps(body)
 
 
 def new_profile_id(seed: str) -> str:

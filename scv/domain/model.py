@@ -73,15 +73,16 @@ class NormalizedEvent:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NormalizedEvent:
+        # Positional: keyword arguments cost a third of this on the resolver's hot path.
         return cls(
-            event_id=d["event_id"],
-            source=d["source"],
-            type=d["type"],
-            ts=float(d["ts"]),
-            identifiers=[(str(t), str(v)) for t, v in d["identifiers"]],
-            traits=d.get("traits") or {},
-            consent=d.get("consent") or {},
-            payload=d.get("payload") or {},
+            d["event_id"],
+            d["source"],
+            d["type"],
+            float(d["ts"]),
+            [(str(t), str(v)) for t, v in d["identifiers"]],
+            d.get("traits") or {},
+            d.get("consent") or {},
+            d.get("payload") or {},
         )
 
 

@@ -73,27 +73,29 @@ def resolve(
     drop_owner: dict[Identifier, str] = {}
 
     # De-duplicate (the normaliser should have, but a replayed raw file might not) and block.
-    seen = list(dict.fromkeys(event.identifiers))  # distinct, first occurrence wins
-    candidates: list[Identifier] = []
-    for ident in seen:
-        if rules.is_blocked(ident):
-            drop_reason[ident] = "blocked"
-        else:
-            candidates.append(ident)
+    idents = event.identifiers
+    seen = list(dict.fromkeys(idents)) if len(idents) > 1 else list(idents)  # first one wins
+    candidates = rules.unblocked(seen)
+    if len(candidates) < len(seen):
+        for ident in seen:
+            if ident not in candidates:
+                drop_reason[ident] = "blocked"
 
-    # Greedy walk, highest priority first, over a growing "joined" view.
+    # Greedy walk, highest priority first, over a growing "joined" view: the involved
+    # profiles (``nodes``) and the accepted identifiers nobody owned (``new_idents``).
     nodes: dict[str, ProfileNode] = {}  # involved profiles, fetched once each
     owner_of: dict[Identifier, str] = {}  # accepted identifiers that already had an owner
     new_idents: list[Identifier] = []  # accepted identifiers nobody owned
     counts: dict[str, int] = {}  # per-type distinct identifiers in the joined view
     absorbed_total = 0  # sum of the involved profiles' own ``absorbed`` counts
-    view_keys: set[str] = set()  # identifiers in the joined view
     view_bans: set[str] = set()  # keys the joined view must never take in
     contested: list[str] = []  # limited types this (older) event takes from younger evidence
-    for ident in rules.priority_order(candidates):
+    get_owner = store.get_owner
+    ranked = rules.priority_order(candidates) if len(candidates) > 1 else candidates
+    for ident in ranked:
         kind = ident[0]
-        key = ident_key(ident)
-        owner = store.get_owner(key)
+        key = f"{kind}:{ident[1]}"
+        owner = get_owner(key)
         if owner == GENERIC:
             drop_reason[ident] = "generic"
             continue
@@ -119,13 +121,12 @@ def resolve(
                 continue
             counts[kind] = have + 1
             new_idents.append(ident)
-            view_keys.add(key)
             continue
         if node is None:  # owner already in the joined view: the identifier adds nothing
             owner_of[ident] = owner
             continue
         if nodes or new_idents:  # joining something: governance applies
-            reason = refusal(node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules)
+            reason = _refusal(node, counts, absorbed_total, nodes, new_idents, view_bans, rules)
             if reason is not None and reason.startswith("limit:"):
                 kind_at_limit = reason.partition(":")[2]
                 if _newer_evidence(event.ts, [*nodes.values(), node]) and _contest_changes(
@@ -133,9 +134,7 @@ def resolve(
                 ):
                     # Older evidence takes the slot (the split below decides who keeps
                     # what); the merge cap and bans still apply.
-                    reason = refusal(
-                        node, {}, absorbed_total, len(nodes), view_keys, view_bans, rules
-                    )
+                    reason = _refusal(node, {}, absorbed_total, nodes, new_idents, view_bans, rules)
                     if reason is None:
                         contested.append(kind_at_limit)
             if reason is not None:
@@ -147,8 +146,8 @@ def resolve(
         absorbed_total += node.absorbed
         for k, values in node.identifiers.items():
             counts[k] = counts.get(k, 0) + len(values)
-        view_keys.update(node.keys())
-        view_bans |= node.ban_targets()
+        if node.bans:
+            view_bans |= node.ban_targets()
 
     record = matcher.record(event) if matcher is not None else {}
     match = None
@@ -167,7 +166,6 @@ def resolve(
             seen.append(contact)
             new_idents.append(contact)
             counts[CONTACT] = 1
-            view_keys.add(ident_key(contact))
         if match is not None and not new_idents:
             pass  # nothing of the event's own to link: attached below
         elif match is not None and match.decision == "possible":
@@ -184,8 +182,8 @@ def resolve(
             # Every profile the record matches joins (one person seen twice before without
             # a link between the records), each under governance like a deterministic join.
             for cand in (match, *match.also):
-                refused = refusal(
-                    cand.node, counts, absorbed_total, len(nodes), view_keys, view_bans, rules
+                refused = _refusal(
+                    cand.node, counts, absorbed_total, nodes, new_idents, view_bans, rules
                 )
                 if refused is not None:
                     matcher.stats["refused"] += 1
@@ -195,33 +193,43 @@ def resolve(
                 absorbed_total += cand.node.absorbed
                 for k, values in cand.node.identifiers.items():
                     counts[k] = counts.get(k, 0) + len(values)
-                view_keys.update(cand.node.keys())
-                view_bans |= cand.node.ban_targets()
+                if cand.node.bans:
+                    view_bans |= cand.node.ban_targets()
             match = next(iter(matches.values()), None)
 
     # Report in event order; every distinct identifier is either accepted or dropped.
-    accepted = [i for i in seen if i not in drop_reason]
-    dropped = [Dropped(i, drop_reason[i], drop_owner.get(i)) for i in seen if i in drop_reason]
+    if drop_reason:
+        accepted = [i for i in seen if i not in drop_reason]
+        dropped = [Dropped(i, drop_reason[i], drop_owner.get(i)) for i in seen if i in drop_reason]
+    else:
+        accepted, dropped = seen, []
 
     if not nodes and not new_idents:
         if match is not None and match.decision == "match":
             # Nothing usable to link (no identifier, or only blocked/generic ones): the
             # event still belongs to the person its attributes name.
             return _attach_by_attributes(event, match, dropped)
-        return Resolution(profile_id=None, accepted=[], dropped=dropped, merges=[], created=False)
+        return Resolution(None, [], dropped, [], False)
 
     created = False
+    others: list[ProfileNode] = []
     if not nodes:
         survivor = ProfileNode(fresh_id(event.event_id, store), event.ts, {})
         created = True
-        others: list[ProfileNode] = []
+    elif len(nodes) == 1:
+        survivor = next(iter(nodes.values()))
     else:
         ordered = sorted(nodes.values(), key=lambda n: (n.first_seen, n.profile_id))
         survivor, others = ordered[0], ordered[1:]
+    survivor_id = survivor.profile_id
 
-    # The anchor (highest priority) is the end of every link this event records.
-    anchor = rules.priority_order(accepted)[0]
-    anchor_key = ident_key(anchor)
+    # The anchor (highest priority) is the end of every link this event records. With
+    # nothing dropped, every candidate was accepted and ``ranked`` is already in that order.
+    if ranked and not drop_reason:
+        anchor = ranked[0]
+    else:
+        anchor = accepted[0] if len(accepted) == 1 else rules.priority_order(accepted)[0]
+    anchor_key = f"{anchor[0]}:{anchor[1]}"
     merges: list[MergeEvent] = []
     for other in others:
         by_match = matches.get(other.profile_id)
@@ -236,51 +244,53 @@ def resolve(
         else:
             tied = [ident_key(i) for i in accepted if owner_of.get(i) == other.profile_id]
             merge_reason = LinkReason("deterministic", tied, event.event_id, event.ts)
-        merges.append(
-            MergeEvent(survivor=survivor.profile_id, absorbed=other.profile_id, reason=merge_reason)
-        )
+        merges.append(MergeEvent(survivor_id, other.profile_id, merge_reason))
         survivor.take(other)
         for key in other.keys():
-            store.set_owner(key, survivor.profile_id)
+            store.set_owner(key, survivor_id)
         store.del_node(other.profile_id)
 
     # Attach new identifiers in event order (not priority order): attach order is what a
     # reader of the profile sees, and event order is the natural one.
-    new_set = set(new_idents)
-    attached = [i for i in accepted if i in new_set]
-    for kind, value in attached:
-        survivor.identifiers.setdefault(kind, []).append(value)
-        store.set_owner(f"{kind}:{value}", survivor.profile_id)
+    attached: list[Identifier] = []
+    if new_idents:
+        new_set = set(new_idents)
+        attached = [i for i in accepted if i in new_set]
+        owned = survivor.identifiers
+        for kind, value in attached:
+            owned.setdefault(kind, []).append(value)
+            store.set_owner(f"{kind}:{value}", survivor_id)
 
     # Evidence: the event ties its anchor to each other identifier.
+    ts, event_id = event.ts, event.event_id
     changed = bool(created or others or attached)
-    if event.ts < survivor.first_seen:  # a late, older event: survivorship goes by event time
-        survivor.first_seen = event.ts
+    if ts < survivor.first_seen:  # a late, older event: survivorship goes by event time
+        survivor.first_seen = ts
         changed = True
     linked: list[str] = []
     for cand in matches.values():
         changed |= survivor.add_link(
-            anchor_key, cand.key, "probabilistic", event.event_id, event.ts, cand.score
+            anchor_key, cand.key, "probabilistic", event_id, ts, cand.score
         )
     learned = False
     if matcher is not None and record:
         learned = matcher.remember(record, survivor, anchor_key, store)
         changed |= learned
+    add_origin, add_link = survivor.add_origin, survivor.add_link
     for ident in accepted:
-        key = ident_key(ident)
-        changed |= survivor.add_origin(key, event.ts, event.event_id)
-        if ident != anchor and survivor.add_link(
-            anchor_key, key, "deterministic", event.event_id, event.ts, None
-        ):
+        key = f"{ident[0]}:{ident[1]}"
+        if add_origin(key, ts, event_id):
+            changed = True
+        if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
             changed = True
             linked += [anchor_key, key]
     # A link a limit refused is kept as evidence (one end outside this profile): if older
     # evidence is contested later, the replay in event-time order must see it. A refused
     # identifier nobody owned gets a profile of its own: it is somebody, just not this one.
-    for ident in seen:
+    for ident in seen if drop_reason else ():
         if drop_reason.get(ident, "").startswith("limit:"):
             key = ident_key(ident)
-            link = (anchor_key, key, "deterministic", event.event_id, event.ts, None)
+            link = (anchor_key, key, "deterministic", event_id, ts, None)
             changed |= survivor.add_link(*link)
             far = store.get_node(drop_owner[ident]) if ident in drop_owner else None
             if far is None and store.get_owner(key) is None:
@@ -290,23 +300,15 @@ def resolve(
     if changed:
         store.put_node(survivor)
 
-    res = Resolution(
-        profile_id=survivor.profile_id,
-        accepted=accepted,
-        dropped=dropped,
-        merges=merges,
-        created=created,
-        anchor=anchor,
-    )
-    res.review = review
+    res = Resolution(survivor_id, accepted, dropped, merges, created, anchor)
+    if review is not None:
+        res.review = review
     if match is not None:
-        res.match = LinkReason(
-            "probabilistic", [anchor_key, match.key], event.event_id, event.ts, match.score
-        )
+        res.match = LinkReason("probabilistic", [anchor_key, match.key], event_id, ts, match.score)
     if contested:
         # This event is older than evidence that holds a limited slot: replay the combined
         # evidence in event-time order, so the earliest event wins whatever the arrival order.
-        why = LinkReason(f"limit:{contested[0]}", [], event.event_id, event.ts)
+        why = LinkReason(f"limit:{contested[0]}", [], event_id, ts)
         res.merges += _pull_in_refused(survivor, store, why, rules)
         split = split_profile(survivor, store, rules, why)
         if split is not None:
@@ -496,6 +498,33 @@ def refusal(
     return None
 
 
+def _refusal(
+    node: ProfileNode,
+    counts: dict[str, int],
+    absorbed_total: int,
+    nodes: dict[str, ProfileNode],
+    new_idents: list[Identifier],
+    view_bans: set[str],
+    rules: Rules,
+) -> str | None:
+    """:func:`refusal` for the resolver's joined view (``nodes`` and ``new_idents``), whose
+    keys are only listed when ``node`` has bans to check them against."""
+    violated = _violated_type(counts, node, rules)
+    if violated is not None:
+        return f"limit:{violated}"
+    joined = len(nodes)
+    if joined and absorbed_total + node.absorbed + joined > rules.merge_cap:
+        return "merge_cap"
+    if view_bans and not view_bans.isdisjoint(node.keys()):
+        return "banned"
+    if node.bans:
+        view_keys = {k for other in nodes.values() for k in other.keys()}
+        view_keys.update(ident_key(i) for i in new_idents)
+        if node.ban_targets() & view_keys:
+            return "banned"
+    return None
+
+
 def _find_generic(
     node: ProfileNode,
     touched: dict[str, None],
@@ -510,9 +539,20 @@ def _find_generic(
     identifiers that went generic or ended up in another part.
     """
     generic: list[str] = []
+    owned: list[tuple[int, str, list[str]]] | None = None  # the node's (priority, type, values)
     for key in touched:
-        limit = rules.rule(key.partition(":")[0]).generic_after
-        if limit is not None and people_tied_by(node, key, rules) > limit:
+        rule = rules.rule(key.partition(":")[0])
+        limit = rule.generic_after
+        if limit is None:
+            continue
+        if owned is None:
+            owned = [
+                (rules.rule(kind.partition(":")[0]).priority, kind, values)
+                for kind, values in node.identifiers.items()
+            ]
+        if _may_tie_more(node, key, rule.priority, limit, owned) and (
+            people_tied_by(node, key, rules) > limit
+        ):
             generic.append(key)
     if not generic:
         return
@@ -523,6 +563,37 @@ def _find_generic(
     res.splits.append(split)
     res.generic = generic
     _rehome(res, store, rules, set(generic))
+
+
+def _may_tie_more(
+    node: ProfileNode,
+    key: str,
+    strength: int,
+    limit: int,
+    owned: list[tuple[int, str, list[str]]],
+) -> bool:
+    """False when ``people_tied_by(node, key, rules)`` cannot exceed ``limit`` (so the
+    union-find behind it can be skipped, as it is for most values a profile is touched by).
+
+    It counts groups that ``key`` has a link into and that hold an identifier other than
+    ``key`` at least as strong as ``key`` (``strength``): there are no more of them than
+    such identifiers, nor than ``key``'s distinct neighbours. ``owned`` is the node's
+    ``(priority, type, values)`` per identifier type.
+    """
+    kind, _, value = key.partition(":")
+    strong = 0
+    for priority, k, values in owned:
+        if priority >= strength:
+            strong += len(values) - values.count(value) if k == kind else len(values)
+    if strong <= limit:
+        return False
+    neighbours: set[str] = set()
+    for link in node.links:
+        if link[0] == key:
+            neighbours.add(link[1])
+        elif link[1] == key:
+            neighbours.add(link[0])
+    return len(neighbours) > limit
 
 
 def _rehome(res: Resolution, store: GraphStore, rules: Rules, gone: set[str]) -> None:
