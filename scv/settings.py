@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     rocksdb_write_buffer_mb: int = Field(
         2, ge=1, description="RocksDB write buffer per table partition (MB; two are kept)."
     )
+    profile_cache_size: int = Field(
+        4096,
+        ge=1,
+        description="Decoded profile states a worker keeps between batches (all partitions).",
+    )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,

@@ -39,49 +39,95 @@ log = logging.getLogger(__name__)
 MOVED = "moved_to"
 
 
-class _Writes:
-    """One batch's table writes and snapshots, held until :meth:`flush`: a profile touched by
-    ten messages of the batch costs one table write (one changelog message), one due-cart
-    entry and one ``profiles.v1`` snapshot instead of ten. States are kept serialised, so a
-    message whose step fails leaves nothing half-applied behind."""
+#: What a profile key holds: a live state, the id it was merged into, or nothing.
+Slot = ProfileState | str | None
 
-    def __init__(self, table: Table, carts_due: Table) -> None:
+
+class _Batch:
+    """One batch's profile states, written back once per profile at :meth:`flush`.
+
+    A profile touched by ten messages of the batch costs one table write (one changelog
+    message), one due-cart entry and one ``profiles.v1`` snapshot instead of ten. Decoded
+    states stay in the partition's bounded cache between batches (``Partition.cache``; the
+    stage is the partition's only writer), so a busy profile is not parsed per message.
+
+    A step that fails half-way must leave nothing behind: the stage then rebuilds that
+    profile from its last written state and the batch's earlier messages for it
+    (:attr:`applied`), with output suppressed, before the failing message goes to the DLQ.
+    """
+
+    def __init__(self, table: Table, carts_due: Table, cache_size: int) -> None:
         self._table, self._due = table, carts_due
-        self.table: dict[bytes, bytes | None] = {}  # None: delete
-        self.due: dict[bytes, bytes | None] = {}
-        self.snapshots: dict[bytes, bytes | None] = {}  # None: tombstone
+        self._cache_size = cache_size
+        self.slots: dict[bytes, Slot] = {}
         self.partitions: dict[bytes, int] = {}
+        self.applied: dict[bytes, list[Msg]] = {}
+        self.dirty: set[bytes] = set()
 
-    def load(self, key: bytes, partition: int) -> dict[str, Any] | None:
-        raw = self.table[key] if key in self.table else self._table[partition].get(key)
-        return orjson.loads(raw) if raw is not None else None
+    def load(self, key: bytes, partition: int) -> Slot:
+        if key in self.slots:
+            return self.slots[key]
+        cache = self._table[partition].cache
+        if key in cache:
+            slot: Slot = cache.pop(key)
+        else:
+            raw = self._table[partition].get(key)
+            slot = None
+            if raw is not None:
+                stored = orjson.loads(raw)
+                # just parsed and not used again: the state may own it
+                slot = stored[MOVED] if MOVED in stored else ProfileState.from_dict(stored, False)
+        self.slots[key], self.partitions[key] = slot, partition
+        return slot
 
-    def put(
-        self,
-        key: bytes,
-        partition: int,
-        value: bytes | None,
-        due: bytes | None,
-        snap: bytes | None,
-    ) -> None:
-        self.table[key], self.due[key], self.snapshots[key] = value, due, snap
-        self.partitions[key] = partition
+    def put(self, key: bytes, slot: Slot) -> None:
+        self.slots[key] = slot
+        self.dirty.add(key)
+
+    def forget(self, key: bytes) -> None:
+        """Drop what this batch holds for ``key`` (its last written state is reloaded)."""
+        self.slots.pop(key, None)
+        self.dirty.discard(key)
+        self._table[self.partitions[key]].cache.pop(key, None)
 
     def flush(self, out: Sink, profiles_topic: str) -> None:
-        for key, value in self.table.items():
+        for key, slot in self.slots.items():
             p = self.partitions[key]
-            table, carts = self._table[p], self._due[p]
-            if value is None:
+            table, carts, cache = self._table[p], self._due[p], self._table[p].cache
+            if key not in self.dirty:  # only read (forwarded, or a tick for nobody)
+                if slot is not None:
+                    self._keep(cache, key, slot)
+                continue
+            if slot is None:
                 table.pop(key, None)
-            else:
-                table[key] = value
-            due = self.due[key]
-            if due is None:
                 carts.pop(key, None)
+                out.send(profiles_topic, key, None)  # tombstone: the profile is gone
+                continue
+            if isinstance(slot, str):
+                table[key] = orjson.dumps({MOVED: slot})
+                carts.pop(key, None)
+                out.send(profiles_topic, key, None)
             else:
-                carts[key] = due
-        for key, snap in self.snapshots.items():
-            out.send(profiles_topic, key, snap)
+                table[key] = orjson.dumps(slot.to_dict(copy=False))
+                due_at = next_due(slot)
+                if due_at is None:
+                    carts.pop(key, None)
+                else:
+                    carts[key] = str(due_at).encode()
+                out.send(profiles_topic, key, orjson.dumps(snapshot(slot, copy=False)))
+            self._keep(cache, key, slot)
+
+    def _keep(self, cache: dict[bytes, Any], key: bytes, slot: Slot) -> None:
+        cache[key] = slot
+        if len(cache) > self._cache_size:
+            del cache[next(iter(cache))]  # the least recently used
+
+
+class _Muted:
+    """A sink that drops everything: replaying a profile's messages must not send twice."""
+
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class _Tick:
@@ -124,14 +170,16 @@ class ProfilesStage:
         self._profiles = self.topics.profiles
         self._actions = self.topics.actions
         self._in = metrics.EVENTS_IN.labels(self.name)
+        #: decoded states kept per partition between batches
+        self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
     def process(self, batch: Sequence[Msg], now: float | None = None) -> None:
-        writes = _Writes(self.table, self.carts_due)
+        work = _Batch(self.table, self.carts_due, self.cache_size)
         now = time.time() if now is None else now
         for msg in batch:
-            self._apply(msg, writes, now)
+            self._apply(msg, work, now)
         self._in.inc(len(batch))
-        writes.flush(self.out, self._profiles)
+        work.flush(self.out, self._profiles)
 
     def check_due(self, now: float | None = None) -> int:
         """Apply a tick to every local profile whose cart is past its window; how many."""
@@ -212,52 +260,61 @@ class ProfilesStage:
             return state, due(state, now, config)
         raise ValueError(f"unknown message kind {kind!r}")
 
-    def _apply(self, meta: Msg, writes: _Writes, now: float) -> None:
+    def _apply(self, meta: Msg, work: _Batch, now: float) -> None:
         partition = meta.partition() or 0
+        key = b""
         try:
             msg = orjson.loads(meta.value() or b"")
             pid = msg["profile_id"]
             key = pid.encode()
-            stored = writes.load(key, partition)
-            if stored is not None and MOVED in stored:
-                self._forward(msg, stored[MOVED])
-                return
-            # ``stored`` was just parsed and is not used again: the state may own it.
-            state = ProfileState.from_dict(stored, copy=False) if stored is not None else None
-            if msg["kind"] == "tick" and state is None:
-                return  # the profile went away (merged or erased) after the tick was made
-            if msg["kind"] == "merge":
-                # The absorbed side of a merge: give the state to the survivor and leave a
-                # marker (and a tombstone on the compacted topic). Serialised right away, so
-                # the state needs no copy.
-                state = state or new_state(pid, now)
-                body = {
-                    "kind": "absorb",
-                    "absorbed": pid,
-                    "state": state.to_dict(copy=False),
-                    "seq": int(msg.get("seq") or 0),
-                }
-                self._forward(body, msg["survivor"])
-                writes.put(key, partition, orjson.dumps({MOVED: msg["survivor"]}), None, None)
-                return
-            state, actions = self._step(state, pid, msg, now)
+            self._step_message(key, pid, msg, work.load(key, partition), work, now)
         except Exception as exc:  # one bad message must not stop the partition
             log.exception(
                 "%s[%s] offset %s: profile step failed", meta.topic(), partition, meta.offset()
             )
+            if key in work.partitions:
+                self._rebuild(key, work, now)
             send_to_dlq(self.out, meta, f"profile_step: {type(exc).__name__}: {exc}", self.name)
             return
-        if state is None:  # split with nothing left: the profile is gone
-            writes.put(key, partition, None, None, None)
+        work.applied.setdefault(key, []).append(meta)
+
+    def _rebuild(self, key: bytes, work: _Batch, now: float) -> None:
+        """Undo a failed step: the last written state plus the batch's earlier messages."""
+        work.forget(key)
+        out, self.out = self.out, _Muted()
+        try:
+            for earlier in work.applied.get(key, []):
+                msg = orjson.loads(earlier.value() or b"")
+                slot = work.load(key, earlier.partition() or 0)
+                self._step_message(key, msg["profile_id"], msg, slot, work, now)
+        finally:
+            self.out = out
+
+    def _step_message(
+        self, key: bytes, pid: str, msg: dict[str, Any], slot: Slot, work: _Batch, now: float
+    ) -> None:
+        if isinstance(slot, str):  # merged away: the survivor takes it
+            self._forward(msg, slot)
             return
-        due_at = next_due(state)
-        writes.put(
-            key,
-            partition,
-            orjson.dumps(state.to_dict(copy=False)),
-            None if due_at is None else str(due_at).encode(),
-            orjson.dumps(snapshot(state, copy=False)),
-        )
+        state = slot
+        if msg["kind"] == "tick" and state is None:
+            return  # the profile went away (merged or erased) after the tick was made
+        if msg["kind"] == "merge":
+            # The absorbed side of a merge: give the state to the survivor and leave a
+            # marker (and a tombstone on the compacted topic). Serialised right away, so
+            # the state needs no copy.
+            state = state or new_state(pid, now)
+            body = {
+                "kind": "absorb",
+                "absorbed": pid,
+                "state": state.to_dict(copy=False),
+                "seq": int(msg.get("seq") or 0),
+            }
+            self._forward(body, msg["survivor"])
+            work.put(key, msg["survivor"])
+            return
+        state, actions = self._step(state, pid, msg, now)
+        work.put(key, state)  # None: a split left nothing, the profile is gone
         for action in actions:
             metrics.ACTIONS.labels(action.type).inc()
             self.out.send(self._actions, key, orjson.dumps(action.to_dict()))

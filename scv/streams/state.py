@@ -48,6 +48,8 @@ class Partition(MutableMapping[bytes, bytes]):
     def __init__(self, db: Db) -> None:
         self.db = db
         self.pending: dict[bytes, bytes | None] = {}
+        #: decoded values the partition's one writer keeps (dropped with the partition)
+        self.cache: dict[bytes, Any] = {}
         self.applied = -1  # changelog offset of the last flushed write on the broker
 
     def get(self, key: bytes, default: Any = None) -> Any:

@@ -282,6 +282,32 @@ def test_bad_messages_cost_only_themselves(
     assert stored(pipeline, A)["event_count"] == 1
 
 
+def test_a_step_failing_half_way_leaves_nothing_behind(
+    pipeline: Pipeline, topics: Topics, sent: Outbox
+) -> None:
+    """The failing message's half-applied change is undone; the batch's other messages for
+    the same profile, before and after it, all count, and nothing is sent twice."""
+    events = topics.profile_events
+    ok = event_msg(A, web_event(WEB[0]))
+    # ``identifiers`` is read after the event was filed into the state: the step fails late.
+    broken = orjson.dumps(orjson.loads(ok) | {"identifiers": [5], "seq": 1})
+    pipeline.profiles.process(
+        [
+            Msg(events, ok, A.encode(), offset_=0),
+            Msg(events, broken, A.encode(), offset_=1),
+            Msg(events, ok, A.encode(), offset_=2),
+        ]
+    )
+    pipeline.flush_tables()
+
+    assert stored(pipeline, A)["event_count"] == 2
+    dlq = sent.to(topics.dlq(events))
+    assert [m.header_map["scv.error.offset"] for m in dlq] == [b"1"]
+    [snap] = sent.to(topics.profiles)
+    assert snap.json()["event_count"] == 2
+    assert len(sent) == 2  # the replay of the first message sent nothing
+
+
 def anchored(pid: str, event: NormalizedEvent, anchor: str) -> bytes:
     """``kind=event`` with the anchor the resolver chose."""
     body = orjson.loads(event_msg(pid, event))
