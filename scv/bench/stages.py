@@ -1,0 +1,153 @@
+"""Each stage's own cost, without a broker: the ceiling the Kafka plumbing works under.
+
+The demo workload runs through the real stages (``Pipeline``) with RocksDB tables, in
+batches as the worker takes them. A loop-back sink hands each stage's output to the next
+stage, so the figures are Python and RocksDB only. The resolver is a single writer: its
+events/s here is the most the whole pipeline can ever do, however many workers run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from scv.connectors.demo import generate
+from scv.settings import Settings
+from scv.streams.output import Headers, OnOffset
+from scv.streams.worker import Pipeline
+from scv.topics import Topics
+
+
+class _Msg:
+    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
+
+    def __init__(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> None:
+        self._topic, self._key, self._value = topic, key, value
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _LoopBack:
+    """A sink that keeps messages per topic (partitioned by key like the real one)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.by_topic: dict[str, list[_Msg]] = defaultdict(list)
+        self.count = 0
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+        on_offset: OnOffset | None = None,
+    ) -> None:
+        self.count += 1
+        if partition is None:
+            partition = zlib.crc32(key or b"") % self.partitions
+        queue = self.by_topic[topic]
+        queue.append(_Msg(topic, key, value, partition, len(queue)))
+        if on_offset is not None:
+            on_offset(len(queue) - 1)
+
+    def take(self, topic: str) -> list[_Msg]:
+        return self.by_topic.pop(topic, [])
+
+
+def _run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> dict[str, Any]:
+    settings = Settings(
+        topic_prefix="",
+        data_dir=work,
+        matching=matching,
+        stage_partitions=4,
+    )
+    topics = Topics(settings)
+    sink = _LoopBack(settings.stage_partitions)
+    pipeline = Pipeline(settings, sink)
+    for topic, tables in pipeline.tables_of.items():
+        for p in range(tables[0].partitions):
+            pipeline.open(topic, p)
+    raw = [
+        _Msg(topics.raw(ev.source), ev.key, ev.value, 0, i)
+        for i, ev in enumerate(generate(events, seed))
+    ]
+    spent: dict[str, float] = defaultdict(float)
+    stages: tuple[tuple[Any, str | None], ...] = (
+        (pipeline.normalize, None),
+        (pipeline.resolve, topics.identity_events),
+        (pipeline.profiles, topics.profile_events),
+    )
+    counts: dict[str, int] = defaultdict(int)
+    for start in range(0, len(raw), batch):
+        # One raw batch, then whatever it set off downstream (merge hand-overs and adoptions
+        # go round the profiles stage until none is left).
+        first: list[_Msg] | None = raw[start : start + batch]
+        while first or any(sink.by_topic.get(str(t)) for _, t in stages[1:]):
+            for stage, source in stages:
+                chunk = first if source is None else sink.take(source)
+                first = None if source is None else first
+                if not chunk:
+                    continue
+                began = time.perf_counter()
+                stage.process(chunk)
+                pipeline.flush_tables()
+                spent[stage.name] += time.perf_counter() - began
+                counts[stage.name] += len(chunk)
+    total = sum(spent.values())
+    return {
+        "seconds": {name: round(s, 3) for name, s in spent.items()},
+        "messages": dict(counts),
+        "us_per_event": {name: round(s / events * 1e6, 1) for name, s in spent.items()},
+        "events_per_second": {name: round(events / s) for name, s in spent.items()},
+        "all_stages_events_per_second": round(events / total),
+        "messages_out": sink.count,
+    }
+
+
+def run_stages(
+    events: int = 30_000, seed: int = 7, batch: int = 500, matching: bool = False, runs: int = 3
+) -> dict[str, Any]:
+    """Median per-stage cost over ``runs`` runs, each on fresh RocksDB tables."""
+    results = []
+    logging.getLogger("scv.streams.dlq").setLevel(logging.ERROR)  # the demo's bad input
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="scv-stages-") as tmp:
+            results.append(_run_once(events, seed, batch, matching, Path(tmp)))
+    names = list(results[0]["us_per_event"])
+    us = {name: median(r["us_per_event"][name] for r in results) for name in names}
+    return {
+        "events": events,
+        "seed": seed,
+        "batch": batch,
+        "matching": matching,
+        "runs": runs,
+        "us_per_event": us,
+        "events_per_second": {name: round(1e6 / v) for name, v in us.items()},
+        "all_stages_events_per_second": round(1e6 / sum(us.values())),
+        "resolver_ceiling_events_per_second": round(1e6 / us["resolve"]),
+        "messages_out_per_event": round(results[0]["messages_out"] / events, 2),
+    }
