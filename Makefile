@@ -46,8 +46,8 @@ demo: $(STAMP) ## Run the 20k-event demo once and write var/demo.json
 
 bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 20 min); not part of make test
 	@mkdir -p var
-	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --json var/bench-throughput.json
-	$(BIN)/scv bench latency --rate 800 --events 30000 --json var/bench-latency.json
+	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 \
+	  --json var/bench-throughput.json
 	$(BIN)/scv bench memory --json var/bench-memory.json
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
 	$(BIN)/scv demo --events 20000 --seed 7 --matching --json var/bench-demo-matching.json

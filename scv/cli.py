@@ -98,7 +98,8 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from scv.bench.throughput import throughput_report
 
-    return _report(throughput_report(args.events, args.workers, args.seed), args.json)
+    report = throughput_report(args.events, args.workers, args.seed, args.latency_events)
+    return _report(report, args.json)
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:
@@ -323,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--latency-events",
+        type=int,
+        default=0,
+        help="also pace this many events at half the 1-worker rate for churn_save latency "
+        "(and measure each stage without a broker)",
+    )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_throughput)
 

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a stage waits to fill a batch; adds at most this to each hop.",
     )
+    linger_ms: int = Field(
+        5,
+        ge=0,
+        description="How long a worker's producer gathers output into one request; each hop "
+        "of an event waits at most this (one request is in flight at a time).",
+    )
     rocksdb_block_cache_mb: int = Field(
         2, ge=1, description="RocksDB block cache per table partition (MB)."
     )

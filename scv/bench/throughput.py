@@ -24,11 +24,19 @@ import orjson
 from confluent_kafka import Producer
 
 from scv.bench.baseline import run_baseline
+from scv.bench.stages import run_stages
 from scv.broker import EmbeddedBroker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline, produce_events
 from scv.kafka import producer_config
-from scv.runner import Record, latest_by_key, memory_mb, read_topic, wait_drained
+from scv.runner import (
+    Record,
+    cpu_seconds,
+    latest_by_key,
+    memory_mb,
+    read_topic,
+    wait_drained,
+)
 from scv.topics import Topics
 
 
@@ -117,14 +125,23 @@ def run_latency(
     bootstrap: str | None = None,
     work_dir: Path | None = None,
     timeout: float = 900.0,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms."""
+    """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms.
+
+    Also the CPU each process used while paced, as a share of one core: on a small machine
+    the broker's share says how much of the latency is the broker's.
+    """
 
     batch: list[DemoEvent] = list(generate(events, seed))
     sent_at: dict[str, float] = {}
-    with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir) as (settings, _, _):
+    with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir) as (settings, procs, _):
         topics = Topics(settings)
-        producer = Producer(producer_config(settings, linger_ms=1))
+        producer = Producer(producer_config(settings, linger_ms=5))
+        pids = {f"worker{i}": p.proc.pid for i, p in enumerate(procs) if p.proc is not None}
+        if broker_pid is not None:
+            pids["broker"] = broker_pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.time()
         for i, ev in enumerate(batch):
             delay = started + i / rate - time.time()
@@ -136,6 +153,7 @@ def run_latency(
             producer.poll(0)
         producer.flush(60)
         paced = time.time() - started
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / paced for name, pid in pids.items()}
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
         actions = read_topic(settings, topics.actions, timeout=60)
     latencies = []
@@ -150,14 +168,23 @@ def run_latency(
         "achieved_rate": round(events / paced, 1),
         "churn_save_actions": len(latencies),
         "churn_save_latency_ms": _quantiles(latencies),
+        "cpu_share_of_one_core": {name: round(share, 2) for name, share in cpu.items()},
     }
 
 
 def throughput_report(
-    events: int = 50_000, workers: Sequence[int] = (1, 2), seed: int = 7
+    events: int = 50_000,
+    workers: Sequence[int] = (1, 2),
+    seed: int = 7,
+    latency_events: int = 0,
 ) -> dict[str, Any]:
     """scv with each worker count, then the naive Faust baseline, on one embedded broker and
-    the same traffic, so that the ratios compare like with like."""
+    the same traffic, so that the ratios compare like with like.
+
+    With ``latency_events``, also churn_save latency at half the rate one worker sustained,
+    and each stage's own cost without a broker (``scv.bench.stages``): the resolver's
+    single-writer ceiling.
+    """
     work = Path(tempfile.mkdtemp(prefix="scv-bench-"))
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         runs = [
@@ -173,6 +200,16 @@ def throughput_report(
             )
             for mode, writes in (("one_table_write", True), ("no_table", False))
         }
+        latency = None
+        if latency_events:
+            half = round(runs[0]["events_per_second"] / 2)
+            latency = run_latency(
+                half,
+                latency_events,
+                bootstrap=broker.bootstrap,
+                work_dir=work / "latency",
+                broker_pid=broker.pid,
+            )
     one = runs[0]["events_per_second"]
     naive = baseline["one_table_write"]["events_per_second"]
     report: dict[str, Any] = {
@@ -186,4 +223,7 @@ def throughput_report(
             f"{r['workers']}_vs_{runs[0]['workers']}": round(r["events_per_second"] / one, 2)
             for r in runs[1:]
         }
+    if latency is not None:
+        report["latency_at_half_max"] = latency
+        report["stages_without_broker"] = run_stages(events, seed)
     return report

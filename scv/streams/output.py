@@ -1,15 +1,18 @@
-"""Everything a worker produces goes through one librdkafka producer, flushed per batch.
+"""Everything a worker produces goes through one librdkafka producer.
 
-Delivery keeps the at-least-once guarantee: the worker calls :meth:`Output.flush` before it
-stores the batch's input offsets, so nothing is committed before what it produced is on the
-broker. One produce request is in flight at a time, so a retry cannot reorder what it sends
-to a partition. The order matters, because a merge hand-over must reach a profile before the
-events that follow it. (An idempotent producer guarantees the same and also drops retried
-duplicates, but it cost 7.5-12.6 µs per message on tansu against 2.5 µs: at-least-once
-delivery already means consumers see a duplicate after a crash.) Partitioning is murmur2 (``scv.kafka.PARTITIONER``), like the Java
-clients, so keys land on the partition whose state owns them.
+At least once: the worker stores a batch's input offsets for commit only once everything the
+batch produced is on the broker (:class:`Ticket`). It does not wait for that before taking
+the next batch, so the broker's round trip is not added to every hop.
 
-:class:`Sink` is the interface the stages see; tests hand them a recording sink instead.
+Order: one produce request is in flight at a time, so a retry cannot reorder what is sent to
+a partition. The order matters, because a merge hand-over must reach a profile before the
+events that follow it. An idempotent producer guarantees the same and drops retried
+duplicates too, but it cost 7.5-12.6 µs per message on tansu against 2.5 µs; at-least-once
+delivery means consumers handle a duplicate after a crash anyway.
+
+Partitioning is murmur2 (``scv.kafka.PARTITIONER``), like the Java clients, so keys land on
+the partition whose state owns them. :class:`Sink` is the interface the stages see; tests
+hand them a recording sink instead.
 """
 
 from __future__ import annotations
@@ -43,24 +46,53 @@ class DeliveryFailed(RuntimeError):
     """Output could not be delivered: the batch must not be acknowledged."""
 
 
+class Ticket:
+    """The messages sent between two :meth:`Output.mark` calls: done once all are delivered."""
+
+    __slots__ = ("delivered", "failed", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.delivered = 0
+        self.failed: list[str] = []
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self.delivered += 1
+        if err is not None:
+            self.failed.append(f"{msg.topic()}: {err}")
+
+    @property
+    def done(self) -> bool:
+        if self.failed:
+            raise DeliveryFailed(f"{len(self.failed)} message(s) undelivered: {self.failed[:3]}")
+        return self.delivered >= self.sent
+
+
 class Output:
-    """Buffered sends for one worker; :meth:`flush` at every batch end."""
+    """Buffered sends for one worker.
+
+    The worker calls :meth:`mark` where a batch's messages end and stores the batch's input
+    offsets once that :class:`Ticket` is done, while it works on the next batches.
+    :meth:`flush` waits for everything (rebalance, shutdown, tests).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer: Producer | None = None
-        self._failed: list[str] = []
+        self._ticket = Ticket()
 
     def _get(self) -> Producer:
         if self._producer is None:
             self._producer = Producer(
-                producer_config(self._settings, **{"max.in.flight.requests.per.connection": 1})
+                producer_config(
+                    self._settings,
+                    **{
+                        "max.in.flight.requests.per.connection": 1,
+                        "linger.ms": self._settings.linger_ms,
+                    },
+                )
             )
         return self._producer
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._failed.append(f"{msg.topic()}: {err}")
 
     def send(
         self,
@@ -72,19 +104,20 @@ class Output:
         on_offset: OnOffset | None = None,
     ) -> None:
         producer = self._get()
+        ticket = self._ticket
         kwargs: dict[str, Any] = {"value": value, "key": key}
         if headers:
             kwargs["headers"] = headers
         if partition is not None:
             kwargs["partition"] = partition
         if on_offset is None:
-            kwargs["on_delivery"] = self._on_delivery
+            kwargs["on_delivery"] = ticket.on_delivery
         else:
 
             def delivered(err: KafkaError | None, msg: Message) -> None:
                 if err is None:
                     on_offset(int(msg.offset() or 0))
-                self._on_delivery(err, msg)
+                ticket.on_delivery(err, msg)
 
             kwargs["on_delivery"] = delivered
         try:
@@ -92,17 +125,27 @@ class Output:
         except BufferError:  # the local queue is full: let librdkafka drain it, then retry
             producer.poll(1.0)
             producer.produce(topic, **kwargs)
+        ticket.sent += 1
+
+    def mark(self) -> Ticket:
+        """End the current ticket (what was sent so far) and start a new one."""
+        ticket, self._ticket = self._ticket, Ticket()
+        return ticket
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports (tickets complete here)."""
+        if self._producer is not None:
+            self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until everything sent is on the broker; raise if anything failed."""
+        ticket = self.mark()
         if self._producer is None:
             return
         remaining = self._producer.flush(timeout)
-        if remaining or self._failed:
-            failed, self._failed = self._failed, []
-            raise DeliveryFailed(
-                f"{remaining} message(s) undelivered after {timeout}s; failures: {failed[:3]}"
-            )
+        if remaining:
+            raise DeliveryFailed(f"{remaining} message(s) undelivered after {timeout}s")
+        _ = ticket.done  # raises if anything in it failed
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is buffered (best effort) and drop the producer."""

@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg
 from scv.streams.normalize import NormalizeStage
-from scv.streams.output import Output, Sink
+from scv.streams.output import Output, Sink, Ticket
 from scv.streams.profiles import ProfilesStage
 from scv.streams.resolve import ResolveStage
 from scv.streams.state import Table, restore, rocksdb_options
@@ -140,6 +141,8 @@ class Worker:
             )
         )
         self._last_due = 0.0
+        #: batches whose output is on its way: (ticket, input offsets to store once delivered)
+        self._unsettled: deque[tuple[Ticket, list[TopicPartition]]] = deque()
 
     # --- rebalances --------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -158,6 +161,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
+        self.output.flush()
+        self._settle()
         try:
             consumer.commit(asynchronous=False)
         except Exception as exc:  # nothing stored since the last commit
@@ -193,12 +198,27 @@ class Worker:
                     self.pipeline.profiles.check_due(now)
                     self.pipeline.flush_tables()
                 if batch or due_check:
-                    self.output.flush()
-                    self.pipeline.checkpoint()
-                if batch:
-                    self._store_offsets(batch)
+                    self._unsettled.append((self.output.mark(), self._offsets(batch)))
+                self.output.poll(0)
+                self._settle()
         finally:
             self.close()
+
+    def _settle(self) -> None:
+        """Store the input offsets of every batch whose output is all delivered, in order.
+
+        A batch's offsets are stored (and later committed) only after everything it produced
+        is on the broker: at least once. Its table writes are already in RocksDB; the
+        changelog checkpoints move with the delivered changelog messages.
+        """
+        settled = False
+        while self._unsettled and self._unsettled[0][0].done:
+            _, offsets = self._unsettled.popleft()
+            if offsets:
+                self.consumer.store_offsets(offsets=offsets)
+            settled = True
+        if settled:
+            self.pipeline.checkpoint()
 
     @staticmethod
     def _usable(msg: Message) -> bool:
@@ -209,18 +229,21 @@ class Worker:
             log.warning("consumer error: %s", err)
         return False
 
-    def _store_offsets(self, batch: list[Message]) -> None:
+    @staticmethod
+    def _offsets(batch: list[Message]) -> list[TopicPartition]:
+        """The offsets to commit after ``batch``: one past its last message per partition."""
         last: dict[tuple[str, int], int] = {}
         for msg in batch:
             last[(msg.topic() or "", msg.partition() or 0)] = int(msg.offset() or 0)
-        self.consumer.store_offsets(
-            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-        )
+        return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
     def close(self) -> None:
-        """Leave the group (committing what is stored) and close the tables."""
+        """Deliver what is pending, leave the group (committing what is stored), close the
+        tables."""
         self.ready.clear()
         try:
+            self.output.flush()
+            self._settle()
             self.consumer.close()
         finally:
             self.output.close()
