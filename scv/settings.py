@@ -46,11 +46,11 @@ class Settings(BaseSettings):
         10.0, description="Consumer session timeout; tansu delays joins by about half of it."
     )
     fetch_max_wait_ms: int = Field(
-        100,
+        30,
         ge=1,
-        description="Longest a worker's fetch waits at the broker for data. Faust hard-codes "
-        "1500, which becomes the latency of every hop on brokers that do not answer a waiting "
-        "fetch early (tansu).",
+        description="Longest a worker's fetch waits at the broker for data. On brokers that do "
+        "not answer a waiting fetch early (tansu) every hop waits up to this; shorter costs "
+        "broker CPU (churn_save p99 at 5k events/s: 401 ms at 100, 243 at 30).",
     )
     batch_max: int = Field(
         500, ge=1, description="Most events a stage decides before writing its tables once."
@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         4096,
         ge=1,
         description="Decoded profile states a worker keeps between batches (all partitions).",
+    )
+    gc_full_interval_s: float = Field(
+        600.0,
+        gt=0,
+        description="Longest time between two full garbage collections; they also run when "
+        "the worker is idle (see docs/performance.md).",
     )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
