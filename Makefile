@@ -22,10 +22,10 @@ venv: $(STAMP) ## Create .venv and install scv with dev tools
 run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo source (Ctrl-C stops)
 	$(BIN)/scv run
 
-test: $(STAMP) ## Run the default test suite (unit, agent and broker-backed integration tests)
+test: $(STAMP) ## Run the default test suite (unit, stage and broker-backed integration tests)
 	$(BIN)/python -m pytest -q
 
-test-unit: $(STAMP) ## Run only the fast unit and agent tests
+test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages
 
 test-integration: $(STAMP) ## Run only the broker-backed integration tests

@@ -36,10 +36,16 @@ class Settings(BaseSettings):
     )
     replication_factor: int = Field(1, description="Replication factor for created topics.")
 
-    # --- Faust worker --------------------------------------------------------------------
-    app_id: str = Field("scv", description="Faust app id; also the consumer group id.")
+    # --- Worker --------------------------------------------------------------------------
+    app_id: str = Field(
+        "scv", description="Worker consumer group id; also names the table changelog topics."
+    )
     data_dir: Path = Field(Path("var/state"), description="RocksDB state directory.")
-    store: str = Field("rocksdb://", description="Faust table store (rocksdb:// or memory://).")
+    store: str = Field(
+        "rocksdb://",
+        description="Table store: rocksdb:// (kept on disk) or memory:// (rebuilt from the "
+        "changelog at each start).",
+    )
     web_port: int = Field(6066, description="Worker HTTP port (health, metrics).")
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
     session_timeout_s: float = Field(
@@ -67,7 +73,7 @@ class Settings(BaseSettings):
         "of an event waits at most this (one request is in flight at a time).",
     )
     rocksdb_block_cache_mb: int = Field(
-        2, ge=1, description="RocksDB block cache per table partition (MB)."
+        2, ge=1, description="RocksDB block cache shared by all of a worker's tables (MB)."
     )
     rocksdb_write_buffer_mb: int = Field(
         2, ge=1, description="RocksDB write buffer per table partition (MB; two are kept)."

@@ -22,7 +22,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from scv.kafka import consumer_config
@@ -217,7 +217,10 @@ def restore(settings: Settings, wanted: list[tuple[Table, int]], timeout: float 
     """Replay each (table, partition)'s changelog from its checkpoint to the end.
 
     Returns the number of changelog messages applied. The end is the high watermark of a
-    fetch response (tansu under-reports it in ListOffsets; a fetch carries the true one).
+    fetch response: tansu under-reports it in ListOffsets. A checkpoint the broker calls out
+    of range, or that lies past the fetched high watermark (tansu reports no out-of-range
+    error), means the changelog is shorter than what was applied: the broker lost its data.
+    The partition is then wiped and rebuilt from offset 0.
     """
     todo = [(t, p) for t, p in wanted if t.changelog is not None]
     if not todo:
@@ -226,62 +229,68 @@ def restore(settings: Settings, wanted: list[tuple[Table, int]], timeout: float 
         consumer_config(
             settings,
             f"{settings.app_id}-restore",
-            **{"enable.auto.commit": False, "fetch.wait.max.ms": 10},
+            **{
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+                "auto.offset.reset": "error",
+            },
         )
     )
     applied = 0
     try:
-        starts: dict[tuple[str, int], tuple[Table, int]] = {}
-        assignment = []
+        parts: dict[tuple[str, int], tuple[Table, int]] = {}
+        position: dict[tuple[str, int], int] = {}
         for table, p in todo:
-            start = table.checkpoint_of(p)
-            _, listed = consumer.get_watermark_offsets(
-                TopicPartition(str(table.changelog), p), timeout=10
-            )
-            if start > max(listed, 0):
-                log.warning(
-                    "%s[%d]: local state is past the changelog's end (%d > %d): rebuilding",
-                    table.name,
-                    p,
-                    start,
-                    listed,
-                )
-                table.reset(p)
-                start = 0
-            if listed <= 0:
-                continue  # an empty changelog: nothing to replay
-            starts[(str(table.changelog), p)] = (table, start)
-            assignment.append(TopicPartition(str(table.changelog), p, start))
-        if not assignment:
-            return 0
-        consumer.assign(assignment)
-        position = {tp: start for tp, (_, start) in starts.items()}
-        pending = set(starts)
+            tp = (str(table.changelog), p)
+            parts[tp], position[tp] = (table, p), table.checkpoint_of(p)
+        consumer.assign([TopicPartition(t, p, position[(t, p)]) for t, p in parts])
+        pending = set(parts)
         deadline = time.monotonic() + timeout
         while pending:
-            msgs = consumer.consume(10_000, 0.1)
             writes: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
-            for msg in msgs:
-                key = msg.key()
-                if msg.error() is not None or key is None:
-                    continue
+            for msg in consumer.consume(10_000, 0.1):
                 tp = (msg.topic() or "", msg.partition() or 0)
-                writes.setdefault(tp, {})[key] = msg.value()
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._AUTO_OFFSET_RESET and tp in parts:
+                        _rebuild(consumer, parts[tp], tp, position[tp])
+                        position[tp] = 0
+                        writes.pop(tp, None)
+                    continue
+                key = msg.key()
+                if key is not None:
+                    writes.setdefault(tp, {})[key] = msg.value()
                 position[tp] = int(msg.offset() or 0) + 1
                 applied += 1
             for tp, entries in writes.items():
-                table, p = starts[tp]
+                table, p = parts[tp]
                 part = table.open_partitions[p]
                 part.pending = entries
                 table.apply(part)
             for tp in list(pending):
                 _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-                if high >= 0 and position[tp] >= high:
+                if high >= 0 and position[tp] > high:  # tansu: no out-of-range error
+                    _rebuild(consumer, parts[tp], tp, position[tp])
+                    position[tp] = 0
+                elif high >= 0 and position[tp] >= high:
                     pending.discard(tp)
-                    table, p = starts[tp]
+                    table, p = parts[tp]
                     table.open_partitions[p].db[CHECKPOINT] = str(position[tp]).encode()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog restore incomplete after {timeout}s: {pending}")
     finally:
         consumer.close()
     return applied
+
+
+def _rebuild(consumer: Consumer, part: tuple[Table, int], tp: tuple[str, int], at: int) -> None:
+    table, p = part
+    log.warning(
+        "%s[%d]: local state is past the changelog's end (checkpoint %d): rebuilding",
+        table.name,
+        p,
+        at,
+    )
+    table.reset(p)
+    consumer.incremental_unassign([TopicPartition(*tp)])
+    consumer.incremental_assign([TopicPartition(*tp, 0)])
