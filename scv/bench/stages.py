@@ -19,34 +19,10 @@ from typing import Any
 
 from scv.connectors.demo import generate
 from scv.settings import Settings
+from scv.streams.dlq import LocalMsg
 from scv.streams.output import Headers, OnOffset
 from scv.streams.worker import Pipeline
 from scv.topics import Topics
-
-
-class _Msg:
-    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
-
-    def __init__(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int, offset: int
-    ) -> None:
-        self._topic, self._key, self._value = topic, key, value
-        self._partition, self._offset = partition, offset
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class _LoopBack:
@@ -54,7 +30,7 @@ class _LoopBack:
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
-        self.by_topic: dict[str, list[_Msg]] = defaultdict(list)
+        self.by_topic: dict[str, list[LocalMsg]] = defaultdict(list)
         self.count = 0
 
     def send(
@@ -70,11 +46,11 @@ class _LoopBack:
         if partition is None:
             partition = zlib.crc32(key or b"") % self.partitions
         queue = self.by_topic[topic]
-        queue.append(_Msg(topic, key, value, partition, len(queue)))
+        queue.append(LocalMsg(topic, value, key, partition, len(queue)))
         if on_offset is not None:
             on_offset(len(queue) - 1)
 
-    def take(self, topic: str) -> list[_Msg]:
+    def take(self, topic: str) -> list[LocalMsg]:
         return self.by_topic.pop(topic, [])
 
 
@@ -92,7 +68,7 @@ def _run_once(events: int, seed: int, batch: int, matching: bool, work: Path) ->
         for p in range(tables[0].partitions):
             pipeline.open(topic, p)
     raw = [
-        _Msg(topics.raw(ev.source), ev.key, ev.value, 0, i)
+        LocalMsg(topics.raw(ev.source), ev.value, ev.key, 0, i)
         for i, ev in enumerate(generate(events, seed))
     ]
     spent: dict[str, float] = defaultdict(float)
@@ -105,7 +81,7 @@ def _run_once(events: int, seed: int, batch: int, matching: bool, work: Path) ->
     for start in range(0, len(raw), batch):
         # One raw batch, then whatever it set off downstream (merge hand-overs and adoptions
         # go round the profiles stage until none is left).
-        first: list[_Msg] | None = raw[start : start + batch]
+        first: list[LocalMsg] | None = raw[start : start + batch]
         while first or any(sink.by_topic.get(str(t)) for _, t in stages[1:]):
             for stage, source in stages:
                 chunk = first if source is None else sink.take(source)

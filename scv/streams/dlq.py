@@ -29,6 +29,39 @@ class Msg(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class LocalMsg:
+    """A message made in process, with the accessors of a consumed one: due-cart ticks,
+    benchmarks and tests feed the stages with it."""
+
+    __slots__ = ("_key", "_offset", "_partition", "_topic", "_value")
+
+    def __init__(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int = 0,
+        offset: int = -1,
+    ) -> None:
+        self._topic, self._value, self._key = topic, value, key
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
 def dlq_headers(reason: str, stage: str, topic: str, partition: int, offset: int) -> Headers:
     """Error headers on a dead-lettered message; values are bytes as Kafka headers are."""
     return [

@@ -28,7 +28,7 @@ from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapsh
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
 from scv.streams.output import Sink
 from scv.streams.state import Table
 from scv.topics import Topics
@@ -130,27 +130,9 @@ class _Muted:
         return None
 
 
-class _Tick:
-    """A due-cart check as a message of the profile's partition (for logs and the DLQ)."""
-
-    def __init__(self, key: bytes, partition: int, topic: str) -> None:
-        self._key, self._partition, self._topic = key, partition, topic
-        self._value = orjson.dumps({"kind": "tick", "profile_id": key.decode()})
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return -1
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
+def _tick(key: bytes) -> bytes:
+    """A due-cart check, as the message a profile's partition would get."""
+    return orjson.dumps({"kind": "tick", "profile_id": key.decode()})
 
 
 class ProfilesStage:
@@ -185,7 +167,7 @@ class ProfilesStage:
         """Apply a tick to every local profile whose cart is past its window; how many."""
         now = time.time() if now is None else now
         ticks = [
-            _Tick(key, p, self._events)
+            LocalMsg(self._events, _tick(key), key, p)
             for p, part in self.carts_due.open_partitions.items()
             for key, raw in part.items()
             if float(raw) <= now

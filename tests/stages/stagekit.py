@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from scv.streams.dlq import LocalMsg
 from scv.streams.worker import Pipeline
 
 
@@ -28,30 +29,15 @@ def load_examples() -> Any:
     return module
 
 
-@dataclass
-class Msg:
+def Msg(
+    topic_: str,
+    value_: bytes | None,
+    key_: bytes | None = None,
+    partition_: int = 0,
+    offset_: int = 0,
+) -> LocalMsg:
     """A consumed message, with the accessor methods of ``confluent_kafka.Message``."""
-
-    topic_: str
-    value_: bytes | None
-    key_: bytes | None = None
-    partition_: int = 0
-    offset_: int = 0
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
+    return LocalMsg(topic_, value_, key_, partition_, offset_)
 
 
 @dataclass(frozen=True)
@@ -101,7 +87,7 @@ def feed(
     pipeline: Pipeline, topic: str, *values: bytes, key: bytes | None = None, partition: int = 0
 ) -> None:
     """One batch of ``values`` from ``topic`` through the pipeline (each its own offset)."""
-    batch: Sequence[Msg] = [
+    batch: Sequence[LocalMsg] = [
         Msg(topic, value, key, partition, offset) for offset, value in enumerate(values)
     ]
     pipeline.process(batch)
