@@ -8,6 +8,7 @@ events/s here is the most the whole pipeline can ever do, however many workers r
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import time
@@ -21,7 +22,7 @@ from scv.connectors.demo import generate
 from scv.settings import Settings
 from scv.streams.dlq import LocalMsg
 from scv.streams.output import Headers, OnOffset
-from scv.streams.worker import Pipeline
+from scv.streams.worker import FullCollections, Pipeline
 from scv.topics import Topics
 
 
@@ -110,9 +111,16 @@ def run_stages(
     """Median per-stage cost over ``runs`` runs, each on fresh RocksDB tables."""
     results = []
     logging.getLogger("scv.streams.dlq").setLevel(logging.ERROR)  # the demo's bad input
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="scv-stages-") as tmp:
-            results.append(_run_once(events, seed, batch, matching, Path(tmp)))
+    thresholds = gc.get_threshold()
+    FullCollections(interval_s=3600)  # the worker's garbage collection settings
+    try:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="scv-stages-") as tmp:
+                results.append(_run_once(events, seed, batch, matching, Path(tmp)))
+            gc.collect()  # between runs, as an idle worker would
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     names = list(results[0]["us_per_event"])
     us = {name: median(r["us_per_event"][name] for r in results) for name in names}
     return {

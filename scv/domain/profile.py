@@ -154,7 +154,11 @@ class ProfileState:
                 "last_action_ts": self.last_action_ts,
                 "merged_from": self.merged_from,
                 "event_count": self.event_count,
-                "parts": {anchor: part.to_dict(False) for anchor, part in self.parts.items()},
+                "parts": (
+                    {anchor: part.to_dict(False) for anchor, part in self.parts.items()}
+                    if self.parts  # a part's own parts: always empty
+                    else {}
+                ),
                 "moved": self.moved,
                 "ids_seq": self.ids_seq,
             }
@@ -219,7 +223,29 @@ class ProfileState:
 
 def new_state(profile_id: str, ts: float) -> ProfileState:
     """An empty profile first seen at event time ``ts``."""
-    return ProfileState(profile_id=profile_id, created_ts=ts, updated_ts=ts)
+    # Positional, every field given: the dataclass __init__ then calls no default factory.
+    return ProfileState(
+        profile_id,
+        ts,
+        ts,
+        {},  # identifiers
+        {},  # traits
+        {},  # trait_ts
+        {},  # consent
+        {},  # channels
+        None,  # last_activity
+        {},  # carts
+        _new_orders(),
+        None,  # churn
+        None,  # last_visit
+        [],  # fired
+        {},  # last_action_ts
+        [],  # merged_from
+        0,  # event_count
+        {},  # parts
+        {},  # moved
+        0,  # ids_seq
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,15 +268,18 @@ def apply_event(
     still gives the matching order (usually a few records later) its chance to close the cart.
     """
     ts = event.ts
+    source = event.source
+    etype = event.type
     state.event_count += 1
-    state.channels[event.source] = state.channels.get(event.source, 0) + 1
+    channels = state.channels
+    channels[source] = channels.get(source, 0) + 1
     if ts > state.updated_ts:
         state.updated_ts = ts
     if ts < state.created_ts:
         state.created_ts = ts
     la = state.last_activity
     if la is None or ts >= la["ts"]:
-        state.last_activity = {"ts": ts, "source": event.source, "type": event.type}
+        state.last_activity = {"ts": ts, "source": source, "type": etype}
 
     idents = state.identifiers
     for kind, value in accepted:
@@ -260,38 +289,48 @@ def apply_event(
         elif value not in values:
             values.append(value)
 
-    if event.traits:
-        _apply_traits(state, event.traits, ts)
+    traits = event.traits
+    if traits:
+        _apply_traits(state, traits, ts)
 
     consent = event.consent
-    if event.source == "email" and event.type in _EMAIL_IMPLIED_CONSENT:
-        implied = _EMAIL_IMPLIED_CONSENT[event.type]
+    if source == "email" and etype in _EMAIL_IMPLIED_CONSENT:
+        implied = _EMAIL_IMPLIED_CONSENT[etype]
         consent = {"marketing": implied, **consent}  # an explicit statement still wins
-    for purpose, granted in consent.items():
-        _set_consent(state, purpose, bool(granted), ts, event.source)
+    if consent:
+        for purpose, granted in consent.items():
+            _set_consent(state, purpose, bool(granted), ts, source)
 
-    source, etype, payload = event.source, event.type, event.payload
     if source == "web":
-        lv = state.last_visit
-        if etype in VISIT_TYPES and (lv is None or (ts, event.event_id, now) >= _visit_key(lv)[:3]):
-            state.last_visit = {
-                "ts": ts,
-                "event_id": event.event_id,
-                "session_id": payload.get("session_id"),
-                "anonymous_id": next((v for t, v in accepted if t == "anonymous_id"), None),
-                "seen_at": now,
-            }
+        if etype in VISIT_TYPES:
+            lv = state.last_visit
+            event_id = event.event_id
+            # (ts, event_id, now) against the first three fields of _visit_key(lv), without
+            # encoding the visit for the fourth (a three-field comparison never reaches it).
+            if lv is None or (ts, event_id, now) >= _visit_order(lv):
+                anonymous_id = None
+                for kind, value in accepted:
+                    if kind == "anonymous_id":
+                        anonymous_id = value
+                        break
+                state.last_visit = {
+                    "ts": ts,
+                    "event_id": event_id,
+                    "session_id": event.payload.get("session_id"),
+                    "anonymous_id": anonymous_id,
+                    "seen_at": now,
+                }
         if etype in _CART_TYPES:
-            cart = payload.get("cart")
+            cart = event.payload.get("cart")
             if isinstance(cart, dict):
                 _apply_cart(state, cart, ts, now + cart_window_s, event.event_id)
     elif source == "transactions":
         if etype == "order":
-            _apply_order(state, payload, ts)
+            _apply_order(state, event.payload, ts)
         elif etype == "return":
             state.orders["returns"] = int(state.orders.get("returns") or 0) + 1
     elif source == "callcenter":
-        disposition = payload.get("disposition")
+        disposition = event.payload.get("disposition")
         if isinstance(disposition, dict) and disposition.get("cancel_intent") is True:
             churn = state.churn
             # Keep the earliest open flag: the same rule as absorb(), so order does not matter.
@@ -299,11 +338,16 @@ def apply_event(
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
 
 
+def _visit_order(visit: dict[str, Any]) -> tuple[float, str, float]:
+    """``_visit_key(visit)[:3]``: event time, event id, sighting."""
+    seen = float(visit.get("seen_at", 0.0))
+    return (float(visit["ts"]), str(visit["event_id"]), seen)
+
+
 def _visit_key(visit: dict[str, Any]) -> tuple[float, str, float, bytes]:
     """Later event time wins; ties (a redelivered visit) go to the later sighting, then to
     the content, so absorb() picks the same visit whichever side survives."""
-    seen = float(visit.get("seen_at", 0.0))
-    return (float(visit["ts"]), str(visit["event_id"]), seen, _canon(visit))
+    return (*_visit_order(visit), _canon(visit))
 
 
 def _trait_wins(new_ts: float, new: Any, old_ts: float | None, old: Any) -> bool:
@@ -335,15 +379,27 @@ def _apply_traits(state: ProfileState, traits: dict[str, Any], ts: float) -> Non
                 if _empty(sv):
                     continue
                 tkey = f"{name}.{key}"
-                if _trait_wins(ts, sv, stamps.get(tkey), sub.get(key)):
+                old_ts = stamps.get(tkey)
+                # _trait_wins, inlined: the value encoding only for an exact tie
+                if (
+                    old_ts is None
+                    or ts > old_ts
+                    or (not ts < old_ts and _canon(sv) > _canon(sub.get(key)))
+                ):
                     sub[key] = sv
                     stamps[tkey] = ts
                     changed = True
             if changed:
                 stored[name] = sub
-        elif not _empty(value) and _trait_wins(ts, value, stamps.get(name), stored.get(name)):
-            stored[name] = value
-            stamps[name] = ts
+        elif not _empty(value):
+            old_ts = stamps.get(name)
+            if (
+                old_ts is None
+                or ts > old_ts
+                or (not ts < old_ts and _canon(value) > _canon(stored.get(name)))
+            ):
+                stored[name] = value
+                stamps[name] = ts
 
 
 def _consent_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
@@ -378,7 +434,11 @@ def _closed_by_orders(cart_id: str, updated_ts: float, orders: dict[str, Any]) -
     last_ts = orders.get("last_ts")
     if last_ts is not None and updated_ts <= last_ts:
         return True
-    return cart_id in _ordered_cart_ids(orders)
+    for o in orders.get("recent") or ():  # cart_id in _ordered_cart_ids(orders), no set
+        named = o.get("cart_id")
+        if named and named == cart_id:
+            return True
+    return False
 
 
 def _apply_cart(
@@ -460,11 +520,13 @@ def _close_carts(state: ProfileState) -> None:
     """Mark every open cart the order history covers as ``ordered`` (no action will fire)."""
     orders = state.orders
     last_ts = orders.get("last_ts")
-    ids = _ordered_cart_ids(orders)
+    ids: set[str] | None = None  # built at the first open cart: most profiles have none
     for cid, cart in state.carts.items():
-        if cart["status"] == OPEN and (
-            cid in ids or (last_ts is not None and cart["updated_ts"] <= last_ts)
-        ):
+        if cart["status"] != OPEN:
+            continue
+        if ids is None:
+            ids = _ordered_cart_ids(orders)
+        if cid in ids or (last_ts is not None and cart["updated_ts"] <= last_ts):
             cart["status"] = ORDERED
             cart["due_at"] = None
 
@@ -667,18 +729,23 @@ def snapshot(state: ProfileState, copy: bool = True) -> dict[str, Any]:
     ``copy=False`` shares the state's containers, for a snapshot serialised at once.
     """
     keep = _copy if copy else _same
-    open_carts = [
-        {
-            "cart_id": cid,
-            "items": keep(c["items"]),
-            "currency": c.get("currency"),
-            "updated_ts": c["updated_ts"],
-            "due_at": c.get("due_at"),
-        }
-        for cid, c in state.carts.items()
-        if c["status"] == OPEN
-    ]
-    open_carts.sort(key=lambda c: (c["updated_ts"], c["cart_id"]))
+    open_carts = (
+        [
+            {
+                "cart_id": cid,
+                "items": keep(c["items"]),
+                "currency": c.get("currency"),
+                "updated_ts": c["updated_ts"],
+                "due_at": c.get("due_at"),
+            }
+            for cid, c in state.carts.items()
+            if c["status"] == OPEN
+        ]
+        if state.carts
+        else []
+    )
+    if len(open_carts) > 1:
+        open_carts.sort(key=lambda c: (c["updated_ts"], c["cart_id"]))
     o = state.orders
     return {
         "profile_id": state.profile_id,

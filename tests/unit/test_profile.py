@@ -424,3 +424,58 @@ def test_absorbed_parts_are_not_shared() -> None:
     assert taken == part and taken is not part
     taken.carts["c1"]["items"].append({"sku": "B"})
     assert len(part.carts["c1"]["items"]) == 1
+
+
+# --- fast paths: the same result as the general rules they short-cut ----------------------
+
+
+def test_new_state_is_the_default_constructed_state() -> None:
+    """new_state passes every field positionally: a reordered field must not slip through."""
+    made = new_state("p1", 5.0)
+    assert made == ProfileState(profile_id="p1", created_ts=5.0, updated_ts=5.0)
+    assert made.to_dict() == ProfileState(profile_id="p1", created_ts=5.0, updated_ts=5.0).to_dict()
+
+
+def test_visit_comparison_matches_visit_key() -> None:
+    from scv.domain.profile import _visit_key, _visit_order
+
+    visit = {"ts": 10.0, "event_id": "e1", "session_id": "s", "anonymous_id": None, "seen_at": 3.0}
+    assert _visit_order(visit) == _visit_key(visit)[:3]
+    assert _visit_order({"ts": 1, "event_id": "e"}) == (1.0, "e", 0.0)
+
+
+def test_visit_ties_go_to_the_later_sighting_then_keep_the_stored_one() -> None:
+    s = new_state("p1", 0)
+    visit = ev("web", "page_view", 10, [("anonymous_id", "a")], payload={"session_id": "s1"})
+    apply(s, visit, now=100.0)
+    assert s.last_visit is not None and s.last_visit["seen_at"] == 100.0
+    apply(s, visit, now=50.0)  # an earlier sighting of the same visit does not replace it
+    assert s.last_visit["seen_at"] == 100.0
+    apply(s, visit, now=200.0)
+    assert s.last_visit["seen_at"] == 200.0 and s.last_visit["anonymous_id"] == "a"
+
+
+def test_trait_tie_on_event_time_is_broken_by_value_in_either_order() -> None:
+    a, b = new_state("p1", 0), new_state("p2", 0)
+    first = ev("web", "signup", 5, [("email", "x@y.com")], traits={"first_name": "Ann"})
+    second = ev("web", "signup", 5, [("email", "x@y.com")], traits={"first_name": "Bob"})
+    for e in (first, second):
+        apply(a, e)
+    for e in (second, first):
+        apply(b, e)
+    assert a.traits == b.traits == {"first_name": "Bob"}
+
+
+def test_order_closes_only_open_carts_it_covers() -> None:
+    s = new_state("p1", 0)
+    apply(s, cart_ev(10, "c1"))
+    apply(s, cart_ev(30, "c2"))
+    apply(s, order_ev(20, "o1"))  # covers c1 by time, not c2
+    assert s.carts["c1"]["status"] == "ordered" and s.carts["c1"]["due_at"] is None
+    assert s.carts["c2"]["status"] == "open"
+    apply(s, order_ev(25, "o2", cart_id="c2"))  # names c2
+    assert s.carts["c2"]["status"] == "ordered"
+    apply(s, cart_ev(40, "c2"))  # a cart an order named stays closed
+    assert s.carts["c2"]["status"] == "ordered"
+    apply(s, cart_ev(40, "c1"))  # one covered only by time reopens
+    assert s.carts["c1"]["status"] == "open"
