@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
+from scv.streams.due import DueIndex
 from scv.streams.output import Sink
 from scv.streams.state import Table
 from scv.topics import Topics
@@ -56,8 +57,8 @@ class _Batch:
     (:attr:`applied`), with output suppressed, before the failing message goes to the DLQ.
     """
 
-    def __init__(self, table: Table, carts_due: Table, cache_size: int) -> None:
-        self._table, self._due = table, carts_due
+    def __init__(self, table: Table, dues: Callable[[int], DueIndex], cache_size: int) -> None:
+        self._table, self._dues = table, dues
         self._cache_size = cache_size
         self.slots: dict[bytes, Slot] = {}
         self.partitions: dict[bytes, int] = {}
@@ -93,27 +94,23 @@ class _Batch:
     def flush(self, out: Sink, profiles_topic: str) -> None:
         for key, slot in self.slots.items():
             p = self.partitions[key]
-            table, carts, cache = self._table[p], self._due[p], self._table[p].cache
+            table, dues, cache = self._table[p], self._dues(p), self._table[p].cache
             if key not in self.dirty:  # only read (forwarded, or a tick for nobody)
                 if slot is not None:
                     self._keep(cache, key, slot)
                 continue
             if slot is None:
                 table.pop(key, None)
-                carts.pop(key, None)
+                dues.set(key, None)
                 out.send(profiles_topic, key, None)  # tombstone: the profile is gone
                 continue
             if isinstance(slot, str):
                 table[key] = orjson.dumps({MOVED: slot})
-                carts.pop(key, None)
+                dues.set(key, None)
                 out.send(profiles_topic, key, None)
             else:
                 table[key] = orjson.dumps(slot.to_dict(copy=False))
-                due_at = next_due(slot)
-                if due_at is None:
-                    carts.pop(key, None)
-                else:
-                    carts[key] = str(due_at).encode()
+                dues.set(key, next_due(slot))
                 out.send(profiles_topic, key, orjson.dumps(snapshot(slot, copy=False)))
             self._keep(cache, key, slot)
 
@@ -152,11 +149,12 @@ class ProfilesStage:
         self._profiles = self.topics.profiles
         self._actions = self.topics.actions
         self._in = metrics.EVENTS_IN.labels(self.name)
+        self._dues: dict[int, DueIndex] = {}
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
     def process(self, batch: Sequence[Msg], now: float | None = None) -> None:
-        work = _Batch(self.table, self.carts_due, self.cache_size)
+        work = _Batch(self.table, self._due_index, self.cache_size)
         now = time.time() if now is None else now
         for msg in batch:
             self._apply(msg, work, now)
@@ -168,13 +166,20 @@ class ProfilesStage:
         now = time.time() if now is None else now
         ticks = [
             LocalMsg(self._events, _tick(key), key, p)
-            for p, part in self.carts_due.open_partitions.items()
-            for key, raw in part.items()
-            if float(raw) <= now
+            for p in list(self.carts_due.open_partitions)
+            for key in self._due_index(p).due(now)
         ]
         if ticks:
             self.process(ticks, now)
         return len(ticks)
+
+    def _due_index(self, partition: int) -> DueIndex:
+        """The partition's due-time index, (re)built when the partition was (re)opened."""
+        part = self.carts_due[partition]
+        index = self._dues.get(partition)
+        if index is None or index.part is not part:
+            index = self._dues[partition] = DueIndex(part)
+        return index
 
     # --- one message ---------------------------------------------------------------------
     def _forward(self, msg: dict[str, Any], survivor: str) -> None:
