@@ -379,27 +379,15 @@ def _apply_traits(state: ProfileState, traits: dict[str, Any], ts: float) -> Non
                 if _empty(sv):
                     continue
                 tkey = f"{name}.{key}"
-                old_ts = stamps.get(tkey)
-                # _trait_wins, inlined: the value encoding only for an exact tie
-                if (
-                    old_ts is None
-                    or ts > old_ts
-                    or (not ts < old_ts and _canon(sv) > _canon(sub.get(key)))
-                ):
+                if _trait_wins(ts, sv, stamps.get(tkey), sub.get(key)):
                     sub[key] = sv
                     stamps[tkey] = ts
                     changed = True
             if changed:
                 stored[name] = sub
-        elif not _empty(value):
-            old_ts = stamps.get(name)
-            if (
-                old_ts is None
-                or ts > old_ts
-                or (not ts < old_ts and _canon(value) > _canon(stored.get(name)))
-            ):
-                stored[name] = value
-                stamps[name] = ts
+        elif not _empty(value) and _trait_wins(ts, value, stamps.get(name), stored.get(name)):
+            stored[name] = value
+            stamps[name] = ts
 
 
 def _consent_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
