@@ -197,7 +197,14 @@ class Worker:
             self.pipeline.close(tp.topic, tp.partition)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a revoke (the session expired): their offsets can no
+        longer be stored; the next owner redoes what was not committed."""
         self.ready.clear()
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._unsettled = deque(
+            (ticket, [o for o in offsets if (o.topic, o.partition) not in lost])
+            for ticket, offsets in self._unsettled
+        )
         for tp in partitions:
             self.pipeline.close(tp.topic, tp.partition)
 
