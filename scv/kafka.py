@@ -117,7 +117,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
             "batch.size": PRODUCER_BATCH_SIZE,
             "acks": "all",
             "enable.idempotence": False,
-            "compression.type": "none",
+            "compression.type": settings.compression,
         }
     )
     config.update(_normalise(overrides))

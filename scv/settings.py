@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a worker's producer gathers output into one request; each hop "
         "of an event waits at most this (one request is in flight at a time).",
+    )
+    compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        "lz4",
+        description="Compression of every batch scv produces. A broker stores a compressed "
+        "batch without parsing its records: tansu spent 3.1 µs per message uncompressed, "
+        "0.3 with lz4, and on a small machine the worker shares those cores.",
     )
     rocksdb_block_cache_mb: int = Field(
         2, ge=1, description="RocksDB block cache shared by all of a worker's tables (MB)."

@@ -13,6 +13,7 @@ action's timestamp on ``actions.v1``, with the demo traffic paced at a fixed rat
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -31,6 +32,7 @@ from scv.demo import local_pipeline, produce_events
 from scv.kafka import producer_config
 from scv.runner import (
     Record,
+    WorkerProcess,
     cpu_seconds,
     latest_by_key,
     memory_mb,
@@ -64,6 +66,14 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 1), "p95": at(0.95), "p99": at(0.99)}
 
 
+def _pids(procs: Sequence[WorkerProcess], broker_pid: int | None) -> dict[str, int]:
+    pids = {f"worker{i}": p.proc.pid for i, p in enumerate(procs) if p.proc is not None}
+    if broker_pid is not None:
+        pids["broker"] = broker_pid
+    pids["producer"] = os.getpid()  # this process: it produces the traffic and reads results
+    return pids
+
+
 def run_throughput(
     events: int = 50_000,
     *,
@@ -72,18 +82,27 @@ def run_throughput(
     bootstrap: str | None = None,
     work_dir: Path | None = None,
     timeout: float = 900.0,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Produce ``events`` demo events as fast as possible and measure how fast they come out."""
+    """Produce ``events`` demo events as fast as possible and measure how fast they come out.
+
+    Also the CPU each process spent per event until the output went quiet: on a two-core
+    machine shared with the broker and this producer, a worker's µs per event says what it
+    would do on a core of its own, which the end-to-end rate alone cannot show.
+    """
 
     batch = list(generate(events, seed))
     with local_pipeline(
         f"tp{workers}w", workers=workers, bootstrap=bootstrap, work_dir=work_dir
     ) as (settings, procs, work):
         topics = Topics(settings)
+        pids = _pids(procs, broker_pid)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.time()
         produce_events(settings, iter(batch), lambda _: None)
         produced = time.time()
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         rss = [memory_mb(p.proc.pid).get("peak_rss_mb") if p.proc else None for p in procs]
         snapshots = read_topic(settings, topics.profiles, timeout=120)
         identity = read_topic(settings, topics.identity_events, timeout=120)
@@ -110,6 +129,7 @@ def run_throughput(
             "profiles.events": round(len(routed) / events, 2),
             "profiles": round(len(snapshots) / events, 2),
         },
+        "cpu_us_per_event": {name: round(sec / events * 1e6, 1) for name, sec in cpu.items()},
         "peak_rss_mb": rss,
         "profiles": len(live),
         "identifiers": identifiers,
@@ -138,9 +158,7 @@ def run_latency(
     with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir) as (settings, procs, _):
         topics = Topics(settings)
         producer = Producer(producer_config(settings, linger_ms=5))
-        pids = {f"worker{i}": p.proc.pid for i, p in enumerate(procs) if p.proc is not None}
-        if broker_pid is not None:
-            pids["broker"] = broker_pid
+        pids = _pids(procs, broker_pid)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.time()
         for i, ev in enumerate(batch):
@@ -189,7 +207,12 @@ def throughput_report(
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         runs = [
             run_throughput(
-                events, workers=w, seed=seed, bootstrap=broker.bootstrap, work_dir=work / f"scv{w}"
+                events,
+                workers=w,
+                seed=seed,
+                bootstrap=broker.bootstrap,
+                work_dir=work / f"scv{w}",
+                broker_pid=broker.pid,
             )
             for w in workers
         ]

@@ -90,8 +90,14 @@ def test_producer_defaults_are_faust_compatible_and_batched() -> None:
     assert config["batch.size"] == 1024 * 1024
     assert config["acks"] == "all"
     assert config["enable.idempotence"] is False
-    assert config["compression.type"] == "none"
+    assert config["compression.type"] == "lz4"
     assert config["bootstrap.servers"] == "k1:9092,k2:9093"
+
+
+def test_compression_comes_from_settings() -> None:
+    assert producer_config(make(compression="none"))["compression.type"] == "none"
+    with pytest.raises(ValueError):
+        make(compression="brotli")
 
 
 def test_producer_overrides_accept_underscore_or_dotted_names() -> None:
