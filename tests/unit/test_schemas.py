@@ -209,6 +209,59 @@ def test_top_level_must_be_an_object(source: str) -> None:
         assert not _is_valid(f"raw.{source}.v1", value)
 
 
+def _mutations(example: dict[str, Any], enums: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    """The example with each field removed or nulled, and with every value of every enum
+    (the conditions key on them) combined with each removal."""
+    keys = list(example)
+    for choice in [None, *[(field, v) for field, values in enums.items() for v in values]]:
+        base = copy.deepcopy(example)
+        if choice is not None:
+            base[choice[0]] = choice[1]
+        yield base
+        for key in keys:
+            removed = {k: v for k, v in base.items() if k != key}
+            yield removed
+            yield {**removed, key: None}
+
+
+@pytest.mark.parametrize("name", [n for n in all_schema_names() if "allOf" in load_schema(n)])
+def test_conditions_checked_outside_the_generated_code_accept_what_the_schema_accepts(
+    name: str,
+) -> None:
+    schema = load_schema(name)
+    full = fastjsonschema.compile(schema, use_default=False)
+    enums = {
+        field: rule["enum"]
+        for field, rule in schema["properties"].items()
+        if isinstance(rule, dict) and "enum" in rule
+    }
+    source = name.split(".")[1]
+    examples = VALID_EXAMPLES.get(source) or [
+        {
+            "command_id": "c-1",
+            "type": "unmerge",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "subject": {"profile_id": "p-1"},
+            "identifiers": [{"type": "email", "value": "a@b.c"}],
+            "purpose": "marketing",
+            "granted": False,
+            "reason": "r",
+        }
+    ]
+    assert validator(name).__name__ == "validate"  # the split validator, not the compiled one
+    outcomes: set[bool] = set()
+    for example in examples:
+        for doc in _mutations(example, enums):
+            try:
+                full(doc)
+                expected = True
+            except fastjsonschema.JsonSchemaValueException:
+                expected = False
+            assert _is_valid(name, doc) is expected, doc
+            outcomes.add(expected)
+    assert outcomes == {True, False}
+
+
 # --- derived topics ---------------------------------------------------------------------------
 
 
