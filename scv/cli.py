@@ -1,5 +1,5 @@
-"""The ``scv`` command line: broker, topics, worker, demo, bench, model, run, replay, resolve,
-explain, command, config."""
+"""The ``scv`` command line: broker, topics, worker, demo, bench, model, run, replay, export,
+resolve, explain, command, config."""
 
 from __future__ import annotations
 
@@ -138,16 +138,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
-    from scv.connectors.replay import replay
+    from scv.connectors.backfill import replay_files, watch_folder
     from scv.kafka import producer_config
 
+    if bool(args.files) == bool(args.watch):
+        print("scv replay: give FILE... or --watch DIR (not both)", file=sys.stderr)
+        return 2
     settings = get_settings()
     producer = Producer(producer_config(settings))
     topic = settings.topic(args.topic)
-    count = replay(
-        [Path(p) for p in args.files], topic, producer, key_field=args.key_field, fmt=args.format
-    )
-    print(f"replayed {count} records into {topic}")
+    if args.watch:
+        return watch_folder(Path(args.watch), topic, producer, args)
+    return replay_files([Path(p) for p in args.files], topic, producer, args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scv.connectors.export import export_parquet
+
+    settings = get_settings()
+    try:
+        count = export_parquet(settings, Path(args.parquet), timeout=args.timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"scv export: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {count} profiles to {args.parquet}")
     return 0
 
 
@@ -366,12 +380,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("replay", help="produce JSONL, CSV or Parquet records into a raw topic")
+    p = sub.add_parser(
+        "replay",
+        help="produce JSONL, CSV or Parquet records into a raw topic (files, or a drop folder)",
+        description="Produce the records of FILEs, or of every complete file that appears in "
+        "a drop folder (--watch), into a raw topic; progress and rate go to stderr. Drop "
+        "folder rules (temp names, settle time, done/ and failed/): docs/operations.md.",
+    )
     p.add_argument("--topic", required=True, help="e.g. raw.transactions.v1 (prefix is added)")
     p.add_argument("--key-field", default=None)
     p.add_argument("--format", default=None, choices=["jsonl", "csv", "parquet"])
-    p.add_argument("files", nargs="+")
+    p.add_argument("--watch", metavar="DIR", default=None, help="replay files dropped here")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="--watch: take a file once unmodified for S seconds",
+    )
+    p.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="--watch: scan every S seconds"
+    )
+    p.add_argument("--once", action="store_true", help="--watch: take what is ready, then exit")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("files", nargs="*")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("export", help="write the current profiles (profiles.v1) to a file")
+    p.add_argument("--parquet", required=True, metavar="PATH", help="Parquet file to write")
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to read profiles.v1 to its end"
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "resolve",
