@@ -154,8 +154,8 @@ def _parquet_records(path: Path, where: Position | None = None) -> Iterator[dict
             where.tell = lambda: size * done[0] // rows
         for batch in parquet.iter_batches(batch_size=10_000):
             for row in batch.to_pylist():
+                done[0] += 1
                 yield _drop_nulls(row)
-            done[0] += batch.num_rows
 
 
 def read_records(
