@@ -40,6 +40,11 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from scv.topics import create_topics, describe
 
     settings = get_settings()
+    if args.action == "strimzi":
+        from scv.strimzi import render
+
+        sys.stdout.write(render(settings, args.cluster))
+        return 0
     if args.action == "create":
         for name, status in sorted(create_topics(settings).items()):
             print(f"{status:8} {name}")
@@ -290,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create-topics", action="store_true", help="also create scv's topics")
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("topics", help="create or list scv's topics")
-    p.add_argument("action", choices=["create", "list"])
+    p = sub.add_parser(
+        "topics", help="create or list scv's topics, or print them as Strimzi KafkaTopics"
+    )
+    p.add_argument("action", choices=["create", "list", "strimzi"])
+    p.add_argument("--cluster", default="my-cluster", help="strimzi: the Kafka cluster's name")
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser(
