@@ -3,8 +3,8 @@
 Cost rules, because the loop runs at ~10k events/s on one core: no label lookup per event
 (stages count a batch and increment once per label), no per-message Prometheus histogram
 (``BucketHistogram`` is a bisect and a list increment, about a tenth of
-``Histogram.observe``), and nothing that asks the broker (consumer lag is read from the
-client's own cache every few seconds). Label values are bounded: stage names, topic names,
+``Histogram.observe``), and nothing that asks the broker (consumer lag comes from the
+client's own statistics every few seconds). Label values are bounded: stage names, topic names,
 rule and reason *classes* (``reason_class``), never identifiers or free text.
 
 docs/operations.md lists every metric with what to alert on; deploy/grafana/ has the
@@ -16,11 +16,11 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+import orjson
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -33,8 +33,6 @@ from prometheus_client.registry import Collector
 from scv.domain.matching.linker import Linker
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer
-
     from scv.streams.output import Headers, OnOffset, Sink
 
 # ``*_created`` series double the page and no dashboard or alert here uses them.
@@ -181,35 +179,35 @@ class CountingSink:
 
 
 class ConsumerLag(Collector):
-    """``scv_consumer_lag_messages{topic,partition}``: high watermark minus position.
+    """``scv_consumer_lag_messages{topic,partition}`` from librdkafka's statistics.
 
-    Both numbers come from the consumer's local state (the watermark cached from the last
-    fetch response, the position of the next message to consume), so :meth:`update` asks the
-    broker nothing; the loop calls it every ``interval_s``. tansu under-reports the end in
-    ListOffsets, the fetch responses are right. Partitions that have not been fetched yet
-    are left out rather than reported as 0.
+    The worker's consumer emits statistics every ``LAG_INTERVAL_MS`` (``stats_cb``, called
+    from the loop's own ``consume``), so nothing asks the broker for lag: librdkafka already
+    knows each assigned partition's high watermark (from fetch responses, right on tansu
+    too, whose ListOffsets under-reports it) and committed offset. The value is the lag a
+    ``kafka-consumer-groups --describe`` would show: high watermark minus committed offset
+    (minus the stored offset, or the low watermark, while nothing is committed yet). Idle
+    partitions are included, which a position-based lag cannot do until a message arrives.
     """
 
-    def __init__(self, interval_s: float = 5.0) -> None:
-        self.interval_s = interval_s
-        self._last = 0.0
+    def __init__(self) -> None:
         self._lag: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
-    def update(self, consumer: Consumer, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.interval_s:
-            return
-        self._last = now
+    def on_stats(self, stats_json: str) -> None:
+        stats = orjson.loads(stats_json)
         lag: dict[tuple[str, int], int] = {}
-        try:
-            positions = consumer.position(consumer.assignment())
-        except Exception:  # e.g. during a rebalance; try again next interval
-            return
-        for tp in positions:
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        for topic, body in (stats.get("topics") or {}).items():
+            for partition, p in (body.get("partitions") or {}).items():
+                if partition == "-1" or p.get("fetch_state", "none") == "none":
+                    continue  # librdkafka's internal partition, or not assigned here
+                value = p.get("consumer_lag", -1)
+                if value < 0:
+                    value = p.get("consumer_lag_stored", -1)
+                if value < 0 and min(p.get("hi_offset", -1), p.get("lo_offset", -1)) >= 0:
+                    value = p["hi_offset"] - p["lo_offset"]  # nothing committed: all of it
+                if value >= 0:
+                    lag[(topic, int(partition))] = int(value)
         with self._lock:
             self._lag = lag
 
@@ -220,7 +218,7 @@ class ConsumerLag(Collector):
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "scv_consumer_lag_messages",
-            "Messages on an assigned input partition not yet consumed by this worker.",
+            "Messages on an assigned input partition past the group's committed offset.",
             labels=["topic", "partition"],
         )
         with self._lock:
@@ -230,6 +228,8 @@ class ConsumerLag(Collector):
         yield family
 
 
+#: How often the worker's consumer reports statistics (consumer lag), in milliseconds.
+LAG_INTERVAL_MS = 5000
 LAG = _register(ConsumerLag())
 
 

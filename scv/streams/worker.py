@@ -172,8 +172,10 @@ class Worker:
                     "enable.auto.offset.store": False,
                     "fetch.wait.max.ms": settings.fetch_max_wait_ms,
                     "partition.assignment.strategy": "range",
+                    "statistics.interval.ms": metrics.LAG_INTERVAL_MS,
                 },
             )
+            | {"stats_cb": metrics.LAG.on_stats}  # consumer lag (not a dotted librdkafka name)
         )
         self._last_due = 0.0
         #: batches whose output is on its way: (ticket, input offsets to store once delivered)
@@ -249,7 +251,6 @@ class Worker:
                 if due_check:
                     self._last_due = now
                     self.pipeline.check_due(now)
-                metrics.LAG.update(self.consumer)
                 if batch or due_check:
                     self._unsettled.append((self.output.mark(), self._offsets(batch)))
                 self.output.poll(0)

@@ -106,8 +106,6 @@ def test_counters_follow_the_stages(make_pipeline: MakePipeline, sent: Outbox) -
     assert from_resolve >= 4 and from_profiles >= 1  # the merge's state hand-over
     assert from_resolve + from_profiles == len(sent.to(t.profile_events))
     assert d("scv_events_in_total", stage="profiles") == len(sent.to(t.profile_events)) + 1
-    assert d("scv_events_out_total", stage="profiles", topic=t.profiles) == len(
-        sent.to(t.profiles)
-    )
+    assert d("scv_events_out_total", stage="profiles", topic=t.profiles) == len(sent.to(t.profiles))
     assert d("scv_actions_suppressed_total", type="abandoned_cart", reason="no_consent") == 1
     assert d("scv_actions_total", type="abandoned_cart") == 0

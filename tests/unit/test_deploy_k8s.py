@@ -100,14 +100,12 @@ def test_workers_run_the_image_with_state_volume_probes_and_config(
 
     config = one(objects, "ConfigMap")
     env = config["data"]
-    assert {ref["configMapRef"]["name"] for ref in container["envFrom"] if "configMapRef" in ref} == {
-        config["metadata"]["name"]
-    }
+    assert {
+        ref["configMapRef"]["name"] for ref in container["envFrom"] if "configMapRef" in ref
+    } == {config["metadata"]["name"]}
     secret_refs = {ref["secretRef"]["name"] for ref in container["envFrom"] if "secretRef" in ref}
     assert all(("Secret", name) in objects for name in secret_refs)
-    secret_keys = {
-        key for name in secret_refs for key in objects[("Secret", name)]["stringData"]
-    }
+    secret_keys = {key for name in secret_refs for key in objects[("Secret", name)]["stringData"]}
     assert {"SCV_API_TOKEN", "SCV_SASL_USERNAME", "SCV_SASL_PASSWORD"} <= secret_keys
     assert not secret_keys & set(env), "a setting in both the ConfigMap and a Secret"
     # every variable is one scv reads (a typo would be ignored silently at run time)

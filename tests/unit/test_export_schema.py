@@ -60,7 +60,9 @@ def test_every_field_lands_typed_and_round_trips(tmp_path: Path) -> None:
     table = pq.read_table(path)
     assert table.schema.equals(SCHEMA)
     leaves = pq.ParquetFile(path).schema
-    logical = {leaves.column(i).path: leaves.column(i).logical_type.type for i in range(len(leaves))}
+    logical = {
+        leaves.column(i).path: leaves.column(i).logical_type.type for i in range(len(leaves))
+    }
     assert logical["traits"] == logical["open_carts.list.element.items"] == "JSON"
     assert logical["created_ts"] == "TIMESTAMP"
     first, second = table.to_pylist()
