@@ -250,3 +250,13 @@ def test_grafana_is_provisioned_with_the_dashboard(compose: dict[str, Any]) -> N
         assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"])
     ids = [p["id"] for p in board["panels"]]
     assert len(set(ids)) == len(ids)
+
+
+def test_prometheus_loads_the_alert_rules(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    bound = mounts(services(compose)["prometheus"])
+    for rule_file in config["rule_files"]:
+        assert bound[rule_file] == DEPLOY / "prometheus-rules.yml"
+    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert alerts and all({"alert", "expr", "annotations"} <= set(r) for r in alerts)
