@@ -212,7 +212,9 @@ def latest_profiles(settings: Settings, timeout: float = 120.0) -> dict[bytes, b
     try:
         meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            raise RuntimeError(f"topic {topic} not found (is SCV_BOOTSTRAP_SERVERS right?)")
+            raise RuntimeError(
+                f"topic {topic} not found (check SCV_BOOTSTRAP_SERVERS, SCV_TOPIC_PREFIX)"
+            )
         pending = set(meta.partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         latest: dict[bytes, bytes] = {}

@@ -320,3 +320,15 @@ def test_export_writes_the_live_profiles(pipeline: Pipeline, tmp_path: Path) -> 
     assert orjson.loads(row["traits"]) == merged["traits"]
     assert row["event_count"] == merged["event_count"]
     assert row["updated_ts"].timestamp() == pytest.approx(merged["updated_ts"], abs=1e-6)
+
+
+def test_export_of_an_empty_or_missing_topic(settings: Settings, tmp_path: Path) -> None:
+    from scv.connectors.export import SCHEMA, export_parquet
+
+    create_topics(settings)
+    out = tmp_path / "empty.parquet"
+    assert export_parquet(settings, out, timeout=30) == 0  # every partition reports its end
+    table = pq.read_table(out)
+    assert table.num_rows == 0 and table.schema.equals(SCHEMA)
+    with pytest.raises(RuntimeError, match="not found"):
+        export_parquet(settings.model_copy(update={"topic_prefix": "nope-"}), out, timeout=10)
