@@ -10,6 +10,7 @@ as its raw bytes and the normaliser rejects it with a reason.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +18,11 @@ from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["ProducerLike", "detect_format", "read_records", "replay"]
+__all__ = ["Position", "ProducerLike", "Undelivered", "detect_format", "read_records", "replay"]
 
-#: How often the producer's delivery callbacks are served (records between ``poll(0)``).
+#: How often the producer's delivery callbacks are served and ``progress`` is told the
+#: running count (records between two calls).
 POLL_EVERY = 1000
-#: How often ``on_progress`` is told the running count.
-PROGRESS_EVERY = 10_000
 
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -30,11 +30,22 @@ _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "
 class ProducerLike(Protocol):
     """The slice of ``confluent_kafka.Producer`` that replay needs (tests pass a fake)."""
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        *,
+        on_delivery: Callable[[Any, Any], None] | None = None,
+    ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
 
     def flush(self, timeout: float = ...) -> int: ...
+
+
+class Undelivered(RuntimeError):
+    """Records the broker did not take (not the file's fault: the file may be sent again)."""
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -56,13 +67,27 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class Position:
+    """How many bytes of its file a reader has consumed; asked only when progress is drawn.
+
+    The reader installs :attr:`tell` when it opens the file: the byte offset of a binary
+    file (JSON lines), of the buffer under the text decoder (CSV, a few KiB ahead), or the
+    share of rows read times the file size (Parquet, which is read in row batches).
+    """
+
+    def __init__(self) -> None:
+        self.tell: Callable[[], int] = lambda: 0
+
+
 #: Marks a JSON-lines line that did not parse (None is a valid JSON value, so it can't be that).
 _INVALID = object()
 
 
-def _jsonl_lines(path: Path) -> Iterator[tuple[int, bytes, Any]]:
+def _jsonl_lines(path: Path, where: Position | None = None) -> Iterator[tuple[int, bytes, Any]]:
     """(line number, raw bytes without the line break, parsed JSON or ``_INVALID``)."""
     with path.open("rb") as fh:
+        if where is not None:
+            where.tell = fh.tell
         for lineno, line in enumerate(fh, 1):
             raw = line.rstrip(b"\r\n")
             if not raw.strip():
@@ -87,8 +112,10 @@ def _csv_cell(text: str) -> Any:
         return text
 
 
-def _csv_records(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+def _csv_records(path: Path, where: Position | None = None) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
+        if where is not None:
+            where.tell = raw.tell
         reader = csv.DictReader(fh)
         for rowno, row in enumerate(reader, 2):
             record: dict[str, Any] = {}
@@ -117,16 +144,23 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
-def _parquet_records(path: Path) -> Iterator[dict[str, Any]]:
+def _parquet_records(path: Path, where: Position | None = None) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq  # heavy import, only when a Parquet file is replayed
 
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            yield _drop_nulls(row)
+    with pq.ParquetFile(path) as parquet:
+        rows, done = max(1, parquet.metadata.num_rows), [0]
+        if where is not None:
+            size = path.stat().st_size
+            where.tell = lambda: size * done[0] // rows
+        for batch in parquet.iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                done[0] += 1
+                yield _drop_nulls(row)
 
 
-def read_records(path: Path, *, fmt: str | None = None) -> Iterator[dict[str, Any]]:
+def read_records(
+    path: Path, *, fmt: str | None = None, where: Position | None = None
+) -> Iterator[dict[str, Any]]:
     """The records of one file as dicts, streamed (files larger than memory are fine).
 
     ``.jsonl``/``.ndjson``: one JSON object per line, blank lines skipped; a line that is not a
@@ -137,11 +171,11 @@ def read_records(path: Path, *, fmt: str | None = None) -> Iterator[dict[str, An
     """
     kind = detect_format(path, fmt)
     if kind == "csv":
-        yield from _csv_records(path)
+        yield from _csv_records(path, where)
     elif kind == "parquet":
-        yield from _parquet_records(path)
+        yield from _parquet_records(path, where)
     else:
-        for lineno, _raw, parsed in _jsonl_lines(path):
+        for lineno, _raw, parsed in _jsonl_lines(path, where):
             if not isinstance(parsed, dict):
                 raise ValueError(f"{path}:{lineno}: not a JSON object")
             yield parsed
@@ -173,14 +207,14 @@ def _key_of(record: Any, key_field: str | None) -> bytes | None:
     return str(value).encode()
 
 
-def _payloads(path: Path, fmt: str | None) -> Iterator[tuple[bytes, Any]]:
+def _payloads(path: Path, fmt: str | None, where: Position) -> Iterator[tuple[bytes, Any]]:
     """(bytes to produce, parsed record or None) for every record of a file."""
     if detect_format(path, fmt) == "jsonl":
         # The line's own bytes: re-encoding could alter numbers or key order the source chose.
-        for _lineno, raw, parsed in _jsonl_lines(path):
+        for _lineno, raw, parsed in _jsonl_lines(path, where):
             yield raw, (None if parsed is _INVALID else parsed)
     else:
-        for record in read_records(path, fmt=fmt):
+        for record in read_records(path, fmt=fmt, where=where):
             yield orjson.dumps(record, default=_default), record
 
 
@@ -191,33 +225,50 @@ def replay(
     *,
     key_field: str | None = None,
     fmt: str | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Produce every record of ``paths`` (in order) to ``topic``; returns how many.
 
     Values are JSON bytes; the key is ``str(record[key_field])`` when the record has that
     field, else None. ``poll(0)`` every :data:`POLL_EVERY` records serves delivery callbacks,
     and a full local queue (``BufferError``) is waited out instead of dropping the record. The
-    final ``flush`` must empty the queue, or ``RuntimeError`` says how many were not delivered.
+    final ``flush`` must empty the queue and every delivery report must be clean, or
+    :class:`Undelivered` says how many were not delivered (a record that timed out in the
+    queue leaves it too, so an empty queue alone proves nothing). ``progress`` is told
+    (records so far, bytes of input read) as often, and once at the end
+    (:class:`scv.connectors.progress.Progress` draws it).
     """
     count = 0
+    before = 0  # bytes of the files already finished
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
     for path in paths:
-        for value, record in _payloads(Path(path), fmt):
+        path = Path(path)
+        where = Position()
+        for value, record in _payloads(path, fmt, where):
             key = _key_of(record, key_field)
             while True:
                 try:
-                    producer.produce(topic, value, key=key)
+                    producer.produce(topic, value, key=key, on_delivery=delivered)
                     break
                 except BufferError:
                     producer.poll(0.5)
             count += 1
             if count % POLL_EVERY == 0:
                 producer.poll(0)
-            if on_progress is not None and count % PROGRESS_EVERY == 0:
-                on_progress(count)
+                if progress is not None:
+                    progress(count, before + where.tell())
+        before += path.stat().st_size
     left = producer.flush()
-    if left:
-        raise RuntimeError(f"{left} of {count} records still queued after flush")
-    if on_progress is not None:
-        on_progress(count)
+    if left or failed:
+        raise Undelivered(
+            f"{left} of {count} records still queued after flush, {len(failed)} failed"
+            + (f" (first: {failed[0]})" if failed else "")
+        )
+    if progress is not None:
+        progress(count, before)
     return count

@@ -77,6 +77,6 @@ def send_to_dlq(out: Sink, msg: Msg, reason: str, stage: str) -> None:
     """Forward ``msg`` to its topic's DLQ; logs ``topic[partition] offset``."""
     topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
     log.warning("%s[%s] offset %s -> dlq: %s", topic, partition, offset, reason)
-    metrics.DLQ.labels(topic, reason.split(":")[0]).inc()
+    metrics.DLQ.labels(topic, metrics.reason_class(reason)).inc()
     headers = dlq_headers(reason, stage, topic, partition, offset)
     out.send(Topics.dlq(topic), msg.key(), msg.value(), headers=headers)

@@ -32,10 +32,8 @@ class NormalizeStage:
         self._config = NormalizeConfig(default_region=settings.default_region)
         self._target = self.topics.identity_events
         self._in = metrics.EVENTS_IN.labels(self.name)
-        self._out = metrics.EVENTS_OUT.labels(self.name, self._target)
 
     def process(self, batch: Sequence[Msg]) -> None:
-        sent = 0
         for msg in batch:
             try:
                 normalized = normalize(
@@ -55,6 +53,4 @@ class NormalizeStage:
                 continue
             value = orjson.dumps(normalized.to_dict())
             self.out.send(self._target, normalized.event_id.encode(), value)
-            sent += 1
         self._in.inc(len(batch))
-        self._out.inc(sent)

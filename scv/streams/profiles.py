@@ -25,7 +25,7 @@ from scv.domain.parts import (
     split_state,
 )
 from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapshot
-from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
+from scv.domain.triggers import Suppressed, TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
@@ -149,6 +149,9 @@ class ProfilesStage:
         self._profiles = self.topics.profiles
         self._actions = self.topics.actions
         self._in = metrics.EVENTS_IN.labels(self.name)
+        #: the batch's actions and suppressed actions, counted once per label at its end
+        self._fired: list[tuple[str]] = []
+        self._suppressed: list[Suppressed] = []
         self._dues: dict[int, DueIndex] = {}
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
@@ -160,6 +163,16 @@ class ProfilesStage:
             self._apply(msg, work, now)
         self._in.inc(len(batch))
         work.flush(self.out, self._profiles)
+        self._count()
+
+    def _count(self) -> None:
+        if self._fired:
+            metrics.count_labels(metrics.ACTIONS, self._fired)
+            self._fired.clear()
+        if self._suppressed:
+            pairs = [(s.type, s.reason) for s in self._suppressed]
+            metrics.count_labels(metrics.SUPPRESSED, pairs)
+            self._suppressed.clear()
 
     def check_due(self, now: float | None = None) -> int:
         """Apply a tick to every local profile whose cart is past its window; how many."""
@@ -203,7 +216,7 @@ class ProfilesStage:
         self, state: ProfileState | None, pid: str, msg: dict[str, Any], now: float
     ) -> tuple[ProfileState | None, list[Action]]:
         kind = msg["kind"]
-        config = self.trigger_config
+        config, held = self.trigger_config, self._suppressed
         if kind == "event":
             event = NormalizedEvent.from_dict(msg["event"])
             state = state or new_state(pid, event.ts)
@@ -214,7 +227,7 @@ class ProfilesStage:
             if "identifiers" in msg and seq >= state.ids_seq:  # the resolver's list wins
                 state.identifiers = identifiers_by_type(msg["identifiers"])
                 state.ids_seq = seq
-            return state, on_event(state, event, now, config)
+            return state, on_event(state, event, now, config, held)
         if kind == "absorb":
             other = ProfileState.from_dict(msg["state"], copy=False)  # msg was just parsed
             if state is not None:
@@ -228,11 +241,11 @@ class ProfilesStage:
                 state.identifiers = kept_ids
             # A merge can bring a cart past its window, or a cancellation and a later visit,
             # together.
-            return state, due(state, now, config) + pending_churn(state, now, config)
+            return state, due(state, now, config, held) + pending_churn(state, now, config, held)
         if kind == "adopt":
             state, forwards = adopt(state, Adoption.from_dict(msg))
             self._adopt(forwards)
-            return state, due(state, now, config) + pending_churn(state, now, config)
+            return state, due(state, now, config, held) + pending_churn(state, now, config, held)
         if kind == "split":
             if state is None:
                 return None, []
@@ -244,7 +257,7 @@ class ProfilesStage:
             self._adopt(adoptions)
             return kept, []
         if kind == "tick" and state is not None:
-            return state, due(state, now, config)
+            return state, due(state, now, config, held)
         raise ValueError(f"unknown message kind {kind!r}")
 
     def _apply(self, meta: Msg, work: _Batch, now: float) -> None:
@@ -269,6 +282,7 @@ class ProfilesStage:
         """Undo a failed step: the last written state plus the batch's earlier messages."""
         work.forget(key)
         out, self.out = self.out, _Muted()
+        fired, held = len(self._fired), len(self._suppressed)  # counted once already
         try:
             for earlier in work.applied.get(key, []):
                 msg = orjson.loads(earlier.value() or b"")
@@ -276,6 +290,7 @@ class ProfilesStage:
                 self._step_message(key, msg["profile_id"], msg, slot, work, now)
         finally:
             self.out = out
+            del self._fired[fired:], self._suppressed[held:]
 
     def _step_message(
         self, key: bytes, pid: str, msg: dict[str, Any], slot: Slot, work: _Batch, now: float
@@ -303,5 +318,5 @@ class ProfilesStage:
         state, actions = self._step(state, pid, msg, now)
         work.put(key, state)  # None: a split left nothing, the profile is gone
         for action in actions:
-            metrics.ACTIONS.labels(action.type).inc()
+            self._fired.append((action.type,))
             self.out.send(self._actions, key, orjson.dumps(action.to_dict()))

@@ -172,6 +172,10 @@ class ResolveStage:
         self._store: MappingStore | None = None
         self._in = metrics.EVENTS_IN.labels(self.name)
         self._commands_in = metrics.EVENTS_IN.labels("commands")
+        #: the batch's decisions, counted into Prometheus once per label at its end
+        self._merges: list[tuple[str]] = []
+        self._dropped: list[tuple[str]] = []
+        self._splits: list[tuple[str]] = []
 
     @property
     def store(self) -> MappingStore:
@@ -201,19 +205,35 @@ class ResolveStage:
 
     def process(self, batch: Sequence[Msg]) -> None:
         out: list[Outgoing] = []
+        commands = 0
         for msg in batch:
             if msg.topic() == self.topics.commands:
                 out += self._command(msg)
+                commands += 1
             else:
                 out += self._decide(msg)
         self.store.flush()
+        self._count(len(batch) - commands, commands)
         names = self._names
         for topic, key, value in out:
             self.out.send(names[topic], key, value)
 
+    def _count(self, events: int, commands: int) -> None:
+        """The batch's counters, one Prometheus increment per label value."""
+        self._in.inc(events)
+        if commands:
+            self._commands_in.inc(commands)
+        for counter, values in (
+            (metrics.MERGES, self._merges),
+            (metrics.DROPPED, self._dropped),
+            (metrics.SPLITS, self._splits),
+        ):
+            if values:
+                metrics.count_labels(counter, values)
+                values.clear()
+
     def _decide(self, msg: Msg) -> list[Outgoing]:
         """One event: what to publish (bad input goes to its DLQ right away)."""
-        self._in.inc()
         value = msg.value() or b""
         try:
             normalized = NormalizedEvent.from_dict(orjson.loads(value))
@@ -224,12 +244,9 @@ class ResolveStage:
         started = time.perf_counter()
         res = resolve(normalized, store, self.rules, self.matcher)
         metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
-        for merge in res.merges:
-            metrics.MERGES.labels(merge.reason.rule).inc()
-        for dropped in res.dropped:
-            metrics.DROPPED.labels(dropped.reason.split(":")[0]).inc()
-        for split in res.splits:
-            metrics.SPLITS.labels(split.reason.rule).inc()
+        self._merges += [(merge.reason.rule,) for merge in res.merges]
+        self._dropped += [(d.reason.split(":")[0],) for d in res.dropped]
+        self._splits += [(split.reason.rule,) for split in res.splits]
         if res.profile_id is None:
             metrics.UNRESOLVED.inc()
         seq, idents = 0, None
@@ -241,7 +258,6 @@ class ResolveStage:
 
     def _command(self, msg: Msg) -> list[Outgoing]:
         """A steward's command: carried out, or dead-lettered with the reason."""
-        self._commands_in.inc()
         try:
             command = parse_command(msg.value() or b"", self.normalize_config)
         except InvalidEvent as exc:
@@ -254,7 +270,6 @@ class ResolveStage:
         log.info(
             "command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits)
         )
-        for split in result.splits:
-            metrics.SPLITS.labels(split.reason.rule).inc()
+        self._splits += [(split.reason.rule,) for split in result.splits]
         seq = self.next_decision() if result.splits or result.merges else 0
         return command_outgoing(result, seq)

@@ -53,7 +53,8 @@ class Pipeline:
 
     def __init__(self, settings: Settings, out: Sink, *, changelogs: bool = True) -> None:
         self.settings = settings
-        self.out = out
+        #: every stage sends through this: it counts messages per stage and topic
+        self.out = self.counting = metrics.CountingSink(out)
         memory = settings.store.startswith("memory")
         data_dir = None if memory else settings.data_dir
         options = None if memory else rocksdb_options(settings)
@@ -68,9 +69,9 @@ class Pipeline:
         self.owners, self.nodes = table("identity-owners"), table("identity-nodes")
         self.profile_table, self.carts_due = table("profiles"), table("carts-due")
         self.tables = [self.owners, self.nodes, self.profile_table, self.carts_due]
-        self.normalize = NormalizeStage(settings, out)
-        self.resolve = ResolveStage(settings, out, self.owners, self.nodes)
-        self.profiles = ProfilesStage(settings, out, self.profile_table, self.carts_due)
+        self.normalize = NormalizeStage(settings, self.out)
+        self.resolve = ResolveStage(settings, self.out, self.owners, self.nodes)
+        self.profiles = ProfilesStage(settings, self.out, self.profile_table, self.carts_due)
         self.stages: list[Stage] = [self.normalize, self.resolve, self.profiles]
         self.stage_of = {topic: stage for stage in self.stages for topic in stage.inputs}
         self.topics = [topic for stage in self.stages for topic in stage.inputs]
@@ -106,12 +107,21 @@ class Pipeline:
         for stage in self.stages:
             share = shares.get(stage.name)
             if share:
+                self.counting.stage = stage.name
                 stage.process(share)
         self.flush_tables()
 
+    def check_due(self, now: float) -> None:
+        """Abandoned carts past their window: ticks applied inline, then the table writes."""
+        self.counting.stage = self.profiles.name
+        self.profiles.check_due(now)
+        self.flush_tables()
+
     def flush_tables(self) -> None:
+        self.counting.stage = "tables"
         for table in self.tables:
             table.flush(self.out)
+        self.counting.publish()
 
     def checkpoint(self) -> None:
         for table in self.tables:
@@ -162,8 +172,10 @@ class Worker:
                     "enable.auto.offset.store": False,
                     "fetch.wait.max.ms": settings.fetch_max_wait_ms,
                     "partition.assignment.strategy": "range",
+                    "statistics.interval.ms": metrics.LAG_INTERVAL_MS,
                 },
             )
+            | {"stats_cb": metrics.LAG.on_stats}  # consumer lag (not a dotted librdkafka name)
         )
         self._last_due = 0.0
         #: batches whose output is on its way: (ticket, input offsets to store once delivered)
@@ -176,16 +188,22 @@ class Worker:
         for tp in partitions:
             wanted += self.pipeline.open(tp.topic, tp.partition)
         restored = restore(self.settings, wanted)
+        took = time.monotonic() - started
         log.info(
             "assigned %d partition(s); %d changelog message(s) restored in %.2fs",
             len(partitions),
             restored,
-            time.monotonic() - started,
+            took,
         )
+        metrics.RESTORE_SECONDS.observe(took)
+        metrics.RESTORED.inc(restored)
+        metrics.LAG.clear()  # the assignment changed; the next update reports the new one
         self.ready.set()
+        metrics.READY.set(1)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
+        metrics.READY.set(0)
         self.output.flush()
         self._settle()
         try:
@@ -200,6 +218,7 @@ class Worker:
         """Partitions taken away without a revoke (the session expired): their offsets can no
         longer be stored; the next owner redoes what was not committed."""
         self.ready.clear()
+        metrics.READY.set(0)
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._unsettled = deque(
             (ticket, [o for o in offsets if (o.topic, o.partition) not in lost])
@@ -223,13 +242,15 @@ class Worker:
                 msgs = self.consumer.consume(settings.batch_max, settings.batch_within_s)
                 batch = [m for m in msgs if self._usable(m)]
                 if batch:
+                    started = time.perf_counter()
                     self.pipeline.process(batch)
+                    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+                    metrics.BATCH_MESSAGES.observe(len(batch))
                 now = time.time()
                 due_check = now - self._last_due >= settings.cart_check_interval_s
                 if due_check:
                     self._last_due = now
-                    self.pipeline.profiles.check_due(now)
-                    self.pipeline.flush_tables()
+                    self.pipeline.check_due(now)
                 if batch or due_check:
                     self._unsettled.append((self.output.mark(), self._offsets(batch)))
                 self.output.poll(0)

@@ -1,4 +1,5 @@
-"""``scv config``: the generated reference stays in sync, secrets never reach the output."""
+"""The command line: `scv config` (the generated reference stays in sync, secrets never reach
+the output), argument checks of `scv replay`, `scv topics strimzi`."""
 
 from __future__ import annotations
 
@@ -61,3 +62,26 @@ def test_config_masks_the_sasl_password(
     password_line = next(line for line in out.splitlines() if "SCV_SASL_PASSWORD" in line)
     assert "********" in password_line
     assert "svc-scv" in out  # the environment was read: only the secret is hidden
+
+
+@pytest.mark.parametrize(
+    "args", [["--topic", "raw.web.v1"], ["--topic", "raw.web.v1", "--watch", "d", "f.jsonl"]]
+)
+def test_replay_wants_files_or_a_folder(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", *args]) == 2
+    assert "give FILE... or --watch DIR" in capsys.readouterr().err
+
+
+def test_topics_strimzi_prints_the_resources_for_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fresh_settings: None
+) -> None:
+    import yaml
+
+    monkeypatch.setenv("SCV_STAGE_PARTITIONS", "6")
+    assert main(["topics", "strimzi", "--cluster", "prod"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    profiles = next(d for d in docs if d["spec"]["topicName"] == "profiles.v1")
+    assert profiles["spec"]["partitions"] == 6
+    assert profiles["metadata"]["labels"]["strimzi.io/cluster"] == "prod"

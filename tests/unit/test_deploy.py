@@ -189,3 +189,74 @@ def test_two_workers_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
     assert len(set(volumes)) == len(volumes), "workers must not share a RocksDB state volume"
     assert len(set(host_ports)) == len(host_ports), "workers need distinct host web ports"
     assert set(volumes) <= set(compose.get("volumes") or {})
+
+
+# ------------------------------------------------------------------------------ monitoring
+GRAFANA = DEPLOY / "grafana"
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Bind mounts of a compose service: container path -> host path (named volumes left out)."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        if source.startswith((".", "/")):
+            found[target] = (COMPOSE.parent / source).resolve()
+    return found
+
+
+def test_prometheus_scrapes_every_worker(compose: dict[str, Any]) -> None:
+    prometheus = services(compose)["prometheus"]
+    assert str(prometheus["image"]).startswith("prom/prometheus:")
+    config_path = mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    assert config_path == DEPLOY / "prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(config_path.read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "scv"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = {t for sc in job["static_configs"] for t in sc["targets"]}
+    web_port = Settings.model_fields["web_port"].default
+    workers = {
+        name
+        for name, svc in services(compose).items()
+        if uses_scv_image(svc) and command_of(svc) == ["scv", "worker"]
+    }
+    assert targets == {f"{name}:{web_port}" for name in workers}
+
+
+def test_grafana_is_provisioned_with_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = services(compose)["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana:")
+    bound = mounts(grafana)
+    assert bound["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    dashboards_dir = bound["/var/lib/grafana/dashboards"]
+    [source] = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["type"] == "prometheus"
+    port = services(compose)["prometheus"]["ports"][0].split(":")[-1]
+    assert source["url"] == f"http://prometheus:{port}"
+    [provider] = yaml.safe_load((GRAFANA / "provisioning/dashboards/scv.yml").read_text())[
+        "providers"
+    ]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    boards = sorted(dashboards_dir.glob("*.json"))
+    assert [b.name for b in boards] == ["scv.json"]
+    board = json.loads(boards[0].read_text())
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert len(panels) >= 12
+    for panel in panels:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"])
+    ids = [p["id"] for p in board["panels"]]
+    assert len(set(ids)) == len(ids)
+
+
+def test_prometheus_loads_the_alert_rules(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    bound = mounts(services(compose)["prometheus"])
+    for rule_file in config["rule_files"]:
+        assert bound[rule_file] == DEPLOY / "prometheus-rules.yml"
+    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert alerts and all({"alert", "expr", "annotations"} <= set(r) for r in alerts)

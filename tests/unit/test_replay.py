@@ -4,6 +4,7 @@ against a real broker is covered by the integration tier)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -23,7 +24,9 @@ class FakeProducer:
         self.flushes = 0
         self._buffer_errors = buffer_errors
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None = None, *, on_delivery: Any = None
+    ) -> None:
         if self._buffer_errors:
             self._buffer_errors -= 1
             raise BufferError("queue full")
@@ -50,9 +53,11 @@ def test_jsonl_passes_bad_lines_through_as_raw_bytes(tmp_path: Path) -> None:
         + b"[1, 2]\n"
     )
     producer = FakeProducer()
-    seen: list[int] = []
-    n = replay([path], "raw.web.v1", producer, key_field="anonymous_id", on_progress=seen.append)
-    assert n == 4 and seen[-1] == 4 and producer.flushes == 1
+    seen: list[tuple[int, int]] = []
+    n = replay(
+        [path], "raw.web.v1", producer, key_field="anonymous_id", progress=lambda *a: seen.append(a)
+    )
+    assert n == 4 and seen[-1] == (4, path.stat().st_size) and producer.flushes == 1
     values = [v for _, v, _ in producer.sent]
     assert orjson.loads(values[0]) == good
     assert values[1] == b'{"event_id": "e2", "anonymous_id": '  # as it was, for the DLQ
