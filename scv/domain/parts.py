@@ -8,7 +8,8 @@ part's state as the fold of its partials. Events anchored on a value found gener
 to nobody and are dropped: a call from a shop's shared phone cannot be attributed.
 
 Action bookkeeping (``fired``, ``last_action_ts``) is per person, not per event, so every
-part keeps all of it: an action already sent is never sent again by a part.
+part keeps all of it: an action already sent is never sent again by a part. So does an
+objection: which part the objecting person is cannot be known, and every part must honour it.
 
 Pure module: no Faust.
 """
@@ -53,6 +54,7 @@ class Adoption:
     fired: list[str]
     last_action_ts: dict[str, float]
     seq: int = 0
+    objection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class Adoption:
             "partials": {a: p.to_dict() for a, p in self.partials.items()},
             "fired": list(self.fired),
             "last_action_ts": dict(self.last_action_ts),
+            "objection": dict(self.objection) if self.objection is not None else None,
         }
 
     @classmethod
@@ -76,6 +79,7 @@ class Adoption:
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             seq=int(d.get("seq") or 0),
+            objection=d.get("objection"),
         )
 
 
@@ -104,6 +108,7 @@ def rebuild(
     if like is not None:
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
+        state.objection = dict(like.objection) if like.objection is not None else None
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
@@ -134,7 +139,16 @@ def split_state(
         kept.moved.update(moved)
         kept.ids_seq = seq
     adoptions = [
-        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts), seq)
+        Adoption(
+            part,
+            pid,
+            keys,
+            grouped[part],
+            list(state.fired),
+            dict(state.last_action_ts),
+            seq,
+            state.objection,
+        )
         for part, keys in parts.items()
         if part != pid
     ]
@@ -160,10 +174,12 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.fired,
             adoption.last_action_ts,
             adoption.seq,
+            adoption.objection,
         )
     state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
     state.fired = list(adoption.fired)
     state.last_action_ts = dict(adoption.last_action_ts)
+    state.objection = dict(adoption.objection) if adoption.objection is not None else None
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
@@ -215,6 +231,7 @@ def reroute(
             list(incoming.fired),
             dict(incoming.last_action_ts),
             state.moved.get(next(iter(partials)), ["", seq])[1],
+            incoming.objection,
         )
         for target, partials in sorted(leaving.items())
     ]
