@@ -12,7 +12,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 #: The suppression key a local setup uses when ``SCV_SUPPRESSION_KEY`` is unset (the worker
 #: warns: anyone with the code can test a guessed identifier against this key's hashes).
 LOCAL_SUPPRESSION_KEY = "scv-local-suppression-key"

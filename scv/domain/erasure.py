@@ -43,6 +43,10 @@ class Erasure:
     keys: list[str] = field(default_factory=list)
     identifier_types: Counter[str] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)
+    #: blocking keys rewritten and other profiles scrubbed (their old values hold erased
+    #: identifiers too: the stage purges them from disk)
+    blocks: list[str] = field(default_factory=list)
+    scrubbed: list[str] = field(default_factory=list)
 
     def audit(self, processed_at: float) -> dict[str, Any]:
         """The ``audit.v1`` record: ids, types and counts, no identifier value."""
@@ -108,6 +112,7 @@ def _erase_node(node: ProfileNode, store: GraphStore, result: Erasure) -> None:
         for bkey in blocking_keys(record):
             if store.remove_block(bkey, key):
                 counts["blocking_entries"] += 1
+                result.blocks.append(bkey)
     counts["links"] += len(node.links)
     counts["bans"] += sum(len(targets) for targets in node.bans.values())
     counts["merged_in"] += node.absorbed
@@ -134,6 +139,7 @@ def _scrub_neighbours(
         if other is not None and _scrub(other, gone, result):
             store.put_node(other)
             result.counts["nodes_scrubbed"] += 1
+            result.scrubbed.append(other.profile_id)
 
 
 def _scrub(node: ProfileNode, gone: frozenset[str], result: Erasure) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
-from scv.domain.profile import ProfileState, absorb, apply_event, new_state
+from scv.domain.profile import ProfileState, absorb, apply_consent, apply_event, new_state
 
 
 def file_event(
@@ -41,6 +41,31 @@ def file_event(
     if part is None:
         part = state.parts[key] = new_state(state.profile_id, event.ts)
     apply_event(part, event, accepted, now, cart_window_s)
+
+
+def file_consent(
+    state: ProfileState, anchor: str | None, consent: dict[str, bool], ts: float, source: str
+) -> None:
+    """A consent command about the person ``anchor`` names: into the aggregate and, like an
+    event, into that identifier's partial state, so a later split gives the decision to the
+    part that holds the identifier it was made under. The anchor is the resolver's: an
+    identifier the profile owns (one it may just have created the profile for)."""
+    apply_consent(state, consent, ts, source)
+    if anchor is None:
+        return
+    own_identifier(state, anchor)
+    part = state.parts.get(anchor)
+    if part is None:
+        part = state.parts[anchor] = new_state(state.profile_id, ts)
+    apply_consent(part, consent, ts, source)
+
+
+def own_identifier(state: ProfileState, key: str) -> None:
+    """List identifier ``key`` on the profile (the resolver says it owns it)."""
+    kind, value = parse_ident(key)
+    values = state.identifiers.setdefault(kind, [])
+    if value not in values:
+        values.append(value)
 
 
 @dataclass(slots=True)

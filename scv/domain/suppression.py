@@ -61,15 +61,16 @@ class SuppressionList:
     def __len__(self) -> int:
         return len(self._digests)
 
-    def matching(self, keys: Iterable[str]) -> list[bytes]:
-        """The digests of ``keys`` that are on the list (empty for most events)."""
+    def matching(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """The keys of ``keys`` that are on the list, with their digests (empty for most
+        events, and without hashing anything while the list is empty)."""
         if not self._digests:
-            return []
-        found = []
+            return {}
+        found = {}
         for key in keys:
             hashed = digest(self._secret, key)
             if hashed in self._digests:
-                found.append(hashed)
+                found[key] = hashed
         return found
 
     def commands(self, digests: Iterable[bytes]) -> list[str]:

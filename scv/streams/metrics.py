@@ -21,6 +21,17 @@ SPLITS = Counter("scv_splits_total", "Profiles split (un-merge, ban, generic val
 UNRESOLVED = Counter("scv_events_unresolved_total", "Events with no usable identifier left.")
 ACTIONS = Counter("scv_actions_total", "Actions emitted.", ["type"])
 SUPPRESSED = Counter("scv_actions_suppressed_total", "Actions not emitted.", ["type", "reason"])
+ERASURES = Counter("scv_erasures_total", "Erase commands carried out, per stage.", ["stage"])
+SUPPRESSED_INPUT = Counter(
+    "scv_suppressed_input_total",
+    "Events and commands dropped because they name an erased identifier.",
+    ["kind"],
+)
+ERASED_LATE = Counter(
+    "scv_erased_late_total",
+    "Messages that reached an erased profile after its erasure, dropped.",
+    ["kind"],
+)
 RESOLVE_SECONDS = Histogram(
     "scv_resolve_seconds",
     "Time the resolver spends deciding one event.",

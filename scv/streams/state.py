@@ -51,6 +51,8 @@ class Partition(MutableMapping[bytes, bytes]):
         #: decoded values the partition's one writer keeps (dropped with the partition)
         self.cache: dict[bytes, Any] = {}
         self.applied = -1  # changelog offset of the last flushed write on the broker
+        #: keys whose old values must leave the disk after the next write (an erasure)
+        self.purge: set[bytes] = set()
 
     def get(self, key: bytes, default: Any = None) -> Any:
         if key in self.pending:
@@ -182,6 +184,8 @@ class Table:
                 else:
                     batch.put(key, value)
             part.db.write(batch)
+            if part.purge:
+                _purge(part.db, part.purge)
         else:
             for key, value in part.pending.items():
                 if value is None:
@@ -189,12 +193,28 @@ class Table:
                 else:
                     part.db[key] = value
         part.pending = {}
+        part.purge = set()
 
     def checkpoint(self) -> None:
         """After the output flush: remember how far each partition's changelog is applied."""
         for part in self.open_partitions.values():
             if part.applied >= 0:
                 part.db[CHECKPOINT] = str(part.applied + 1).encode()
+
+
+def _purge(db: Rdict, keys: set[bytes]) -> None:
+    """Make RocksDB drop the old values of ``keys`` from its files now.
+
+    A delete or overwrite only hides the old value: it stays in the write-ahead log and in
+    older SST files until compaction reaches them, which may be never. After an erasure the
+    memtable is flushed (the log holding the old value is retired) and the key's range is
+    compacted down through every level. Only the erased keys' ranges are compacted, so the
+    cost does not grow with the table. (A key that was a file boundary is also named in the
+    MANIFEST until the database is next opened.)
+    """
+    db.flush(True)
+    for key in sorted(keys):
+        db.compact_range(key, key)
 
 
 def rocksdb_options(settings: Settings) -> Options:
