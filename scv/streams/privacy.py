@@ -265,8 +265,8 @@ class ProfileEraser:
         """A message for an erased id: dropped. A merge hand-over decided before the
         erasure carries the ids merged in; their markers are erased too."""
         kind = str(msg.get("kind"))
-        if kind == "erase":
-            return  # asked again (or a second path of the cascade): nothing left to do
+        if kind in ("erase", "tick"):
+            return  # asked again (or a second path of the cascade), or a stale cart check
         if kind == "absorb":
             state = msg.get("state") or {}
             ids = [str(msg.get("absorbed")), *state.get("merged_from", [])]
