@@ -14,6 +14,9 @@ identifiers listed: "these are all mine") and, for each:
   identifier. Those links and ban targets are removed (the erased identifiers are on the
   suppression list, so a ban against them has nothing left to guard).
 
+The profile stage does the same for the profiles scrubbed here (:func:`scrub_state`): a
+profile an erased identifier was split away from remembers where it went.
+
 What it returns says which identifier keys go on the suppression list (values stay in
 memory only, to be hashed) and what was removed, as counts: the audit record.
 
@@ -23,6 +26,7 @@ Pure module: no Kafka.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,7 @@ from scv.domain.governance import Rules
 from scv.domain.graph import GENERIC, GraphStore, ProfileNode
 from scv.domain.matching.blocking import blocking_keys
 from scv.domain.model import parse_ident
+from scv.domain.profile import ProfileState
 
 
 @dataclass(slots=True)
@@ -157,3 +162,24 @@ def _scrub(node: ProfileNode, gone: frozenset[str], result: Erasure) -> bool:
             else:
                 del node.bans[key]
     return changed
+
+
+def scrub_state(state: ProfileState, gone: Callable[[str], bool]) -> int:
+    """Remove the identifier keys ``gone`` says were erased from another person's profile
+    state: its split bookkeeping (where identifiers that left it went), per-identifier
+    partial states and identifier list. How many entries went."""
+    removed = 0
+    for key in [k for k in state.moved if gone(k)]:
+        del state.moved[key]
+        removed += 1
+    for key in [k for k in state.parts if gone(k)]:
+        del state.parts[key]
+        removed += 1
+    for kind, values in list(state.identifiers.items()):
+        kept = [v for v in values if not gone(f"{kind}:{v}")]
+        removed += len(values) - len(kept)
+        if kept:
+            state.identifiers[kind] = kept
+        else:
+            del state.identifiers[kind]
+    return removed

@@ -29,13 +29,13 @@ from typing import Any
 import orjson
 
 from scv.domain.commands import Command, CommandError, node_of
-from scv.domain.erasure import erase
+from scv.domain.erasure import erase, scrub_state
 from scv.domain.governance import Rules
 from scv.domain.graph import BLOCK_PREFIX, GENERIC, GraphStore
 from scv.domain.model import NormalizedEvent, parse_ident
 from scv.domain.profile import OPEN, ProfileState
 from scv.domain.resolver import resolve
-from scv.domain.suppression import SuppressionList
+from scv.domain.suppression import SuppressionList, digest
 from scv.settings import LOCAL_SUPPRESSION_KEY, Settings
 from scv.streams import metrics
 from scv.streams.output import Sink
@@ -212,6 +212,11 @@ class ResolverPrivacy:
         for pid in done.profile_ids:
             body = {"kind": "erase", "profile_id": pid, "command_id": cmd.command_id, "ts": cmd.ts}
             out.append((EVENTS, pid.encode(), orjson.dumps(body)))
+        # Profiles whose graph named her may name her in their state too (hashes only).
+        hashes = [digest(self._secret, key).hex() for key in done.keys]
+        for pid in done.scrubbed:
+            body = {"kind": "scrub", "profile_id": pid, "command_id": cmd.command_id}
+            out.append((EVENTS, pid.encode(), orjson.dumps(body | {"digests": hashes})))
         key = (done.profile_ids[0] if done.profile_ids else cmd.command_id).encode()
         out.append((AUDIT, key, _audit(done.audit(time.time()))))
         return out
@@ -220,8 +225,16 @@ class ResolverPrivacy:
 class ProfileEraser:
     """The profile stage's part: erase a profile's state, drop what arrives for it later."""
 
-    def __init__(self, events_topic: str, audit_topic: str) -> None:
+    def __init__(self, events_topic: str, audit_topic: str, secret: bytes) -> None:
         self._events, self._audit = events_topic, audit_topic
+        self._secret = secret
+
+    def scrub(self, state: ProfileState, msg: dict[str, Any]) -> int:
+        """Take the erased identifiers (sent as suppression hashes) out of another person's
+        state; how many entries went."""
+        hashes = {bytes.fromhex(h) for h in msg.get("digests") or []}
+        secret = self._secret
+        return scrub_state(state, lambda key: digest(secret, key) in hashes)
 
     def erase(
         self, out: Sink, pid: str, msg: dict[str, Any], slot: Any, now: float
@@ -265,8 +278,8 @@ class ProfileEraser:
         """A message for an erased id: dropped. A merge hand-over decided before the
         erasure carries the ids merged in; their markers are erased too."""
         kind = str(msg.get("kind"))
-        if kind in ("erase", "tick"):
-            return  # asked again (or a second path of the cascade), or a stale cart check
+        if kind in ("erase", "tick", "scrub"):
+            return  # asked again (or a second path of the cascade), or nothing left to check
         if kind == "absorb":
             state = msg.get("state") or {}
             ids = [str(msg.get("absorbed")), *state.get("merged_from", [])]

@@ -108,10 +108,14 @@ class _Batch:
         self.dirty.discard(key)
         self._table[self.partitions[key]].cache.pop(key, None)
 
-    def flush(self, out: Sink, profiles_topic: str) -> None:
+    def flush(self, out: Sink, profiles_topic: str, purge: set[bytes]) -> None:
+        """Write back every changed profile; ``purge``: keys whose old values must also
+        leave the disk (their state held an erased person's identifiers)."""
         for key, slot in self.slots.items():
             p = self.partitions[key]
             table, dues, cache = self._table[p], self._dues(p), self._table[p].cache
+            if key in purge:
+                table.purge.add(key)
             if key not in self.dirty:  # only read (forwarded, or a tick for nobody)
                 if slot is not None:
                     self._keep(cache, key, slot)
@@ -170,19 +174,22 @@ class ProfilesStage:
         self._events = self.topics.profile_events
         self._profiles = self.topics.profiles
         self._actions = self.topics.actions
-        self.eraser = ProfileEraser(self._events, self.topics.audit)
+        secret = settings.suppression_key.get_secret_value().encode()
+        self.eraser = ProfileEraser(self._events, self.topics.audit, secret)
         self._in = metrics.EVENTS_IN.labels(self.name)
         self._dues: dict[int, DueIndex] = {}
+        self._purge: set[bytes] = set()
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
     def process(self, batch: Sequence[Msg], now: float | None = None) -> None:
         work = _Batch(self.table, self._due_index, self.cache_size)
         now = time.time() if now is None else now
+        self._purge = set()
         for msg in batch:
             self._apply(msg, work, now)
         self._in.inc(len(batch))
-        work.flush(self.out, self._profiles)
+        work.flush(self.out, self._profiles, self._purge)
 
     def check_due(self, now: float | None = None) -> int:
         """Apply a tick to every local profile whose cart is past its window; how many."""
@@ -280,6 +287,10 @@ class ProfilesStage:
                 set_objection(state, active, ts, str(msg["command_id"]), source)
             # A grant (or a withdrawn objection) may free a churn offer waiting for it.
             return state, pending_churn(state, now, config)
+        if kind == "scrub":  # another person was erased: forget what named them
+            if state is not None and self.eraser.scrub(state, msg):
+                self._purge.add(pid.encode())
+            return state, []
         if kind == "tick" and state is not None:
             return state, due(state, now, config)
         raise ValueError(f"unknown message kind {kind!r}")

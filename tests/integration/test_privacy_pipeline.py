@@ -66,9 +66,11 @@ def test_no_marketing_consent_no_action_then_a_granted_consent_command_fires(
 
     command(pipeline, "consent", email, consent={"marketing": True}, source="preference_centre")
     pipeline.wait_for(
-        lambda: True
-        if ((p := pipeline.profile_with("email", email)) and "marketing" in p["consent"])
-        else None
+        lambda: (
+            True
+            if ((p := pipeline.profile_with("email", email)) and "marketing" in p["consent"])
+            else None
+        )
     )
     second = uid("cart")
     pipeline.send("web", cart(cookie, second, email=email))
@@ -82,13 +84,15 @@ def test_an_objection_stops_later_actions_even_after_a_new_grant(pipeline: Pipel
     command(pipeline, "object", email, source="letter")
     command(pipeline, "consent", email, consent={"marketing": True})  # after the objection
     pipeline.wait_for(
-        lambda: True
-        if (
-            (p := pipeline.profile_with("email", email))
-            and (p.get("objection") or {}).get("active")
-            and p["consent"]["marketing"]["source"] == "command"
+        lambda: (
+            True
+            if (
+                (p := pipeline.profile_with("email", email))
+                and (p.get("objection") or {}).get("active")
+                and p["consent"]["marketing"]["source"] == "command"
+            )
+            else None
         )
-        else None
     )
     pipeline.send("web", cart(cookie, uid("cart"), email=email))
     pid = abandoned(pipeline, email, 2)["profile_id"]
@@ -139,9 +143,11 @@ def test_erasure_and_a_replay_before_and_after_a_restart(
         for source, event in story[2:]:
             pipeline.send(source, event)
         profile = pipeline.wait_for(
-            lambda: p
-            if (p := pipeline.profile_with("email", email)) and p["event_count"] == 4
-            else None
+            lambda: (
+                p
+                if (p := pipeline.profile_with("email", email)) and p["event_count"] == 4
+                else None
+            )
         )
         pid, merged = profile["profile_id"], profile["merged_from"]
         assert merged, "the login merged the cookie's profile into hers"

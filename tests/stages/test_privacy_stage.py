@@ -135,7 +135,11 @@ def test_no_action_without_consent_and_one_after_a_consent_command(run: Run) -> 
     run.feed(t.commands, command("consent-1", "consent", BY_EMAIL, consent={"marketing": True}))
     snap = run.profile(pid)
     assert snap is not None
-    assert snap["consent"]["marketing"] == {"granted": True, "ts": 1714560000.0, "source": "command"}
+    assert snap["consent"]["marketing"] == {
+        "granted": True,
+        "ts": 1714560000.0,
+        "source": "command",
+    }
     run.feed(t.raw("web"), cart("c2", 2, "cart-2", email=EMAIL))
     run.due()
     [action] = run.actions()
@@ -329,8 +333,41 @@ def test_a_merge_hand_over_reaching_an_erased_profile_late_is_dropped(run: Run) 
     run.feed(t.profile_events, orjson.dumps(late), key=pid.encode())
     assert run.profile(pid) is None
     records = [a for a in run.audit() if a["stage"] == "profiles"]
-    assert (records[-3]["outcome"], records[-3]["message_kind"]) == ("late_message_dropped", "absorb")
+    assert (records[-3]["outcome"], records[-3]["message_kind"]) == (
+        "late_message_dropped",
+        "absorb",
+    )
     assert {(a["profile_id"], a["of"]) for a in records[-2:]} == {("p_late", pid), ("p_older", pid)}
     for p in ("p_late", "p_older"):
         part = zlib.crc32(p.encode()) % run.pipeline.settings.stage_partitions
         assert orjson.loads(run.pipeline.profile_table[part][p.encode()]) == {"erased": "erase-1"}
+
+
+def test_a_profile_she_was_split_from_forgets_her_too(run: Run) -> None:
+    """Bob's profile took Alice's email in by mistake and a steward split it off: Bob's graph
+    node (the ban, the evidence) and his profile state (where her email went) named her."""
+    t = run.topics
+    bob = "bob.kept@acme-corp.co.uk"
+    run.feed(t.raw("web"), web("w1", 1, "login", cookie="ck-bob", email=bob))
+    run.feed(t.raw("web"), web("w2", 2, cookie="ck-bob", email=EMAIL))
+    pid = run.owner(f"email:{bob}")
+    assert pid is not None and run.owner(f"email:{EMAIL}") == pid
+    unmerge = command(
+        "unmerge-1",
+        "unmerge",
+        {"profile_id": pid},
+        identifiers=[{"type": "email", "value": EMAIL}],
+    )
+    run.feed(t.commands, unmerge)
+    assert run.owner(f"email:{EMAIL}") not in (None, pid)
+    part = zlib.crc32(pid.encode()) % run.pipeline.settings.stage_partitions
+    assert EMAIL.encode() in run.pipeline.profile_table[part][pid.encode()]
+
+    run.feed(t.commands, command("erase-1", "erase", BY_EMAIL))
+
+    assert EMAIL.encode() not in run.pipeline.nodes[0][pid.encode()]
+    assert EMAIL.encode() not in run.pipeline.profile_table[part][pid.encode()]
+    snap = run.profile(pid)
+    assert snap is not None and snap["identifiers"]["email"] == [bob]
+    [resolver] = [a for a in run.audit() if a["stage"] == "resolve" and a["kind"] == "erasure"]
+    assert resolver["counts"]["nodes_scrubbed"] == 1 and resolver["counts"]["foreign_bans"] == 1
