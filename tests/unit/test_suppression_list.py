@@ -10,6 +10,7 @@ import pytest
 
 from scv.domain.suppression import (
     CHECK_KEY,
+    Hasher,
     SuppressionKeyMismatch,
     SuppressionList,
     digest,
@@ -32,6 +33,13 @@ def test_entries_are_hmac_sha256_of_the_key_and_hold_no_value() -> None:
     assert set(table) == {digest(SECRET, ALICE), digest(SECRET, COOKIE), CHECK_KEY}
     stored = b"".join([*table, *table.values()])
     assert b"alice" not in stored and b"ck-alice" not in stored
+
+
+@pytest.mark.parametrize("secret", [b"", b"k", b"x" * 64, b"long" * 40])
+def test_the_fast_hasher_is_hmac_sha256(secret: bytes) -> None:
+    hasher = Hasher(secret)
+    for key in (ALICE, COOKIE, "phone:+447700900123", "email:\u00e9l\u00e8ve@acme-corp.co.uk"):
+        assert hasher(key) == digest(secret, key)
 
 
 def test_matching_finds_listed_keys_and_the_commands_that_listed_them() -> None:
