@@ -36,7 +36,7 @@ from scv.domain.profile import (
     set_objection,
     snapshot,
 )
-from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
+from scv.domain.triggers import Suppressed, TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
@@ -179,6 +179,7 @@ class ProfilesStage:
         self._in = metrics.EVENTS_IN.labels(self.name)
         self._dues: dict[int, DueIndex] = {}
         self._purge: set[bytes] = set()
+        self._held: list[Suppressed] = []
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
@@ -234,6 +235,8 @@ class ProfilesStage:
     ) -> tuple[ProfileState | None, list[Action]]:
         kind = msg["kind"]
         config = self.trigger_config
+        held = self._held  # actions the gate stopped, counted by _step_message
+        held.clear()
         if kind == "event":
             event = NormalizedEvent.from_dict(msg["event"])
             state = state or new_state(pid, event.ts)
@@ -244,7 +247,7 @@ class ProfilesStage:
             if "identifiers" in msg and seq >= state.ids_seq:  # the resolver's list wins
                 state.identifiers = identifiers_by_type(msg["identifiers"])
                 state.ids_seq = seq
-            return state, on_event(state, event, now, config)
+            return state, on_event(state, event, now, config, held)
         if kind == "absorb":
             other = ProfileState.from_dict(msg["state"], copy=False)  # msg was just parsed
             if state is not None:
@@ -258,11 +261,11 @@ class ProfilesStage:
                 state.identifiers = kept_ids
             # A merge can bring a cart past its window, or a cancellation and a later visit,
             # together.
-            return state, due(state, now, config) + pending_churn(state, now, config)
+            return state, due(state, now, config, held) + pending_churn(state, now, config, held)
         if kind == "adopt":
             state, forwards = adopt(state, Adoption.from_dict(msg))
             self._adopt(forwards)
-            return state, due(state, now, config) + pending_churn(state, now, config)
+            return state, due(state, now, config, held) + pending_churn(state, now, config, held)
         if kind == "split":
             if state is None:
                 return None, []
@@ -286,13 +289,13 @@ class ProfilesStage:
                 active = not msg.get("withdraw", False)
                 set_objection(state, active, ts, str(msg["command_id"]), source)
             # A grant (or a withdrawn objection) may free a churn offer waiting for it.
-            return state, pending_churn(state, now, config)
+            return state, pending_churn(state, now, config, held)
         if kind == "scrub":  # another person was erased: forget what named them
             if state is not None and self.eraser.scrub(state, msg):
                 self._purge.add(pid.encode())
             return state, []
         if kind == "tick" and state is not None:
-            return state, due(state, now, config)
+            return state, due(state, now, config, held)
         raise ValueError(f"unknown message kind {kind!r}")
 
     def _apply(self, meta: Msg, work: _Batch, now: float) -> None:
@@ -356,6 +359,9 @@ class ProfilesStage:
             return
         state, actions = self._step(state, pid, msg, now)
         work.put(key, state)  # None: a split left nothing, the profile is gone
+        for stopped in self._held:
+            metrics.SUPPRESSED.labels(stopped.type, stopped.reason).inc()
+        self._held.clear()
         for action in actions:
             metrics.ACTIONS.labels(action.type).inc()
             self.out.send(self._actions, key, orjson.dumps(action.to_dict()))

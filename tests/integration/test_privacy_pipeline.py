@@ -97,6 +97,9 @@ def test_an_objection_stops_later_actions_even_after_a_new_grant(pipeline: Pipel
     pipeline.send("web", cart(cookie, uid("cart"), email=email))
     pid = abandoned(pipeline, email, 2)["profile_id"]
     assert pipeline.actions(pid) == []
+    assert 'scv_actions_suppressed_total{reason="objected",type="abandoned_cart"}' in (
+        pipeline.worker.metrics()
+    )
 
 
 def _worker(settings: Settings, state: Path, log: Path) -> tuple[WorkerProcess, Pipeline]:
