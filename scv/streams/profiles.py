@@ -361,7 +361,6 @@ class ProfilesStage:
         work.put(key, state)  # None: a split left nothing, the profile is gone
         for stopped in self._held:
             metrics.SUPPRESSED.labels(stopped.type, stopped.reason).inc()
-        self._held.clear()
         for action in actions:
             metrics.ACTIONS.labels(action.type).inc()
             self.out.send(self._actions, key, orjson.dumps(action.to_dict()))
