@@ -187,3 +187,25 @@ def test_an_emptied_blocking_key_is_deleted_but_a_shared_one_kept() -> None:
     assert store.remove_block("nn:shared", "email:a")
     assert store.get_block("nn:shared") == ["email:b"]
     assert not store.remove_block("nn:shared", "email:a")  # idempotent
+
+
+def test_the_steward_builds_privacy_commands_the_resolver_parses() -> None:
+    from scv.steward import build_command
+
+    erase_doc = build_command("erase", ["email:Alice.Erased@acme-corp.co.uk", "phone:07700 900123"])
+    cmd = parse_command(orjson.dumps(erase_doc))
+    assert (cmd.type, cmd.subject_key) == ("erase", ident_key(ALICE))
+    assert cmd.identifiers == ["phone:+447700900123"]
+    consent_doc = build_command(
+        "consent", ["email:a@acme-corp.co.uk"], consent={"marketing": False}, source="call"
+    )
+    consent = parse_command(orjson.dumps(consent_doc))
+    assert (consent.consent, consent.source, consent.identifiers) == (
+        {"marketing": False},
+        "call",
+        [],
+    )
+    withdraw = parse_command(
+        orjson.dumps(build_command("object", [], profile_id="p_1", withdraw=True))
+    )
+    assert (withdraw.type, withdraw.profile_id, withdraw.withdraw) == ("object", "p_1", True)
