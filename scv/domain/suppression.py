@@ -65,10 +65,10 @@ class Hasher:
 class SuppressionList:
     """The hashes over a bytes map (digest -> ``{"command_id", "ts"}`` of the erasure).
 
-    The digests are also held in a set: an event's lookup costs one HMAC per identifier and
-    a set probe, and nothing at all while the list is empty. Memory: 107 bytes per erased
-    identifier (measured at 100,000 entries). Make a new one whenever something else may have written the table
-    (the partition moved), as for ``MappingStore``.
+    The digests are also held in a set: an event's lookup costs one HMAC per identifier
+    and a set probe, and nothing at all while the list is empty. Memory: 107 bytes per
+    erased identifier (measured at 100,000 entries). Make a new one whenever something
+    else may have written the table (the partition moved), as for ``MappingStore``.
     """
 
     def __init__(self, table: MutableMapping[bytes, bytes], secret: bytes) -> None:
