@@ -252,12 +252,17 @@ def cmd_command(args: argparse.Namespace) -> int:
     from scv.steward import build_command, send_command
 
     try:
+        consent = {purpose: True for purpose in args.grant or []}
+        consent |= {purpose: False for purpose in args.deny or []}
         command = build_command(
             args.type.replace("-", "_"),
             args.identifier or [],
             profile_id=args.profile,
             reason=args.reason,
             requested_by=args.requested_by,
+            consent=consent,
+            source=args.source,
+            withdraw=args.withdraw,
         )
         send_command(get_settings(), command)
     except (ValueError, RuntimeError) as exc:
@@ -482,16 +487,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
-        "command", help="send an identity command (unmerge, ban-link, link) to identity.commands.v1"
+        "command",
+        help="send an identity command (unmerge, ban-link, link, consent, object, erase) to "
+        "identity.commands.v1",
     )
-    p.add_argument("type", choices=["unmerge", "ban-link", "link"])
-    p.add_argument("--profile", default=None, help="the profile to act on (unmerge)")
+    p.add_argument("type", choices=["unmerge", "ban-link", "link", "consent", "object", "erase"])
+    p.add_argument("--profile", default=None, help="the profile to act on")
     p.add_argument(
         "--identifier",
         action="append",
         metavar="TYPE:VALUE",
-        help="identifier to take out (unmerge) or one of the pair (ban-link); repeatable",
+        help="identifier to take out (unmerge), one of the pair (ban-link), or the person "
+        "(consent, object, erase: the first is the subject); repeatable",
     )
+    p.add_argument("--grant", action="append", metavar="PURPOSE", help="consent: granted")
+    p.add_argument("--deny", action="append", metavar="PURPOSE", help="consent: denied")
+    p.add_argument("--source", default=None, help="consent/object: where it was captured")
+    p.add_argument("--withdraw", action="store_true", help="object: withdraw an earlier objection")
     p.add_argument("--reason", default=None, help="why, for the audit trail")
     p.add_argument("--requested-by", default=None)
     p.set_defaults(func=cmd_command)

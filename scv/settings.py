@@ -13,6 +13,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The suppression key a local setup uses when ``SCV_SUPPRESSION_KEY`` is unset (the worker
+#: warns: anyone with the code can test a guessed identifier against this key's hashes).
+LOCAL_SUPPRESSION_KEY = "scv-local-suppression-key"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCV_", extra="ignore")
@@ -101,6 +105,12 @@ class Settings(BaseSettings):
         None,
         description="Bearer token the worker's data pages (explain) require; unset = no token "
         "(keep the port private).",
+    )
+    suppression_key: SecretStr = Field(
+        SecretStr(LOCAL_SUPPRESSION_KEY),
+        description="Secret for the HMAC-SHA256 hashes on the erasure suppression list; the "
+        "built-in default is for local use only (the worker warns). Set your own before the "
+        "first erasure and never change it: the list cannot be re-hashed (docs/privacy.md).",
     )
 
     # --- Identity rules and actions ------------------------------------------------------

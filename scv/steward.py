@@ -1,9 +1,9 @@
 """Data-steward tools: ask a worker why a profile holds its identifiers, send identity commands.
 
 ``scv explain`` reads ``/profiles/{id}/explain`` from a worker (the page is routed to the
-worker that owns the identity graph); ``scv command`` produces an ``unmerge`` or ``ban_link``
-command to ``identity.commands.v1``, where the resolver carries it out or dead-letters it
-with the reason.
+worker that owns the identity graph); ``scv command`` produces an ``unmerge``, ``ban_link``,
+``link``, ``consent``, ``object`` or ``erase`` command to ``identity.commands.v1``, where the
+resolver carries it out or dead-letters it with the reason.
 """
 
 from __future__ import annotations
@@ -63,14 +63,23 @@ def build_command(
     profile_id: str | None = None,
     reason: str | None = None,
     requested_by: str | None = None,
+    consent: dict[str, bool] | None = None,
+    source: str | None = None,
+    withdraw: bool = False,
 ) -> dict[str, Any]:
     """A valid ``identity.commands.v1`` message (checked against the schema here, so a typo
-    fails at the steward's prompt and not in the commands DLQ)."""
+    fails at the steward's prompt and not in the commands DLQ).
+
+    For ``consent``, ``object`` and ``erase`` without a profile id the first identifier is
+    the subject and the others (erase: further identifiers of the person) follow it.
+    """
     idents = [parse_identifier(k) for k in identifiers]
     if profile_id is not None:
         subject: dict[str, Any] = {"profile_id": profile_id}
     elif idents:
         subject = idents[0]
+        if kind in ("consent", "object", "erase"):
+            idents = idents[1:]
     else:
         raise ValueError("name the profile (--profile) or at least one identifier")
     command: dict[str, Any] = {
@@ -78,8 +87,15 @@ def build_command(
         "type": kind,
         "timestamp": time.time(),
         "subject": subject,
-        "identifiers": idents,
     }
+    if idents:
+        command["identifiers"] = idents
+    if consent:
+        command["consent"] = consent
+    if source:
+        command["source"] = source
+    if withdraw:
+        command["withdraw"] = True
     if reason:
         command["reason"] = reason
     if requested_by:

@@ -40,11 +40,14 @@ PROFILES = "profiles.v1"
 MERGES = "profiles.merges.v1"
 ACTIONS = "actions.v1"
 REVIEW = "identity.review.v1"
+#: Privacy audit trail (erasures, input dropped by the suppression list): no personal data.
+AUDIT = "audit.v1"
 #: The stages' state tables; True when partitioned like ``profiles.events.v1`` (the graph
 #: tables follow the single-partition resolver input).
 TABLES: dict[str, bool] = {
     "identity-owners": False,
     "identity-nodes": False,
+    "identity-suppressed": False,
     "profiles": True,
     "carts-due": True,
 }
@@ -119,6 +122,10 @@ class Topics:
     def actions(self) -> str:
         return self._settings.topic(ACTIONS)
 
+    @property
+    def audit(self) -> str:
+        return self._settings.topic(AUDIT)
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -169,6 +176,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.merges, stage_n, partitions_setting=stage_env),
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),
         TopicSpec(names.review, stage_n, partitions_setting=stage_env),
+        # One partition: the audit trail reads in the order things were done.
+        TopicSpec(names.audit, 1),
     ]
     # The stages' state changelogs (compacted): partitioned like the input they follow.
     for table, partitioned in TABLES.items():

@@ -14,6 +14,9 @@ a profile again), so the same evidence arriving later cannot re-fuse them.
   candidate profile, ``identifiers`` one identifier of the profile to join it. Governance
   (limits, merge cap, bans) still applies; the link is recorded with rule ``review``.
 
+``consent``, ``object`` and ``erase`` are parsed here too; the resolver finds their subject
+and hands them on (``scv.domain.erasure``, ``scv.streams.privacy``, docs/privacy.md).
+
 Pure module: no Faust, no Kafka.
 """
 
@@ -39,8 +42,10 @@ from scv.domain.resolver import refusal
 from scv.domain.split import partition, split_profile
 from scv.schemas import validator
 
-#: Command types the resolver handles; the others belong to later stages.
+#: Command types that change the identity graph (:func:`apply_command`).
 RESOLVER_COMMANDS = frozenset({"unmerge", "ban_link", "link"})
+#: Command types about a person's rights (``scv.domain.erasure`` and the profile stage).
+PRIVACY_COMMANDS = frozenset({"consent", "object", "erase"})
 
 
 @dataclass(slots=True)
@@ -52,6 +57,12 @@ class Command:
     subject_key: str | None  # subject given as an identifier
     identifiers: list[str]
     raw: dict[str, Any] = field(default_factory=dict)
+    #: ``consent``: purpose -> granted (``consent`` and ``purpose``/``granted`` together)
+    consent: dict[str, bool] = field(default_factory=dict)
+    #: ``consent``/``object``: where the decision was captured
+    source: str | None = None
+    #: ``object``: true withdraws an earlier objection
+    withdraw: bool = False
 
 
 @dataclass(slots=True)
@@ -86,6 +97,9 @@ def parse_command(raw: bytes, config: NormalizeConfig = DEFAULT_CONFIG) -> Comma
         raise InvalidEvent(f"schema: {exc.message}") from None
     subject = doc["subject"]
     keys = [_key(i, config) for i in doc.get("identifiers") or []]
+    consent: dict[str, bool] = dict(doc.get("consent") or {})
+    if "purpose" in doc and "granted" in doc:
+        consent[doc["purpose"]] = doc["granted"]
     return Command(
         command_id=doc["command_id"],
         type=doc["type"],
@@ -94,6 +108,9 @@ def parse_command(raw: bytes, config: NormalizeConfig = DEFAULT_CONFIG) -> Comma
         subject_key=_key(subject, config) if "type" in subject else None,
         identifiers=list(dict.fromkeys(keys)),
         raw=doc,
+        consent=consent,
+        source=doc.get("source"),
+        withdraw=bool(doc.get("withdraw", False)),
     )
 
 
@@ -122,7 +139,8 @@ def apply_command(cmd: Command, store: GraphStore, rules: Rules) -> CommandResul
     return result
 
 
-def _node_of(cmd: Command, store: GraphStore) -> ProfileNode:
+def node_of(cmd: Command, store: GraphStore) -> ProfileNode:
+    """The live profile the command's subject names (:class:`CommandError` if none)."""
     if cmd.profile_id is not None:
         node = store.get_node(cmd.profile_id)
         if node is None:
@@ -136,7 +154,7 @@ def _node_of(cmd: Command, store: GraphStore) -> ProfileNode:
 
 
 def _unmerge(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:
-    node = _node_of(cmd, store)
+    node = node_of(cmd, store)
     owned = set(node.keys())
     foreign = [k for k in cmd.identifiers if k not in owned]
     if foreign:
@@ -209,7 +227,7 @@ def _ban_link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResu
 def _link(cmd: Command, store: GraphStore, rules: Rules, result: CommandResult) -> None:
     if cmd.profile_id is None or len(cmd.identifiers) != 1:
         raise CommandError("link_needs_a_profile_and_one_identifier")
-    target = _node_of(cmd, store)
+    target = node_of(cmd, store)
     key = cmd.identifiers[0]
     owner = store.get_owner(key)
     other = store.get_node(owner) if owner and owner != GENERIC else None

@@ -128,6 +128,12 @@ class Rules:
             memo[ident] = blocked
         return blocked
 
+    def forget(self, idents: Iterable[Identifier]) -> None:
+        """Drop ``idents`` from the memo of :meth:`is_blocked` (an erasure: the memo is keyed
+        by identifier values, and an erased person's must not stay in memory)."""
+        for ident in idents:
+            self._blocked.pop(ident, None)
+
     def unblocked(self, idents: list[Identifier]) -> list[Identifier]:
         """The identifiers of ``idents`` that are not blocked, in order (one call per event
         instead of one per identifier on the resolver's hot path)."""

@@ -183,6 +183,12 @@ class GraphStore(Protocol):
         """File identifier key ``ident`` under blocking key ``key`` (idempotent)."""
         ...
 
+    def remove_block(self, key: str, ident: str) -> bool:
+        """Take ``ident`` out of blocking key ``key`` (an erasure); an emptied key goes
+        altogether, since the key itself is made of the person's attributes. True if it
+        was there."""
+        ...
+
     def flush(self) -> None:
         """Write what is held back to the underlying storage (a no-op for in-memory stores)."""
         ...
@@ -229,6 +235,15 @@ class DictStore:
         members = self.blocks.setdefault(key, [])
         if ident not in members:
             members.append(ident)
+
+    def remove_block(self, key: str, ident: str) -> bool:
+        members = self.blocks.get(key)
+        if members is None or ident not in members:
+            return False
+        members.remove(ident)
+        if not members:
+            del self.blocks[key]
+        return True
 
     def flush(self) -> None:
         """Nothing is held back: the dicts are the storage."""
@@ -358,17 +373,33 @@ class MappingStore:
             members.append(ident)
             self._owner_dirty[BLOCK_PREFIX + key] = None
 
+    def remove_block(self, key: str, ident: str) -> bool:
+        members = self._block(key)
+        if ident not in members:
+            return False
+        members.remove(ident)
+        self._owner_dirty[BLOCK_PREFIX + key] = None
+        return True
+
     def flush(self) -> None:
         """One write per changed key; what stays cached is bounded (memory stays bounded)."""
         owners, owner_cache, blocks = self._owners, self._owner_cache, self._block_cache
         skip = len(BLOCK_PREFIX)
         for key in self._owner_dirty:
             if key.startswith(BLOCK_PREFIX):
-                owners[key.encode()] = orjson.dumps(blocks[key[skip:]])
+                members = blocks[key[skip:]]
+                if members:
+                    owners[key.encode()] = orjson.dumps(members)
+                else:  # emptied by an erasure: the key is made of the person's data
+                    owners.pop(key.encode(), None)
+                    del blocks[key[skip:]]
                 continue
             owner = owner_cache[key]
             if owner is None:
                 owners.pop(key.encode(), None)
+                # Not kept as a cached "nobody": a deleted identifier (an erasure) must not
+                # linger in memory; a later read finds the delete in the map.
+                del owner_cache[key]
             else:
                 owners[key.encode()] = owner.encode()
         nodes, cache = self._nodes, self._node_cache

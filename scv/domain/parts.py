@@ -8,7 +8,8 @@ part's state as the fold of its partials. Events anchored on a value found gener
 to nobody and are dropped: a call from a shop's shared phone cannot be attributed.
 
 Action bookkeeping (``fired``, ``last_action_ts``) is per person, not per event, so every
-part keeps all of it: an action already sent is never sent again by a part.
+part keeps all of it: an action already sent is never sent again by a part. So does an
+objection: which part the objecting person is cannot be known, and every part must honour it.
 
 Pure module: no Faust.
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
-from scv.domain.profile import ProfileState, absorb, apply_event, new_state
+from scv.domain.profile import ProfileState, absorb, apply_consent, apply_event, new_state
 
 
 def file_event(
@@ -42,6 +43,31 @@ def file_event(
     apply_event(part, event, accepted, now, cart_window_s)
 
 
+def file_consent(
+    state: ProfileState, anchor: str | None, consent: dict[str, bool], ts: float, source: str
+) -> None:
+    """A consent command about the person ``anchor`` names: into the aggregate and, like an
+    event, into that identifier's partial state, so a later split gives the decision to the
+    part that holds the identifier it was made under. The anchor is the resolver's: an
+    identifier the profile owns (one it may just have created the profile for)."""
+    apply_consent(state, consent, ts, source)
+    if anchor is None:
+        return
+    own_identifier(state, anchor)
+    part = state.parts.get(anchor)
+    if part is None:
+        part = state.parts[anchor] = new_state(state.profile_id, ts)
+    apply_consent(part, consent, ts, source)
+
+
+def own_identifier(state: ProfileState, key: str) -> None:
+    """List identifier ``key`` on the profile (the resolver says it owns it)."""
+    kind, value = parse_ident(key)
+    values = state.identifiers.setdefault(kind, [])
+    if value not in values:
+        values.append(value)
+
+
 @dataclass(slots=True)
 class Adoption:
     """What a new part's owner receives: its identifiers and the partials filed under them."""
@@ -53,6 +79,7 @@ class Adoption:
     fired: list[str]
     last_action_ts: dict[str, float]
     seq: int = 0
+    objection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +91,7 @@ class Adoption:
             "partials": {a: p.to_dict() for a, p in self.partials.items()},
             "fired": list(self.fired),
             "last_action_ts": dict(self.last_action_ts),
+            "objection": dict(self.objection) if self.objection is not None else None,
         }
 
     @classmethod
@@ -76,6 +104,7 @@ class Adoption:
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             seq=int(d.get("seq") or 0),
+            objection=d.get("objection"),
         )
 
 
@@ -104,6 +133,7 @@ def rebuild(
     if like is not None:
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
+        state.objection = dict(like.objection) if like.objection is not None else None
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
@@ -134,7 +164,16 @@ def split_state(
         kept.moved.update(moved)
         kept.ids_seq = seq
     adoptions = [
-        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts), seq)
+        Adoption(
+            part,
+            pid,
+            keys,
+            grouped[part],
+            list(state.fired),
+            dict(state.last_action_ts),
+            seq,
+            state.objection,
+        )
         for part, keys in parts.items()
         if part != pid
     ]
@@ -160,10 +199,12 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.fired,
             adoption.last_action_ts,
             adoption.seq,
+            adoption.objection,
         )
     state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
     state.fired = list(adoption.fired)
     state.last_action_ts = dict(adoption.last_action_ts)
+    state.objection = dict(adoption.objection) if adoption.objection is not None else None
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
@@ -215,6 +256,7 @@ def reroute(
             list(incoming.fired),
             dict(incoming.last_action_ts),
             state.moved.get(next(iter(partials)), ["", seq])[1],
+            incoming.objection,
         )
         for target, partials in sorted(leaving.items())
     ]

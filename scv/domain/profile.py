@@ -127,6 +127,9 @@ class ProfileState:
     #: The resolver decision the ``identifiers`` list was last set from (hand-overs decided
     #: earlier must not add to it: the resolver's list already accounts for them).
     ids_seq: int = 0
+    #: The person's objection (GDPR Art. 21), ``{"active", "ts", "command_id", "source"}``:
+    #: while active no action fires, whatever consent says. None: never stated.
+    objection: dict[str, Any] | None = None
 
     def to_dict(self, copy: bool = True) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it).
@@ -161,6 +164,7 @@ class ProfileState:
                 ),
                 "moved": self.moved,
                 "ids_seq": self.ids_seq,
+                **({"objection": self.objection} if self.objection is not None else {}),
             }
         return {
             "v": 1,
@@ -184,6 +188,7 @@ class ProfileState:
             "parts": {anchor: part.to_dict() for anchor, part in self.parts.items()},
             "moved": {k: list(v) for k, v in self.moved.items()},
             "ids_seq": self.ids_seq,
+            **({"objection": _copy(self.objection)} if self.objection is not None else {}),
         }
 
     @classmethod
@@ -218,6 +223,7 @@ class ProfileState:
             parts={a: cls.from_dict(p, copy) for a, p in (d.get("parts") or {}).items()},
             moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
             ids_seq=int(d.get("ids_seq") or 0),
+            objection=keep(d.get("objection")),
         )
 
 
@@ -245,6 +251,7 @@ def new_state(profile_id: str, ts: float) -> ProfileState:
         {},  # parts
         {},  # moved
         0,  # ids_seq
+        None,  # objection
     )
 
 
@@ -407,6 +414,37 @@ def _set_consent(state: ProfileState, purpose: str, granted: bool, ts: float, so
         state.consent[purpose] = new
 
 
+def apply_consent(state: ProfileState, consent: dict[str, bool], ts: float, source: str) -> None:
+    """A consent command: each purpose as an event stating it would set it (later wins)."""
+    for purpose, granted in consent.items():
+        _set_consent(state, purpose, bool(granted), ts, source)
+
+
+def set_objection(
+    state: ProfileState, active: bool, ts: float, command_id: str, source: str
+) -> None:
+    """Record an objection (``active``) or its withdrawal; the later statement wins."""
+    new = {"active": active, "ts": ts, "command_id": command_id, "source": source}
+    if _objection_wins(new, state.objection):
+        state.objection = new
+
+
+def objected(state: ProfileState) -> bool:
+    """True while the person's objection stands."""
+    return state.objection is not None and state.objection.get("active") is True
+
+
+def _objection_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """One person's own statements: the later wins; at the same instant the objection."""
+    if old is None:
+        return True
+    if new["ts"] != old["ts"]:
+        return bool(new["ts"] > old["ts"])
+    if new["active"] != old["active"]:
+        return bool(new["active"])
+    return str(new.get("command_id")) > str(old.get("command_id"))
+
+
 def _ordered_cart_ids(orders: dict[str, Any]) -> set[str]:
     return {o["cart_id"] for o in orders.get("recent") or () if o.get("cart_id")}
 
@@ -556,6 +594,7 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
 
     _absorb_traits(s, a)
     _absorb_consent(s, a)
+    _absorb_objection(s, a)
     _absorb_orders(s, a)
     _absorb_carts(s, a)
 
@@ -627,6 +666,20 @@ def _absorb_consent(s: ProfileState, a: ProfileState) -> None:
                 s.consent[purpose] = dict(theirs)  # a denial from either side wins
         elif _consent_wins(theirs, mine):
             s.consent[purpose] = dict(theirs)  # same decision: keep the later record
+
+
+def _absorb_objection(s: ProfileState, a: ProfileState) -> None:
+    """Two profiles of one person: an active objection on either side stands (the most
+    restrictive, as for consent); between two of the same kind the later record is kept."""
+    theirs, mine = a.objection, s.objection
+    if theirs is None:
+        return
+    if mine is None or _objection_key(theirs) > _objection_key(mine):
+        s.objection = dict(theirs)
+
+
+def _objection_key(rec: dict[str, Any]) -> tuple[bool, float, str]:
+    return (bool(rec["active"]), float(rec["ts"]), str(rec.get("command_id")))
 
 
 def _absorb_orders(s: ProfileState, a: ProfileState) -> None:
@@ -755,6 +808,7 @@ def snapshot(state: ProfileState, copy: bool = True) -> dict[str, Any]:
         "churn_risk": keep(state.churn),
         "merged_from": list(state.merged_from) if copy else state.merged_from,
         "event_count": state.event_count,
+        **({"objection": keep(state.objection)} if state.objection is not None else {}),
     }
 
 

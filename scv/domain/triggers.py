@@ -1,4 +1,5 @@
-"""Action triggers: abandoned cart and churn save, behind one gate (idempotency, consent, cooldown).
+"""Action triggers: abandoned cart and churn save, behind one gate (idempotency, objection,
+consent, cooldown).
 
 Pure logic, no Faust. The profiles stage calls :func:`on_event` after
 :func:`scv.domain.profile.apply_event` and :func:`due` from its timer (at
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Action, NormalizedEvent
-from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, ProfileState
+from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, ProfileState, objected
 
 ABANDONED_CART = "abandoned_cart"
 CHURN_SAVE = "churn_save"
@@ -26,6 +27,7 @@ CHURN_SAVE = "churn_save"
 #: Why an action was not emitted; the stage counts these in metrics.
 DUPLICATE = "duplicate"  # already fired (replay, redelivery, or fired before a merge)
 NO_CONSENT = "no_consent"  # consent purpose missing or denied
+OBJECTED = "objected"  # the person objected (GDPR Art. 21): nothing fires, consent or not
 COOLDOWN = "cooldown"  # another action of this type too recently
 NO_CHANNEL = "no_channel"  # abandoned cart on a profile with neither email nor phone
 EXPIRED = "expired"  # churn flag older than churn_max_age_s
@@ -81,6 +83,8 @@ def _gate(
     """The reason to suppress an action, or None if it may fire (checked in this order)."""
     if aid in state.fired:
         reason = DUPLICATE
+    elif objected(state):
+        reason = OBJECTED
     elif not has_consent(state, cfg.require_consent_purpose):
         reason = NO_CONSENT
     elif kind in state.last_action_ts and now - state.last_action_ts[kind] < cfg.cooldown_s:
@@ -247,6 +251,7 @@ __all__ = [
     "EXPIRED",
     "NO_CHANNEL",
     "NO_CONSENT",
+    "OBJECTED",
     "Suppressed",
     "TriggerConfig",
     "action_id",

@@ -59,6 +59,17 @@ SUPPRESSED = Counter(
     "Actions that were due but not emitted (duplicate, no_consent, cooldown, ...).",
     ["type", "reason"],
 )
+ERASURES = Counter("scv_erasures_total", "Erase commands carried out, per stage.", ["stage"])
+SUPPRESSED_INPUT = Counter(
+    "scv_suppressed_input_total",
+    "Events and commands dropped because they name an erased identifier.",
+    ["kind"],
+)
+ERASED_LATE = Counter(
+    "scv_erased_late_total",
+    "Messages that reached an erased profile after its erasure, dropped.",
+    ["kind"],
+)
 BATCH_MESSAGES = Histogram(
     "scv_batch_messages",
     "Messages per batch the worker loop took from the consumer.",

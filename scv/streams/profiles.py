@@ -3,7 +3,9 @@
 Consumes ``profiles.events.v1`` (events, merge hand-overs, splits and adoptions), keeps each
 profile's state in a table partition, publishes snapshots on ``profiles.v1`` and actions on
 ``actions.v1``. Due carts are checked by the same loop between batches (:meth:`check_due`),
-so every state change of a partition happens in one thread, in order.
+so every state change of a partition happens in one thread, in order. Consent and objection
+commands change the state like events; an erase replaces it with a marker
+(``scv.streams.privacy``).
 """
 
 from __future__ import annotations
@@ -19,18 +21,28 @@ from scv.domain.model import Action, NormalizedEvent, parse_ident
 from scv.domain.parts import (
     Adoption,
     adopt,
+    file_consent,
     file_event,
     identifiers_by_type,
+    own_identifier,
     reroute,
     split_state,
 )
-from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapshot
+from scv.domain.profile import (
+    ProfileState,
+    absorb,
+    new_state,
+    next_due,
+    set_objection,
+    snapshot,
+)
 from scv.domain.triggers import Suppressed, TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
 from scv.streams.due import DueIndex
 from scv.streams.output import Sink
+from scv.streams.privacy import ERASED, Erased, ProfileEraser
 from scv.streams.state import Table
 from scv.topics import Topics
 
@@ -40,8 +52,9 @@ log = logging.getLogger(__name__)
 MOVED = "moved_to"
 
 
-#: What a profile key holds: a live state, the id it was merged into, or nothing.
-Slot = ProfileState | str | None
+#: What a profile key holds: a live state, the id it was merged into, an erasure marker, or
+#: nothing.
+Slot = ProfileState | str | Erased | None
 
 
 class _Batch:
@@ -76,8 +89,12 @@ class _Batch:
             slot = None
             if raw is not None:
                 stored = orjson.loads(raw)
-                # just parsed and not used again: the state may own it
-                slot = stored[MOVED] if MOVED in stored else ProfileState.from_dict(stored, False)
+                if MOVED in stored:
+                    slot = stored[MOVED]
+                elif ERASED in stored:
+                    slot = Erased(stored[ERASED])
+                else:  # just parsed and not used again: the state may own it
+                    slot = ProfileState.from_dict(stored, False)
         self.slots[key], self.partitions[key] = slot, partition
         return slot
 
@@ -91,10 +108,14 @@ class _Batch:
         self.dirty.discard(key)
         self._table[self.partitions[key]].cache.pop(key, None)
 
-    def flush(self, out: Sink, profiles_topic: str) -> None:
+    def flush(self, out: Sink, profiles_topic: str, purge: set[bytes]) -> None:
+        """Write back every changed profile; ``purge``: keys whose old values must also
+        leave the disk (their state held an erased person's identifiers)."""
         for key, slot in self.slots.items():
             p = self.partitions[key]
             table, dues, cache = self._table[p], self._dues(p), self._table[p].cache
+            if key in purge:
+                table.purge.add(key)
             if key not in self.dirty:  # only read (forwarded, or a tick for nobody)
                 if slot is not None:
                     self._keep(cache, key, slot)
@@ -106,6 +127,11 @@ class _Batch:
                 continue
             if isinstance(slot, str):
                 table[key] = orjson.dumps({MOVED: slot})
+                dues.set(key, None)
+                out.send(profiles_topic, key, None)
+            elif isinstance(slot, Erased):
+                table[key] = slot.encode()
+                table.purge.add(key)  # the old state's bytes leave the disk as well
                 dues.set(key, None)
                 out.send(profiles_topic, key, None)
             else:
@@ -148,21 +174,25 @@ class ProfilesStage:
         self._events = self.topics.profile_events
         self._profiles = self.topics.profiles
         self._actions = self.topics.actions
+        secret = settings.suppression_key.get_secret_value().encode()
+        self.eraser = ProfileEraser(self._events, self.topics.audit, secret)
         self._in = metrics.EVENTS_IN.labels(self.name)
         #: the batch's actions and suppressed actions, counted once per label at its end
         self._fired: list[tuple[str]] = []
         self._suppressed: list[Suppressed] = []
         self._dues: dict[int, DueIndex] = {}
+        self._purge: set[bytes] = set()
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
     def process(self, batch: Sequence[Msg], now: float | None = None) -> None:
         work = _Batch(self.table, self._due_index, self.cache_size)
         now = time.time() if now is None else now
+        self._purge = set()
         for msg in batch:
             self._apply(msg, work, now)
         self._in.inc(len(batch))
-        work.flush(self.out, self._profiles)
+        work.flush(self.out, self._profiles, self._purge)
         self._count()
 
     def _count(self) -> None:
@@ -256,6 +286,24 @@ class ProfilesStage:
             )
             self._adopt(adoptions)
             return kept, []
+        if kind in ("consent", "object"):
+            ts = float(msg["ts"])
+            state = state or new_state(pid, ts)
+            anchor = msg.get("anchor")
+            source = str(msg.get("source") or "command")
+            if kind == "consent":
+                file_consent(state, anchor, msg["consent"], ts, source)
+            else:
+                if anchor:
+                    own_identifier(state, anchor)
+                active = not msg.get("withdraw", False)
+                set_objection(state, active, ts, str(msg["command_id"]), source)
+            # A grant (or a withdrawn objection) may free a churn offer waiting for it.
+            return state, pending_churn(state, now, config, held)
+        if kind == "scrub":  # another person was erased: forget what named them
+            if state is not None and self.eraser.scrub(state, msg):
+                self._purge.add(pid.encode())
+            return state, []
         if kind == "tick" and state is not None:
             return state, due(state, now, config, held)
         raise ValueError(f"unknown message kind {kind!r}")
@@ -295,6 +343,12 @@ class ProfilesStage:
     def _step_message(
         self, key: bytes, pid: str, msg: dict[str, Any], slot: Slot, work: _Batch, now: float
     ) -> None:
+        if isinstance(slot, Erased):  # late for an erased profile: dropped
+            self.eraser.late(self.out, pid, msg, slot)
+            return
+        if msg["kind"] == "erase":
+            work.put(key, self.eraser.erase(self.out, pid, msg, slot, now))
+            return
         if isinstance(slot, str):  # merged away: the survivor takes it
             self._forward(msg, slot)
             return

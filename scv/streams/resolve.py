@@ -5,7 +5,8 @@ sees every event and command in one order and every decision sees whole componen
 publishes merges, splits, refusals and generic values on ``profiles.merges.v1`` and routes
 each event, each hand-over of an absorbed profile and each split to ``profiles.events.v1``
 keyed by profile id. The decisions themselves are ``scv.domain.resolver.resolve`` and
-``scv.domain.commands.apply_command``.
+``scv.domain.commands.apply_command``; consent, objection, erasure and the suppression list
+are ``scv.streams.privacy``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any
 
 import orjson
 
-from scv.domain.commands import CommandResult, apply_command, parse_command
+from scv.domain.commands import (
+    PRIVACY_COMMANDS,
+    Command,
+    CommandError,
+    CommandResult,
+    apply_command,
+    parse_command,
+)
 from scv.domain.governance import load_rules
 from scv.domain.graph import MappingStore
 from scv.domain.matching.linker import Linker
@@ -28,6 +36,7 @@ from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg, send_to_dlq
 from scv.streams.output import Sink
+from scv.streams.privacy import AUDIT, ResolverPrivacy
 from scv.streams.state import Table
 from scv.topics import Topics
 
@@ -157,12 +166,16 @@ class ResolveStage:
 
     name = "resolve"
 
-    def __init__(self, settings: Settings, out: Sink, owners: Table, nodes: Table) -> None:
+    def __init__(
+        self, settings: Settings, out: Sink, owners: Table, nodes: Table, suppressed: Table
+    ) -> None:
         self.out = out
         self.owners, self.nodes = owners, nodes
         self.topics = Topics(settings)
         self.inputs = [self.topics.identity_events, self.topics.commands]
-        self._names = {name: str(getattr(self.topics, name)) for name in (MERGES, EVENTS, REVIEW)}
+        names = (MERGES, EVENTS, REVIEW, AUDIT)
+        self._names = {name: str(getattr(self.topics, name)) for name in names}
+        self.privacy = ResolverPrivacy(settings, owners, nodes, suppressed)
         self.rules = load_rules(settings.rules_path)
         self.matcher: Linker | None = None
         if settings.matching:
@@ -190,6 +203,7 @@ class ResolveStage:
     def reset(self) -> None:
         """The partition moved: forget anything read from it."""
         self._store = None
+        self.privacy.reset()
 
     def next_decision(self) -> int:
         """A number that grows with every merge or split the resolver decides.
@@ -240,6 +254,9 @@ class ResolveStage:
         except Exception as exc:  # only scv writes this topic: a bad message is a bug
             send_to_dlq(self.out, msg, f"unreadable: {type(exc).__name__}: {exc}", self.name)
             return []
+        suppressed = self.privacy.screen_event(normalized)
+        if suppressed is not None:  # names an erased person: never re-created
+            return suppressed
         store = self.store
         started = time.perf_counter()
         res = resolve(normalized, store, self.rules, self.matcher)
@@ -263,6 +280,11 @@ class ResolveStage:
         except InvalidEvent as exc:
             send_to_dlq(self.out, msg, exc.reason, self.name)
             return []
+        suppressed = self.privacy.screen_command(command)
+        if suppressed is not None:  # names an erased person: dropped, not dead-lettered
+            return suppressed
+        if command.type in PRIVACY_COMMANDS:
+            return self._privacy_command(msg, command)
         result = apply_command(command, self.store, self.rules)
         if result.error is not None:
             send_to_dlq(self.out, msg, f"command: {result.error}", self.name)
@@ -273,3 +295,10 @@ class ResolveStage:
         self._splits += [(split.reason.rule,) for split in result.splits]
         seq = self.next_decision() if result.splits or result.merges else 0
         return command_outgoing(result, seq)
+
+    def _privacy_command(self, msg: Msg, command: Command) -> list[Outgoing]:
+        try:
+            return self.privacy.command(command, self.store, self.rules)
+        except CommandError as exc:
+            send_to_dlq(self.out, msg, f"command: {exc}", self.name)
+            return []

@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    BlockBasedOptions,
+    BottommostLevelCompaction,
+    Cache,
+    CompactOptions,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
 from scv.kafka import consumer_config
 from scv.settings import Settings
@@ -51,6 +60,8 @@ class Partition(MutableMapping[bytes, bytes]):
         #: decoded values the partition's one writer keeps (dropped with the partition)
         self.cache: dict[bytes, Any] = {}
         self.applied = -1  # changelog offset of the last flushed write on the broker
+        #: keys whose old values must leave the disk after the next write (an erasure)
+        self.purge: set[bytes] = set()
 
     def get(self, key: bytes, default: Any = None) -> Any:
         if key in self.pending:
@@ -185,6 +196,8 @@ class Table:
                 else:
                     batch.put(key, value)
             part.db.write(batch)
+            if part.purge:
+                _purge(part.db, part.purge)
         else:
             for key, value in part.pending.items():
                 if value is None:
@@ -192,6 +205,7 @@ class Table:
                 else:
                     part.db[key] = value
         part.pending = {}
+        part.purge = set()
 
     def checkpoint(self) -> None:
         """After the output flush: remember how far each partition's changelog is applied."""
@@ -213,6 +227,25 @@ def _no_wal() -> WriteOptions:
 
 
 _NO_WAL = _no_wal()
+
+
+def _purge(db: Rdict, keys: set[bytes]) -> None:
+    """Make RocksDB drop the old values of ``keys`` from its files now.
+
+    A delete or overwrite only hides the old value: it stays in older SST files until
+    compaction reaches them, which may be never (there is no write-ahead log: see
+    :func:`_no_wal`). After an erasure the memtable is flushed and the key's range is
+    compacted down through every level. Only the erased keys' ranges are compacted, so the
+    cost does not grow with the table. (A key that was a file boundary is also named in the
+    MANIFEST until the database is next opened.)
+    """
+    db.flush(True)
+    # Forced, or RocksDB may move files into the last level without rewriting them (the
+    # old value and its tombstone then both survive, measured on rocksdict 0.3).
+    options = CompactOptions()
+    options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+    for key in sorted(keys):
+        db.compact_range(key, key, options)
 
 
 def rocksdb_options(settings: Settings) -> Options:

@@ -67,17 +67,24 @@ class Pipeline:
             return Table(name, partitions, changelog, data_dir, options)
 
         self.owners, self.nodes = table("identity-owners"), table("identity-nodes")
+        self.suppressed = table("identity-suppressed")
         self.profile_table, self.carts_due = table("profiles"), table("carts-due")
-        self.tables = [self.owners, self.nodes, self.profile_table, self.carts_due]
+        self.tables = [
+            self.owners,
+            self.nodes,
+            self.suppressed,
+            self.profile_table,
+            self.carts_due,
+        ]
         self.normalize = NormalizeStage(settings, self.out)
-        self.resolve = ResolveStage(settings, self.out, self.owners, self.nodes)
+        self.resolve = ResolveStage(settings, self.out, self.owners, self.nodes, self.suppressed)
         self.profiles = ProfilesStage(settings, self.out, self.profile_table, self.carts_due)
         self.stages: list[Stage] = [self.normalize, self.resolve, self.profiles]
         self.stage_of = {topic: stage for stage in self.stages for topic in stage.inputs}
         self.topics = [topic for stage in self.stages for topic in stage.inputs]
         #: input topic -> tables co-partitioned with it (opened when it is assigned)
         self.tables_of: dict[str, list[Table]] = {
-            self.resolve.inputs[0]: [self.owners, self.nodes],
+            self.resolve.inputs[0]: [self.owners, self.nodes, self.suppressed],
             self.profiles.inputs[0]: [self.profile_table, self.carts_due],
         }
 

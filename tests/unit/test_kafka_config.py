@@ -182,7 +182,7 @@ def test_topic_names_use_prefix() -> None:
 
 def test_topic_specs_layout() -> None:
     specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
-    assert len(specs) == 22
+    assert len(specs) == 24
     assert specs["scv-profiles-changelog"].partitions == 5
     assert specs["scv-profiles-changelog"].compacted
     assert specs["scv-identity-nodes-changelog"].partitions == 1
@@ -192,6 +192,8 @@ def test_topic_specs_layout() -> None:
     assert specs["identity.review.v1"].partitions == 5
     assert specs["identity.events.v1"].partitions == 1
     assert specs["identity.commands.v1"].partitions == 1
+    assert specs["audit.v1"].partitions == 1
+    assert specs["scv-identity-suppressed-changelog"].partitions == 1
     assert specs["profiles.v1"] == TopicSpec(
         "profiles.v1", 5, compacted=True, partitions_setting="SCV_STAGE_PARTITIONS"
     )
@@ -200,6 +202,7 @@ def test_topic_specs_layout() -> None:
         "profiles.v1",
         "scv-identity-owners-changelog",
         "scv-identity-nodes-changelog",
+        "scv-identity-suppressed-changelog",
         "scv-profiles-changelog",
         "scv-carts-due-changelog",
     ]

@@ -18,6 +18,7 @@ from scv.schemas import all_schema_names, load_schema, schema_dir, schema_path, 
 
 EXPECTED = [
     "actions.v1",
+    "audit.v1",
     "identity.commands.v1",
     "identity.events.v1",
     "identity.review.v1",
@@ -248,7 +249,8 @@ def test_conditions_checked_outside_the_generated_code_accept_what_the_schema_ac
             "reason": "r",
         }
     ]
-    assert validator(name).__name__ == "validate"  # the split validator, not the compiled one
+    if name.startswith("raw."):  # their conditions are simple enough to be split off
+        assert validator(name).__name__ == "validate"
     outcomes: set[bool] = set()
     for example in examples:
         for doc in _mutations(example, enums):
