@@ -16,7 +16,7 @@ Pure module: no Faust.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
@@ -53,6 +53,7 @@ class Adoption:
     fired: list[str]
     last_action_ts: dict[str, float]
     seq: int = 0
+    actions: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class Adoption:
             "partials": {a: p.to_dict() for a, p in self.partials.items()},
             "fired": list(self.fired),
             "last_action_ts": dict(self.last_action_ts),
+            "actions": [list(a) for a in self.actions],
         }
 
     @classmethod
@@ -76,6 +78,7 @@ class Adoption:
             fired=list(d.get("fired") or []),
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             seq=int(d.get("seq") or 0),
+            actions=[list(a) for a in d.get("actions") or ()],
         )
 
 
@@ -104,6 +107,7 @@ def rebuild(
     if like is not None:
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
+        state.actions = [list(a) for a in like.actions]
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
@@ -134,7 +138,16 @@ def split_state(
         kept.moved.update(moved)
         kept.ids_seq = seq
     adoptions = [
-        Adoption(part, pid, keys, grouped[part], list(state.fired), dict(state.last_action_ts), seq)
+        Adoption(
+            part,
+            pid,
+            keys,
+            grouped[part],
+            list(state.fired),
+            dict(state.last_action_ts),
+            seq,
+            [list(a) for a in state.actions],
+        )
         for part, keys in parts.items()
         if part != pid
     ]
@@ -160,10 +173,12 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.fired,
             adoption.last_action_ts,
             adoption.seq,
+            adoption.actions,
         )
     state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
     state.fired = list(adoption.fired)
     state.last_action_ts = dict(adoption.last_action_ts)
+    state.actions = [list(a) for a in adoption.actions]
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
@@ -215,6 +230,7 @@ def reroute(
             list(incoming.fired),
             dict(incoming.last_action_ts),
             state.moved.get(next(iter(partials)), ["", seq])[1],
+            [list(a) for a in incoming.actions],
         )
         for target, partials in sorted(leaving.items())
     ]

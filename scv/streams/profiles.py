@@ -24,7 +24,14 @@ from scv.domain.parts import (
     reroute,
     split_state,
 )
-from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapshot
+from scv.domain.profile import (
+    ProfileState,
+    absorb,
+    new_state,
+    next_due,
+    note_actions,
+    snapshot,
+)
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
@@ -301,6 +308,8 @@ class ProfilesStage:
             work.put(key, msg["survivor"])
             return
         state, actions = self._step(state, pid, msg, now)
+        if state is not None:
+            note_actions(state, actions)  # what the profile API shows as sent
         work.put(key, state)  # None: a split left nothing, the profile is gone
         for action in actions:
             metrics.ACTIONS.labels(action.type).inc()
