@@ -1,6 +1,6 @@
 // The single-customer-view page: search a profile through the worker's profile API and show
 // it. Every value shown comes from events that outsiders can write, so text is only ever set
-// with textContent / createTextNode (never innerHTML) and attributes get no URLs from data.
+// with textContent / createTextNode, never parsed as markup, and attributes get no URLs from data.
 "use strict";
 
 (() => {
