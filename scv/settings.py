@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     web_url: str | None = Field(
         None,
         description="URL other workers reach this worker's HTTP port at (profile API "
-        "forwarding); default http://SCV_WEB_HOST:SCV_WEB_PORT.",
+        "forwarding); default http://SCV_WEB_HOST:SCV_WEB_PORT, with the host name when bound "
+        "to 0.0.0.0. Set it in containers (e.g. from the pod IP).",
     )
     session_timeout_s: float = Field(
         10.0, description="Consumer session timeout; tansu delays joins by about half of it."

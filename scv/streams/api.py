@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,17 @@ def _error(status: int, message: str) -> web.Response:
     return response
 
 
+def advertised_url(settings: Settings) -> str:
+    """Where other workers reach this one: ``SCV_WEB_URL``, else the bind address (the host
+    name when bound to every interface, which peers cannot dial)."""
+    if settings.web_url:
+        return settings.web_url.rstrip("/")
+    host = settings.web_host
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"http://{host}:{settings.web_port}"
+
+
 def read(table: Table, partition: int, key: bytes) -> bytes | None:
     """``key`` as the stream loop's last finished batch left it; Unavailable when this worker
     does not hold the partition (or it is closed under the read)."""
@@ -120,7 +132,7 @@ class ProfileApi:
     def __init__(self, settings: Settings, worker: Worker) -> None:
         self.settings = settings
         self.worker = worker
-        self.url = settings.web_url or f"http://{settings.web_host}:{settings.web_port}"
+        self.url = advertised_url(settings)
         self.normalize_config = NormalizeConfig(default_region=settings.default_region)
         pipeline = worker.pipeline
         self.owners, self.nodes = pipeline.owners, pipeline.nodes

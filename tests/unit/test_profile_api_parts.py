@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import orjson
@@ -13,7 +14,7 @@ from aiokafka.partitioner import murmur2
 
 from scv.kafka import partition_for
 from scv.settings import Settings
-from scv.streams.api import STATIC, Unavailable, read
+from scv.streams.api import STATIC, Unavailable, advertised_url, read
 from scv.streams.directory import Directory
 from scv.streams.output import Sink
 from scv.streams.state import Table, rocksdb_options
@@ -24,9 +25,6 @@ def test_partition_for_is_the_java_clients_murmur2() -> None:
         key = os.urandom(n % 41)
         for partitions in (1, 3, 4, 12):
             assert partition_for(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
-    assert partition_for(b"p_6aac9050e204c0d4a01d", 4) == (
-        murmur2(b"p_6aac9050e204c0d4a01d") & 0x7FFFFFFF
-    ) % 4
 
 
 class _Nowhere(Sink):
@@ -87,3 +85,10 @@ def test_page_loads_nothing_from_elsewhere_and_never_parses_data_as_html() -> No
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script
     assert "localStorage" not in script  # the token lives in this tab only (sessionStorage)
+
+
+def test_the_advertised_url_is_one_peers_can_dial() -> None:
+    assert advertised_url(Settings(web_port=7001)) == "http://127.0.0.1:7001"
+    bound_everywhere = Settings(web_host="0.0.0.0", web_port=7001)
+    assert advertised_url(bound_everywhere) == f"http://{socket.gethostname()}:7001"
+    assert advertised_url(Settings(web_url="http://10.0.0.7:6066/")) == "http://10.0.0.7:6066"
