@@ -57,8 +57,8 @@ bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 20 min); 
 	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 \
 	  --json var/bench-throughput.json
 	$(BIN)/scv bench memory --json var/bench-memory.json
-	$(BIN)/scv bench api --workers 1 --json var/bench-api-1.json
-	$(BIN)/scv bench api --workers 2 --json var/bench-api-2.json
+	$(BIN)/scv bench api --workers 1 --under-load --json var/bench-api-1.json
+	$(BIN)/scv bench api --workers 2 --under-load --json var/bench-api-2.json
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
 	$(BIN)/scv demo --events 20000 --seed 7 --matching --json var/bench-demo-matching.json
 	for d in febrl3 febrl4; do \

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
-from scv.domain.profile import ProfileState, absorb, apply_event, new_state
+from scv.domain.profile import ProfileState, absorb, apply_event, new_state, note_activity
 
 
 def file_event(
@@ -31,7 +31,8 @@ def file_event(
     now: float,
     cart_window_s: float,
 ) -> None:
-    """Fold ``event`` into the aggregate state and into its anchor's partial state."""
+    """Fold ``event`` into the aggregate state and into its anchor's partial state (which
+    also keeps it in its activity list)."""
     apply_event(state, event, accepted, now, cart_window_s)
     if anchor is None:
         return
@@ -40,6 +41,7 @@ def file_event(
     if part is None:
         part = state.parts[key] = new_state(state.profile_id, event.ts)
     apply_event(part, event, accepted, now, cart_window_s)
+    note_activity(part, event)
 
 
 @dataclass(slots=True)
@@ -100,6 +102,7 @@ def rebuild(
     for anchor in sorted(partials):
         absorb(state, partials[anchor])
         state.parts[anchor] = ProfileState.from_dict(partials[anchor].to_dict())  # no aliasing
+    state.activity = []  # the parts keep it
     # One person's own history: their latest statement per purpose wins, as when the events
     # were applied one by one (absorb's "a denial wins" is for two profiles being merged).
     state.consent = _latest_consent(partials.values())

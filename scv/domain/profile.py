@@ -36,8 +36,8 @@ FIRED_CAP = 200
 CLOSED_CARTS_CAP = 20
 #: Recent orders kept for de-duplication and for closing carts by ``cart_id`` after a merge.
 RECENT_ORDERS_CAP = 50
-#: Latest events kept for the single-customer view's timeline (per profile and per part):
-#: enough for a call-centre agent's "what happened lately", small enough for the changelog.
+#: Latest events kept per part for the single-customer view's timeline: enough for a
+#: call-centre agent's "what happened lately", small enough for the changelog.
 ACTIVITY_CAP = 20
 #: Latest actions kept for the single-customer view (``fired`` keeps only their ids).
 ACTIONS_CAP = 20
@@ -133,8 +133,9 @@ class ProfileState:
     #: The resolver decision the ``identifiers`` list was last set from (hand-overs decided
     #: earlier must not add to it: the resolver's list already accounts for them).
     ids_seq: int = 0
-    #: The latest events, oldest first: ``[ts, source, type, event_id]`` (at most
-    #: :data:`ACTIVITY_CAP`); what the profile API shows as the activity timeline.
+    #: A part's latest events, oldest first: ``[ts, source, type, event_id]`` (at most
+    #: :data:`ACTIVITY_CAP`). Kept on the parts only, so that a split hands each part its
+    #: own events without a second copy on the aggregate: see :func:`timeline`.
     activity: list[list[Any]] = field(default_factory=list)
     #: The latest actions sent, oldest first: ``[created_at, type, channel, action_id,
     #: trigger_event_id]`` (at most :data:`ACTIONS_CAP`). Per person, like ``fired``.
@@ -307,7 +308,6 @@ def apply_event(
     la = state.last_activity
     if la is None or ts >= la["ts"]:
         state.last_activity = {"ts": ts, "source": source, "type": etype}
-    _note_activity(state.activity, [ts, source, etype, event.event_id])
 
     idents = state.identifiers
     for kind, value in accepted:
@@ -366,13 +366,15 @@ def apply_event(
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
 
 
-def _note_activity(log: list[list[Any]], entry: list[Any]) -> None:
-    """Keep ``entry`` in the sorted, de-duplicated, capped timeline ``log``.
+def note_activity(part: ProfileState, event: NormalizedEvent) -> None:
+    """Keep ``event`` in ``part``'s sorted, de-duplicated, capped ``activity``.
 
-    The timeline is the newest :data:`ACTIVITY_CAP` distinct entries ever seen, in entry
-    order, so applying events in any order (or redelivering one) and merging two profiles
+    The list is the newest :data:`ACTIVITY_CAP` distinct entries ever seen, in entry order,
+    so filing events in any order (or a redelivered one) and merging two profiles
     (:func:`_union_activity`) give the same list.
     """
+    log = part.activity
+    entry = [event.ts, event.source, event.type, event.event_id]
     if not log or entry > log[-1]:  # the usual case: the newest event so far
         log.append(entry)
     else:
@@ -641,10 +643,16 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
             s.merged_from.append(pid)
 
 
-def _union_activity(mine: list[list[Any]], theirs: list[list[Any]]) -> list[list[Any]]:
-    """The newest :data:`ACTIVITY_CAP` distinct entries of both timelines (symmetric)."""
-    merged = sorted({tuple(e) for e in (*mine, *theirs)})
+def _union_activity(*logs: list[list[Any]]) -> list[list[Any]]:
+    """The newest :data:`ACTIVITY_CAP` distinct entries of all ``logs`` (order-free)."""
+    merged = sorted({tuple(e) for log in logs for e in log})
     return [list(e) for e in merged[-ACTIVITY_CAP:]]
+
+
+def timeline(state: ProfileState) -> list[list[Any]]:
+    """The profile's latest events across channels, oldest first: the newest
+    :data:`ACTIVITY_CAP` of its parts' (each part keeps its own newest that many)."""
+    return _union_activity(state.activity, *(part.activity for part in state.parts.values()))
 
 
 def merge_actions(mine: list[list[Any]], theirs: list[list[Any]]) -> list[list[Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 from scv.domain.explain import explain
 from scv.domain.graph import ProfileNode, link_order
 from scv.domain.model import parse_ident
-from scv.domain.profile import ProfileState, snapshot
+from scv.domain.profile import ProfileState, snapshot, timeline
 
 #: Recent orders shown (the state keeps more for de-duplication).
 ORDERS_SHOWN = 5
@@ -27,7 +27,7 @@ def state_view(state: ProfileState) -> dict[str, Any]:
     view = snapshot(state)
     view["activity"] = [
         {"ts": ts, "source": source, "type": etype, "event_id": event_id}
-        for ts, source, etype, event_id in reversed(state.activity)
+        for ts, source, etype, event_id in reversed(timeline(state))
     ]
     view["actions"] = {
         "recent": [

@@ -24,14 +24,7 @@ from scv.domain.parts import (
     reroute,
     split_state,
 )
-from scv.domain.profile import (
-    ProfileState,
-    absorb,
-    new_state,
-    next_due,
-    note_actions,
-    snapshot,
-)
+from scv.domain.profile import ProfileState, absorb, new_state, next_due, note_actions, snapshot
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics

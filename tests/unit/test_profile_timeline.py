@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from examples import ev
-from test_parts import ANN, ANN_KEYS, BOB_KEYS, SHOP_PHONE, _fused_state, file
+from test_parts import ANN, ANN_COOKIE, ANN_KEYS, BOB_KEYS, SHOP_PHONE, _fused_state, file
 
 from scv.domain.graph import ProfileNode
 from scv.domain.model import Action, NormalizedEvent, ident_key
@@ -15,14 +15,12 @@ from scv.domain.profile import (
     ACTIVITY_CAP,
     ProfileState,
     absorb,
-    apply_event,
     merge_actions,
     new_state,
     note_actions,
+    timeline,
 )
 from scv.domain.view import graph_view, profile_view, state_view
-
-WINDOW = 60.0
 
 
 def _events(n: int) -> list[NormalizedEvent]:
@@ -33,34 +31,43 @@ def _events(n: int) -> list[NormalizedEvent]:
     ]
 
 
-def _apply_all(events: list[NormalizedEvent]) -> ProfileState:
+def _file_all(events: list[NormalizedEvent]) -> ProfileState:
     state = new_state("p1", 0.0)
     for event in events:
-        apply_event(state, event, [ANN], 1000.0, WINDOW)
+        file(state, event)
     return state
 
 
 def test_timeline_is_the_newest_events_whatever_the_arrival_order() -> None:
     events = _events(ACTIVITY_CAP + 15)
-    in_order = _apply_all(events)
+    in_order = timeline(_file_all(events))
     shuffled = events[:]
     random.Random(3).shuffle(shuffled)
     redelivered = shuffled + shuffled[:10]  # at-least-once: some arrive twice
-    assert _apply_all(redelivered).activity == in_order.activity
-    assert len(in_order.activity) == ACTIVITY_CAP
-    assert in_order.activity[-1] == [134.0, "email", "click", "e034"]
-    assert [e[3] for e in in_order.activity] == [f"e{i:03d}" for i in range(15, 35)]
+    assert timeline(_file_all(redelivered)) == in_order
+    assert len(in_order) == ACTIVITY_CAP
+    assert in_order[-1] == [134.0, "email", "click", "e034"]
+    assert [e[3] for e in in_order] == [f"e{i:03d}" for i in range(15, 35)]
+
+
+def test_the_timeline_is_kept_once_per_part_and_joined_across_parts() -> None:
+    state = new_state("p1", 0.0)
+    file(state, ev("web", "page_view", 100.0, [ANN_COOKIE], event_id="w1"))
+    file(state, ev("email", "click", 200.0, [ANN], event_id="m1"))
+    assert state.activity == []  # nothing on the aggregate: the parts hold it
+    assert [len(p.activity) for p in state.parts.values()] == [1, 1]
+    assert [e[3] for e in timeline(state)] == ["w1", "m1"]
 
 
 def test_merging_two_timelines_keeps_the_newest_of_both_either_way() -> None:
     events = _events(30)
-    a = _apply_all(events[::2])
-    b = _apply_all(events[1::2])
+    a = _file_all(events[::2])
+    b = _file_all(events[1::2])
     ab = ProfileState.from_dict(a.to_dict())
     absorb(ab, b)
     ba = ProfileState.from_dict(b.to_dict())
     absorb(ba, a)
-    assert ab.activity == ba.activity == _apply_all(events).activity
+    assert timeline(ab) == timeline(ba) == timeline(_file_all(events))
 
 
 def _action(aid: str, at: float, kind: str = "abandoned_cart") -> Action:
@@ -90,10 +97,11 @@ def test_a_split_gives_every_part_the_person_s_actions_and_its_own_timeline() ->
     kept, [adoption] = split_state(fused, {"pA": ANN_KEYS, "pNew": BOB_KEYS}, removed)
     assert kept is not None
     assert kept.actions == fused.actions
-    assert [e[3] for e in kept.activity] == ["a1", "a2"]  # Ann's own events only
+    assert [e[3] for e in timeline(kept)] == ["a1", "a2"]  # Ann's own events only
+    assert kept.activity == []
     bob, _ = adopt(None, adoption)
     assert bob.actions == fused.actions
-    assert [e[3] for e in bob.activity] == ["b1"]
+    assert [e[3] for e in timeline(bob)] == ["b1"]
     assert adoption.from_dict(adoption.to_dict()).actions == fused.actions
 
 
