@@ -14,9 +14,9 @@ answers with both. A forwarded request is marked (``X-SCV-Forwarded``) and never
 again; a worker that finds the directory out of date (a rebalance is moving partitions)
 answers 503 with ``Retry-After``.
 
-Reads run in the web thread while the stream loop writes the same tables. They see what the
-loop's last finished batch wrote: the partition's pending writes (a dict the loop only adds
-to and then replaces whole, so one ``get`` on it is safe), else the committed RocksDB value.
+Reads run in the web thread while the stream loop writes the same tables. Each key reads as
+the loop last wrote it: the partition's pending writes (a dict the loop only adds to and then
+replaces whole, so one lookup in it is safe), else the committed RocksDB value.
 Decoded objects the stages cache are never touched. A partition closed under a read (a
 revoke) answers 503 like one that is not here.
 
@@ -46,7 +46,6 @@ from scv.streams.directory import Directory, Holdings
 from scv.streams.profiles import MOVED
 from scv.streams.state import Table
 from scv.streams.web import authorized
-from scv.topics import Topics
 
 if TYPE_CHECKING:
     from scv.streams.worker import Worker
@@ -111,8 +110,11 @@ def advertised_url(settings: Settings) -> str:
 
 
 def read(table: Table, partition: int, key: bytes) -> bytes | None:
-    """``key`` as the stream loop's last finished batch left it; Unavailable when this worker
-    does not hold the partition (or it is closed under the read)."""
+    """``key`` as the stream loop last wrote it (pending, else committed); Unavailable when
+    this worker does not hold the partition (or it is closed under the read).
+
+    Consistent per key: a batch's writes become visible key by key as its flush adds them, so
+    for an instant an owner may name a profile whose node is not written yet."""
     part = table.open_partitions.get(partition)
     if part is None:
         raise Unavailable(f"{table.name}[{partition}] is not held here")
@@ -140,7 +142,6 @@ class ProfileApi:
         self.partitions = settings.stage_partitions
         self.directory = Directory(settings, self.url, self.holdings)
         self._session: aiohttp.ClientSession | None = None
-        self._profile_events = Topics(settings).profile_events
 
     # --- what this worker holds ----------------------------------------------------------
     def holdings(self) -> Holdings:
@@ -187,7 +188,7 @@ class ProfileApi:
                 return _error(404, f"no profile has this {kind}")
             if owner.decode() == GENERIC:
                 return _error(404, f"this {kind} is shared by several people and links nobody")
-            return await self._assemble(owner.decode(), request)
+            return await self._assemble(owner.decode(), request, owned=True)
         except Unavailable as exc:
             return _error(503, str(exc))
 
@@ -228,11 +229,16 @@ class ProfileApi:
         return _json({"self": self.url, "workers": self.directory.entries()})
 
     # --- assembling a view ---------------------------------------------------------------
-    async def _assemble(self, pid: str, request: web.Request) -> web.Response:
-        """Graph here (this worker holds it), state from the id's partition, merges followed."""
+    async def _assemble(self, pid: str, request: web.Request, owned: bool = False) -> web.Response:
+        """Graph here (this worker holds it), state from the id's partition, merges followed.
+
+        ``owned``: an identifier's owner named ``pid``, so its node exists or is being
+        written by the same flush (reads are consistent per key): a missing one is a retry."""
         merged: list[str] = []
         for _ in range(MAX_MERGE_HOPS):
             raw = read(self.nodes, 0, pid.encode())
+            if raw is None and owned:
+                raise Unavailable("the profile is being written")
             if raw is None:
                 return _error(404, "no profile with this id")
             if raw == RETIRED:  # merged away, or emptied by a split or erasure
