@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration check fmt demo bench clean
+.PHONY: help venv tools run test test-unit test-integration check fmt demo bench clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -19,16 +19,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install scv with dev tools
 
+tools: ## Install Debian's chromium, chromium-driver and prometheus (page and scrape tests) if missing
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+	  && command -v prometheus >/dev/null 2>&1 || { \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian's chromium, chromium-driver and prometheus for the tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends -o DPkg::Lock::Timeout=300 chromium chromium-driver prometheus \
+	  || { echo "could not install chromium, chromium-driver and prometheus: the tests need them"; exit 1; }; }
+
 run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo source (Ctrl-C stops)
 	$(BIN)/scv run
 
-test: $(STAMP) ## Run the default test suite (unit, stage and broker-backed integration tests)
+test: $(STAMP) tools ## Run the default test suite (unit, stage and broker-backed integration tests)
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages
 
-test-integration: $(STAMP) ## Run only the broker-backed integration tests
+test-integration: $(STAMP) tools ## Run only the broker-backed integration tests
 	$(BIN)/python -m pytest -q tests/integration
 
 check: $(STAMP) ## Lint (ruff) and type-check (mypy)
@@ -49,6 +58,8 @@ bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 20 min); 
 	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 \
 	  --json var/bench-throughput.json
 	$(BIN)/scv bench memory --json var/bench-memory.json
+	$(BIN)/scv bench api --workers 1 --under-load --json var/bench-api-1.json
+	$(BIN)/scv bench api --workers 2 --under-load --json var/bench-api-2.json
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
 	$(BIN)/scv demo --events 20000 --seed 7 --matching --json var/bench-demo-matching.json
 	for d in febrl3 febrl4; do \

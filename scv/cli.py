@@ -119,6 +119,19 @@ def cmd_bench_memory(args: argparse.Namespace) -> int:
     return _report(run_memory(args.small, args.large), args.json)
 
 
+def cmd_bench_api(args: argparse.Namespace) -> int:
+    from scv.bench.api import run_api_bench
+
+    report = run_api_bench(
+        args.events,
+        args.lookups,
+        workers=args.workers,
+        seed=args.seed,
+        under_load=args.under_load,
+    )
+    return _report(report, args.json)
+
+
 def cmd_model_train(args: argparse.Namespace) -> int:
     """Fit a Fellegi-Sunter model without labels (EM) and save it."""
     if args.dataset == "demo":
@@ -328,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
-        "bench", help="benchmarks that print JSON (accuracy, throughput, latency, memory)"
+        "bench", help="benchmarks that print JSON (accuracy, throughput, latency, memory, api)"
     )
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser(
@@ -374,6 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--large", type=int, default=1_000_000, help="identifiers at the second")
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_memory)
+
+    p = bench.add_parser("api", help="profile API lookup latency after the demo workload")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--lookups", type=int, default=2_000)
+    p.add_argument(
+        "--under-load",
+        action="store_true",
+        help="also time lookups while the workers take in as many events again",
+    )
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_api)
 
     p = sub.add_parser("model", help="probabilistic matching models")
     model = p.add_subparsers(dest="model", required=True)

@@ -237,3 +237,33 @@ def faust_credentials(settings: Settings) -> Any:
 def _normalise(overrides: dict[str, Any]) -> dict[str, Any]:
     """Allow ``linger_ms=5`` as a spelling of ``linger.ms`` in keyword overrides."""
     return {key.replace("_", "."): value for key, value in overrides.items()}
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition :data:`PARTITIONER` sends ``key`` to: where its table state lives.
+
+    Kafka's murmur2 (the Java client's ``Utils.murmur2``, which librdkafka's
+    ``murmur2_random`` copies), made positive, modulo the partition count. The profile API
+    uses it to find the worker that holds a profile.
+    """
+    m, length = 0x5BD1E995, len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length & ~3
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    extra = length - whole
+    if extra == 3:
+        h ^= key[whole + 2] << 16
+    if extra >= 2:
+        h ^= key[whole + 1] << 8
+    if extra >= 1:
+        h ^= key[whole]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions

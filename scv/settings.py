@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, description="Worker HTTP port (health, metrics).")
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
+    web_url: str | None = Field(
+        None,
+        description="URL other workers reach this worker's HTTP port at (profile API "
+        "forwarding); default http://SCV_WEB_HOST:SCV_WEB_PORT, with the host name when bound "
+        "to 0.0.0.0. Set it in containers (e.g. from the pod IP).",
+    )
     session_timeout_s: float = Field(
         10.0, description="Consumer session timeout; tansu delays joins by about half of it."
     )
@@ -103,8 +109,8 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,
-        description="Bearer token the worker's data pages (explain) require; unset = no token "
-        "(keep the port private).",
+        description="Bearer token the worker's data pages (explain, profile API) require; unset = "
+        "no token (keep the port private).",
     )
     suppression_key: SecretStr = Field(
         SecretStr(LOCAL_SUPPRESSION_KEY),

@@ -99,6 +99,11 @@ class Topics:
         return self._settings.topic(f"{self._settings.app_id}-{table}-changelog")
 
     @property
+    def workers(self) -> str:
+        """Which worker holds which table partition, at which URL (``scv.streams.directory``)."""
+        return self._settings.topic(f"{self._settings.app_id}-workers")
+
+    @property
     def review(self) -> str:
         return self._settings.topic(REVIEW)
 
@@ -179,6 +184,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # One partition: the audit trail reads in the order things were done.
         TopicSpec(names.audit, 1),
     ]
+    # Workers' announcements of what they hold (compacted; one partition, read whole).
+    specs.append(TopicSpec(names.workers, 1, compacted=True))
     # The stages' state changelogs (compacted): partitioned like the input they follow.
     for table, partitioned in TABLES.items():
         n = stage_n if partitioned else 1

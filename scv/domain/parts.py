@@ -17,11 +17,18 @@ Pure module: no Faust.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
-from scv.domain.profile import ProfileState, absorb, apply_consent, apply_event, new_state
+from scv.domain.profile import (
+    ProfileState,
+    absorb,
+    apply_consent,
+    apply_event,
+    new_state,
+    note_activity,
+)
 
 
 def file_event(
@@ -32,7 +39,8 @@ def file_event(
     now: float,
     cart_window_s: float,
 ) -> None:
-    """Fold ``event`` into the aggregate state and into its anchor's partial state."""
+    """Fold ``event`` into the aggregate state and into its anchor's partial state (which
+    also keeps it in its activity list)."""
     apply_event(state, event, accepted, now, cart_window_s)
     if anchor is None:
         return
@@ -41,6 +49,7 @@ def file_event(
     if part is None:
         part = state.parts[key] = new_state(state.profile_id, event.ts)
     apply_event(part, event, accepted, now, cart_window_s)
+    note_activity(part, event)
 
 
 def file_consent(
@@ -80,6 +89,7 @@ class Adoption:
     last_action_ts: dict[str, float]
     seq: int = 0
     objection: dict[str, Any] | None = None
+    actions: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +102,7 @@ class Adoption:
             "fired": list(self.fired),
             "last_action_ts": dict(self.last_action_ts),
             "objection": dict(self.objection) if self.objection is not None else None,
+            "actions": [list(a) for a in self.actions],
         }
 
     @classmethod
@@ -105,6 +116,7 @@ class Adoption:
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             seq=int(d.get("seq") or 0),
             objection=d.get("objection"),
+            actions=[list(a) for a in d.get("actions") or ()],
         )
 
 
@@ -126,6 +138,7 @@ def rebuild(
     for anchor in sorted(partials):
         absorb(state, partials[anchor])
         state.parts[anchor] = ProfileState.from_dict(partials[anchor].to_dict())  # no aliasing
+    state.activity = []  # the parts keep it
     # One person's own history: their latest statement per purpose wins, as when the events
     # were applied one by one (absorb's "a denial wins" is for two profiles being merged).
     state.consent = _latest_consent(partials.values())
@@ -134,6 +147,7 @@ def rebuild(
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
         state.objection = dict(like.objection) if like.objection is not None else None
+        state.actions = [list(a) for a in like.actions]
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
@@ -173,6 +187,7 @@ def split_state(
             dict(state.last_action_ts),
             seq,
             state.objection,
+            [list(a) for a in state.actions],
         )
         for part, keys in parts.items()
         if part != pid
@@ -200,11 +215,13 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.last_action_ts,
             adoption.seq,
             adoption.objection,
+            adoption.actions,
         )
     state = rebuild(adoption.profile_id, adoption.partials, adoption.identifiers)
     state.fired = list(adoption.fired)
     state.last_action_ts = dict(adoption.last_action_ts)
     state.objection = dict(adoption.objection) if adoption.objection is not None else None
+    state.actions = [list(a) for a in adoption.actions]
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
@@ -257,6 +274,7 @@ def reroute(
             dict(incoming.last_action_ts),
             state.moved.get(next(iter(partials)), ["", seq])[1],
             incoming.objection,
+            [list(a) for a in incoming.actions],
         )
         for target, partials in sorted(leaving.items())
     ]

@@ -21,12 +21,13 @@ long-lived profile does not grow its changelog record without limit.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from scv.domain.model import Identifier, NormalizedEvent
+from scv.domain.model import Action, Identifier, NormalizedEvent
 
 #: Fired action ids kept for idempotency. Actions are rare per person (one per cart, one per
 #: cancellation call), so 200 covers years of history; cooldowns are the second line.
@@ -35,6 +36,11 @@ FIRED_CAP = 200
 CLOSED_CARTS_CAP = 20
 #: Recent orders kept for de-duplication and for closing carts by ``cart_id`` after a merge.
 RECENT_ORDERS_CAP = 50
+#: Latest events kept per part for the single-customer view's timeline: enough for a
+#: call-centre agent's "what happened lately", small enough for the changelog.
+ACTIVITY_CAP = 20
+#: Latest actions kept for the single-customer view (``fired`` keeps only their ids).
+ACTIONS_CAP = 20
 
 #: Cart statuses. Only ``open`` carts can become ``abandoned``.
 OPEN, ORDERED, EMPTIED, ABANDONED = "open", "ordered", "emptied", "abandoned"
@@ -130,6 +136,13 @@ class ProfileState:
     #: The person's objection (GDPR Art. 21), ``{"active", "ts", "command_id", "source"}``:
     #: while active no action fires, whatever consent says. None: never stated.
     objection: dict[str, Any] | None = None
+    #: A part's latest events, oldest first: ``[ts, source, type, event_id]`` (at most
+    #: :data:`ACTIVITY_CAP`). Kept on the parts only, so that a split hands each part its
+    #: own events without a second copy on the aggregate: see :func:`timeline`.
+    activity: list[list[Any]] = field(default_factory=list)
+    #: The latest actions sent, oldest first: ``[created_at, type, channel, action_id,
+    #: trigger_event_id]`` (at most :data:`ACTIONS_CAP`). Per person, like ``fired``.
+    actions: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self, copy: bool = True) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it).
@@ -165,6 +178,8 @@ class ProfileState:
                 "moved": self.moved,
                 "ids_seq": self.ids_seq,
                 **({"objection": self.objection} if self.objection is not None else {}),
+                "activity": self.activity,
+                "actions": self.actions,
             }
         return {
             "v": 1,
@@ -189,6 +204,8 @@ class ProfileState:
             "moved": {k: list(v) for k, v in self.moved.items()},
             "ids_seq": self.ids_seq,
             **({"objection": _copy(self.objection)} if self.objection is not None else {}),
+            "activity": [list(e) for e in self.activity],
+            "actions": [list(e) for e in self.actions],
         }
 
     @classmethod
@@ -224,7 +241,16 @@ class ProfileState:
             moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
             ids_seq=int(d.get("ids_seq") or 0),
             objection=keep(d.get("objection")),
+            activity=_entries(d.get("activity"), copy),
+            actions=_entries(d.get("actions"), copy),
         )
+
+
+def _entries(value: list[list[Any]] | None, copy: bool) -> list[list[Any]]:
+    """A stored list of list entries (activity, actions), copied unless ``copy`` is False."""
+    if not value:
+        return []
+    return [list(e) for e in value] if copy else value
 
 
 def new_state(profile_id: str, ts: float) -> ProfileState:
@@ -252,6 +278,8 @@ def new_state(profile_id: str, ts: float) -> ProfileState:
         {},  # moved
         0,  # ids_seq
         None,  # objection
+        [],  # activity
+        [],  # actions
     )
 
 
@@ -343,6 +371,26 @@ def apply_event(
             # Keep the earliest open flag: the same rule as absorb(), so order does not matter.
             if churn is None or (ts, event.event_id) < (churn["flagged_ts"], churn["event_id"]):
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
+
+
+def note_activity(part: ProfileState, event: NormalizedEvent) -> None:
+    """Keep ``event`` in ``part``'s sorted, de-duplicated, capped ``activity``.
+
+    The list is the newest :data:`ACTIVITY_CAP` distinct entries ever seen, in entry order,
+    so filing events in any order (or a redelivered one) and merging two profiles
+    (:func:`_union_activity`) give the same list.
+    """
+    log = part.activity
+    entry = [event.ts, event.source, event.type, event.event_id]
+    if not log or entry > log[-1]:  # the usual case: the newest event so far
+        log.append(entry)
+    else:
+        i = bisect_left(log, entry)
+        if i < len(log) and log[i] == entry:
+            return  # redelivered
+        log.insert(i, entry)
+    if len(log) > ACTIVITY_CAP:
+        del log[0]
 
 
 def _visit_order(visit: dict[str, Any]) -> tuple[float, str, float]:
@@ -620,6 +668,10 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
         if key not in s.moved or entry[1] > s.moved[key][1]:
             s.moved[key] = list(entry)
 
+    if a.activity:
+        s.activity = _union_activity(s.activity, a.activity)
+    if a.actions:
+        s.actions = merge_actions(s.actions, a.actions)
     s.fired = merge_fired(s.fired, a.fired)
     for kind, t in a.last_action_ts.items():
         if t > s.last_action_ts.get(kind, float("-inf")):
@@ -628,6 +680,37 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     for pid in [a.profile_id, *a.merged_from]:
         if pid != s.profile_id and pid not in s.merged_from:
             s.merged_from.append(pid)
+
+
+def _union_activity(*logs: list[list[Any]]) -> list[list[Any]]:
+    """The newest :data:`ACTIVITY_CAP` distinct entries of all ``logs`` (order-free)."""
+    merged = sorted({tuple(e) for log in logs for e in log})
+    return [list(e) for e in merged[-ACTIVITY_CAP:]]
+
+
+def timeline(state: ProfileState) -> list[list[Any]]:
+    """The profile's latest events across channels, oldest first: the newest
+    :data:`ACTIVITY_CAP` of its parts' (each part keeps its own newest that many)."""
+    return _union_activity(state.activity, *(part.activity for part in state.parts.values()))
+
+
+def merge_actions(mine: list[list[Any]], theirs: list[list[Any]]) -> list[list[Any]]:
+    """Both action lists, one entry per action id (the earliest), newest
+    :data:`ACTIONS_CAP` kept; symmetric in the two arguments."""
+    first: dict[str, tuple[Any, ...]] = {}
+    for entry in (*mine, *theirs):
+        aid = str(entry[3])
+        kept = first.get(aid)
+        if kept is None or tuple(entry) < kept:
+            first[aid] = tuple(entry)
+    return [list(e) for e in sorted(first.values())[-ACTIONS_CAP:]]
+
+
+def note_actions(state: ProfileState, actions: list[Action]) -> None:
+    """Remember the actions just sent for ``state``'s person (for the profile API)."""
+    if actions:
+        sent = [[a.created_at, a.type, a.channel, a.action_id, a.trigger_event_id] for a in actions]
+        state.actions = merge_actions(state.actions, sent)
 
 
 def _activity_key(la: dict[str, Any]) -> tuple[float, str, str]:

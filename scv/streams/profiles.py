@@ -33,6 +33,7 @@ from scv.domain.profile import (
     absorb,
     new_state,
     next_due,
+    note_actions,
     set_objection,
     snapshot,
 )
@@ -370,6 +371,8 @@ class ProfilesStage:
             work.put(key, msg["survivor"])
             return
         state, actions = self._step(state, pid, msg, now)
+        if state is not None:
+            note_actions(state, actions)  # what the profile API shows as sent
         work.put(key, state)  # None: a split left nothing, the profile is gone
         for action in actions:
             self._fired.append((action.type,))

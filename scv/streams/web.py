@@ -1,7 +1,8 @@
-"""The worker's own HTTP endpoints: liveness, readiness, Prometheus metrics, explanations.
+"""The worker's own HTTP endpoints: liveness, readiness, Prometheus metrics, explanations;
+the profile API and the agent's page are in ``scv.streams.api``.
 
 They run on an aiohttp server in a thread of their own, so a slow scrape never stalls the
-stream loop. Only ``/profiles/{id}/explain`` returns personal data, and it requires
+stream loop. Only ``/profiles/...`` returns personal data, and it requires
 ``SCV_API_TOKEN`` as a bearer token when one is set. Nothing dumps tables.
 """
 
@@ -76,6 +77,9 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/profiles/{profile_id}/explain", explain_page)
+    from scv.streams.api import add_profile_api  # it imports authorized() from here
+
+    add_profile_api(app, settings, worker)
     return app
 
 

@@ -1,9 +1,9 @@
 """A real Prometheus server scrapes a running worker, evaluates the alert rules and answers
 every query of the Grafana dashboard.
 
-Needs the ``prometheus`` binary (Debian: ``apt-get install prometheus``); without it the
-module is skipped and says so. The exposition itself is parsed without a server in
-test_operations.py, which always runs.
+Needs the ``prometheus`` binary from Debian's package, which ``make test`` installs (``make
+tools``); without it the test fails and says how to get it. The exposition itself is also
+parsed without a server in test_operations.py.
 """
 
 from __future__ import annotations
@@ -27,12 +27,7 @@ from scv.broker import free_port
 PROMETHEUS = shutil.which("prometheus")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        PROMETHEUS is None, reason="no prometheus binary (Debian: apt-get install prometheus)"
-    ),
-]
+pytestmark = [pytest.mark.integration]
 
 
 class Server:
@@ -65,7 +60,7 @@ def prometheus(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> 
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    assert PROMETHEUS is not None
+    assert PROMETHEUS is not None, "no prometheus binary: `make tools` installs Debian's package"
     log = (work / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
