@@ -180,6 +180,8 @@ def test_two_workers_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
         assert host == "kafka" and port == "9092"
         assert float(worker_env["SCV_SESSION_TIMEOUT_S"]) >= 6  # real Kafka's minimum
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        # the profile API forwards to a worker at the URL it announces: its own service
+        assert worker_env["SCV_WEB_URL"] == f"http://{name}:{web_port}"
         mounts = [str(v) for v in svc["volumes"] if str(v).endswith(":/var/lib/scv")]
         assert len(mounts) == 1, f"{name} needs its own state volume on /var/lib/scv"
         volumes.append(mounts[0].split(":")[0])

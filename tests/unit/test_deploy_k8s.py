@@ -97,6 +97,10 @@ def test_workers_run_the_image_with_state_volume_probes_and_config(
     compose_image = compose["services"]["worker-1"]["image"]
     assert container["image"] == f"{compose_image.split(':')[0]}:{version}"
     assert container.get("command") is None and container["args"] == ["worker"]
+    # peers forward profile API calls to the pod's own address
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["SCV_WEB_URL"]["value"] == "http://$(POD_IP):6066"
 
     config = one(objects, "ConfigMap")
     env = config["data"]
