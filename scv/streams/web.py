@@ -58,11 +58,13 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
         Answered by the worker that owns the identity graph (one partition)."""
         if not authorized(settings, request):
             return _json({"error": "unauthorized"}, status=401)
-        nodes = worker.pipeline.nodes.open_partitions.get(0)
-        if nodes is None:
+        from scv.streams.api import Unavailable, read
+
+        try:
+            raw = read(worker.pipeline.nodes, 0, request.match_info["profile_id"].encode())
+        except Unavailable:
             body = {"error": "this worker does not hold the identity graph; ask another"}
             return _json(body, status=421)
-        raw = nodes.get(request.match_info["profile_id"].encode())
         if raw is None or raw == RETIRED:  # unknown, or merged away
             body = {
                 "error": "no live profile with this id (merged away ids: see profiles.merges.v1)"
