@@ -29,7 +29,7 @@ import orjson
 import phonenumbers
 
 from scv.domain.model import SOURCES, Identifier, NormalizedEvent
-from scv.schemas import validator
+from scv.schemas import schema_reason, validator
 
 __all__ = [
     "CACHE_SIZE",
@@ -259,7 +259,7 @@ def _validate(source: str, doc: dict[str, Any]) -> None:
     try:
         check(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise InvalidEvent(f"schema: {exc.message}") from None
+        raise InvalidEvent(schema_reason(exc)) from None
 
 
 def _parse_timestamp(value: Any) -> float:
