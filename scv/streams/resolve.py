@@ -26,7 +26,7 @@ from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import resolve
 from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.dlq import Msg, failure_reason, send_to_dlq
 from scv.streams.output import Sink
 from scv.streams.state import Table
 from scv.topics import Topics
@@ -218,7 +218,7 @@ class ResolveStage:
         try:
             normalized = NormalizedEvent.from_dict(orjson.loads(value))
         except Exception as exc:  # only scv writes this topic: a bad message is a bug
-            send_to_dlq(self.out, msg, f"unreadable: {type(exc).__name__}: {exc}", self.name)
+            send_to_dlq(self.out, msg, failure_reason("unreadable", exc), self.name)
             return []
         store = self.store
         started = time.perf_counter()
@@ -251,8 +251,8 @@ class ResolveStage:
         if result.error is not None:
             send_to_dlq(self.out, msg, f"command: {result.error}", self.name)
             return []
-        log.info(
-            "command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits)
+        log.info(  # %r: the id is the sender's text, and must not forge log lines
+            "command %r (%s): %d split(s)", command.command_id, command.type, len(result.splits)
         )
         for split in result.splits:
             metrics.SPLITS.labels(split.reason.rule).inc()

@@ -1,15 +1,23 @@
 """The worker's own HTTP endpoints: liveness, readiness, Prometheus metrics, explanations.
 
 They run on an aiohttp server in a thread of their own, so a slow scrape never stalls the
-stream loop. Only ``/profiles/{id}/explain`` returns personal data, and it requires
-``SCV_API_TOKEN`` as a bearer token when one is set. Nothing dumps tables.
+stream loop. Nothing dumps tables.
+
+When ``SCV_API_TOKEN`` is set, every path but the two probes (:data:`OPEN_PATHS`) requires
+it as a bearer token: ``/profiles/{id}/explain`` returns personal data, and ``/metrics``
+shows the worker's internals (DLQ reasons, rates, matcher decisions); Prometheus sends the
+token with ``authorization: {credentials: ...}`` in its scrape config. The check is a
+middleware, so an endpoint added later is protected without remembering to be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
+import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -22,6 +30,14 @@ from scv.settings import Settings
 
 if TYPE_CHECKING:
     from scv.streams.worker import Worker
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: Paths answered without a token: orchestrators probe them and they say only up/ready.
+OPEN_PATHS = frozenset({"/livez", "/readyz"})
 
 
 def authorized(settings: Settings, request: web.Request) -> bool:
@@ -38,7 +54,13 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 
 def routes(settings: Settings, worker: Worker) -> web.Application:
-    app = web.Application()
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or authorized(settings, request):
+            return await handler(request)
+        return _json({"error": "unauthorized"}, status=401)
+
+    app = web.Application(middlewares=[require_token])
 
     async def livez(request: web.Request) -> web.Response:
         return _json({"live": True})
@@ -55,8 +77,6 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
         """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
 
         Answered by the worker that owns the identity graph (one partition)."""
-        if not authorized(settings, request):
-            return _json({"error": "unauthorized"}, status=401)
         nodes = worker.pipeline.nodes.open_partitions.get(0)
         if nodes is None:
             body = {"error": "this worker does not hold the identity graph; ask another"}
@@ -120,4 +140,17 @@ class WebServer:
 
 
 def start_web(settings: Settings, worker: Worker) -> WebServer:
+    if settings.api_token is None and not _loopback(settings.web_host):
+        log.warning(
+            "SCV_API_TOKEN is unset and the HTTP port listens on %s: /metrics and "
+            "/profiles/{id}/explain answer anyone who can reach it",
+            settings.web_host,
+        )
     return WebServer(settings, routes(settings, worker)).start()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
