@@ -200,16 +200,18 @@ def identifier_problem(kind: str, value: Any) -> str | None:
 
 
 def _strings(doc: Any, into: set[str]) -> set[str]:
-    """Every string key and value in a decoded JSON document."""
-    if isinstance(doc, str):
-        into.add(doc)
-    elif isinstance(doc, dict):
-        for key, value in doc.items():
-            into.add(key)
-            _strings(value, into)
-    elif isinstance(doc, list):
-        for value in doc:
-            _strings(value, into)
+    """Every string key and value in a decoded JSON document (iteratively: documents may be
+    nested a thousand deep)."""
+    todo = [doc]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, str):
+            into.add(node)
+        elif isinstance(node, dict):
+            into.update(node)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
     return into
 
 

@@ -39,6 +39,9 @@ from scv.schemas import load_schema
 # Valid events and commands
 # --------------------------------------------------------------------------------------------
 
+#: Cases of one batch are numbered within a block of this size (see :func:`batches`).
+BLOCK = 100
+
 #: How many shapes :func:`good_doc` knows per target.
 VARIANTS = {"web": 4, "email": 3, "transactions": 2, "callcenter": 2, COMMANDS: 1}
 
@@ -49,7 +52,7 @@ def ids(n: int) -> dict[str, str]:
         "anonymous_id": f"ck-fz-{n}",
         "customer_id": f"C-FZ-{n:05d}",
         "email": f"Fuzz.Person{n}@Acme-Corp.CO.UK",
-        "phone": f"07700 9{n:05d}",
+        "phone": f"07700 9{n % 100_000:05d}",
         "device_id": f"dev-fz-{n}",
     }
 
@@ -145,9 +148,11 @@ def good_doc(source: str, n: int, variant: int) -> dict[str, Any]:
 
 
 def command_doc(n: int, ctype: str = "ban_link") -> dict[str, Any]:
-    """A valid command naming identifiers of good events ``0`` (web) and ``1`` (email),
-    which every batch holds: a ``ban_link`` between two people that can be carried out."""
-    a, b = ids(0), ids(1)
+    """A valid command naming identifiers of the first two good events of ``n``'s batch (web
+    and email, which every batch holds; a batch numbers its cases from a multiple of
+    :data:`BLOCK`): a ``ban_link`` between two people that can be carried out."""
+    first = n - n % BLOCK
+    a, b = ids(first), ids(first + 1)
     return {
         "command_id": f"cmd-{n}",
         "type": ctype,
@@ -761,12 +766,16 @@ def good_case(target: str, n: int, variant: int) -> Case:
 
 
 @st.composite
-def batches(draw: st.DrawFn, max_bad: int = 40, weird: bool = True) -> list[Case]:
+def batches(
+    draw: st.DrawFn, max_bad: int = 40, weird: bool = True, first: int = 0
+) -> list[Case]:
     """A batch as a consumer hands it over: good events of every source (two of them, web
-    ``0`` and email ``1``, always, as good commands name their identifiers), bad and weird
-    cases in between, in random order."""
-    cases = [good_case("web", 0, 0), good_case("email", 1, 0)]
-    n = 2
+    and email, always, as good commands name their identifiers), bad and weird cases in
+    between, in random order. Cases are numbered from ``first`` (a multiple of
+    :data:`BLOCK`), so batches with different ``first`` share no identifier."""
+    assert first % BLOCK == 0 and max_bad < BLOCK - 10
+    cases = [good_case("web", first, 0), good_case("email", first + 1, 0)]
+    n = first + 2
     for _ in range(draw(st.integers(0, 6))):
         target = draw(st.sampled_from(SOURCES))
         cases.append(good_case(target, n, draw(st.integers(0, VARIANTS[target] - 1))))
