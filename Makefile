@@ -63,7 +63,7 @@ $(VENV)/.fuzz-installed: $(STAMP)
 fuzz: $(VENV)/.fuzz-installed ## Hostile input: >= 100,000 bad events through the stages (JSON counts in var/fuzz.json), then atheris on the normaliser (about 10 min)
 	@mkdir -p var
 	$(BIN)/python tests/stages/fuzz_run.py --bad-events 100000 --json var/fuzz.json
-	$(BIN)/python tests/stages/fuzz_atheris.py -runs=300000 -max_len=8192 -seed=1 \
+	$(BIN)/python tests/stages/fuzz_atheris.py -runs=2000000 -max_len=8192 -seed=1 \
 	  -artifact_prefix=var/fuzz- var/fuzz-corpus >var/fuzz-atheris.json 2>var/fuzz-atheris.log \
 	  || { tail -40 var/fuzz-atheris.log; exit 1; }
 	@cat var/fuzz-atheris.json

@@ -299,6 +299,8 @@ def check(pipeline: Pipeline, out: Outbox, cases: list[Case]) -> Outcome:
         for kind, value in event["identifiers"]:
             problem = identifier_problem(kind, value)
             assert problem is None, f"{kind} identifier {value!r}: {problem}: {where}"
+        for text in _strings([event["traits"], *_cart_ids(event["payload"])], set()):
+            assert not unclean_chars(text), f"trait or cart id {text!r} holds controls: {where}"
         if case.expect == "good":
             assert event["event_id"] == case.event_id, where
             assert case.event_id in routed, f"good event not routed to a profile: {where}"
@@ -307,6 +309,14 @@ def check(pipeline: Pipeline, out: Outbox, cases: list[Case]) -> Outcome:
                 assert key in owners, f"{key} on no live profile: {where}"
             outcome.counts["good_on_profiles"] += 1
     return outcome
+
+
+def _cart_ids(payload: dict[str, Any]) -> list[str]:
+    """The ids the profile stage compares between sources (web carts, orders, sessions)."""
+    cart = payload.get("cart")
+    ids = [payload.get("session_id"), payload.get("cart_id")]
+    ids.append(cart.get("cart_id") if isinstance(cart, dict) else None)
+    return [i for i in ids if isinstance(i, str)]
 
 
 def _live_profiles(snapshots: Iterable[Sent]) -> dict[str, dict[str, Any]]:
