@@ -61,3 +61,19 @@ def test_config_masks_the_sasl_password(
     password_line = next(line for line in out.splitlines() if "SCV_SASL_PASSWORD" in line)
     assert "********" in password_line
     assert "svc-scv" in out  # the environment was read: only the secret is hidden
+
+
+def test_config_masks_every_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fresh_settings: None
+) -> None:
+    secrets = {
+        "SCV_SASL_PASSWORD": "sasl-secret-1",
+        "SCV_SSL_KEY_PASSWORD": "key-secret-2",
+        "SCV_API_TOKEN": "token-secret-3",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in secrets)
+    assert [v for v in secrets.values() if v in out] == []
