@@ -111,17 +111,16 @@ def visible(value: str) -> str:
 
     Copy and paste brings zero-width spaces and bidi marks into ids and addresses, and an
     input method brings fullwidth letters: invisible to the person who typed them, they
-    would make one value two keys, or let a placeholder (``null\u200b``, ``ｎｕｌｌ``)
-    escape the blocked list. NFKC also folds compatibility forms (ligatures, fullwidth
-    ``＠`` and ``．``), which no identifier-issuing system means as a different value.
+    would make one value two keys, or let a placeholder (``null`` followed by a zero-width
+    space, or in fullwidth letters) escape the blocked list. NFKC also folds compatibility
+    forms (ligatures, fullwidth letters, ``@`` and dots), which no identifier-issuing system
+    means as a different value.
     Whitespace controls (tab, newline) are kept for the callers' whitespace collapsing.
     Printable ASCII, nearly every value, is returned as is.
     """
     if value.isascii() and value.isprintable():
         return value
-    kept = "".join(
-        ch for ch in value if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE
-    )
+    kept = "".join(ch for ch in value if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE)
     return unicodedata.normalize("NFKC", kept)
 
 
@@ -140,9 +139,10 @@ def normalize_email(value: str) -> str | None:
     The whole address is lower-cased (local parts are case-insensitive at every mainstream
     provider, and a case difference must not split a person in two) and an internationalised
     domain is converted to its ASCII (IDNA) form so both spellings meet. Invisible and
-    compatibility characters are folded first (:func:`visible`): ``ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ``
-    is ``jane@example.com``. Homoglyphs from other scripts (a Cyrillic ``а``) are different
-    letters and stay different addresses. No DNS lookups: this runs in the hot path.
+    compatibility characters are folded first (:func:`visible`): ``jane@example.com`` typed
+    in fullwidth letters is ``jane@example.com``. Homoglyphs from other scripts (a Cyrillic
+    ``a``) are different letters and stay different addresses. No DNS lookups: this runs in
+    the hot path.
     """
     return _email(visible(value).strip().lower())
 
