@@ -114,9 +114,8 @@ def visible(value: str) -> str:
     would make one value two keys, or let a placeholder (``null`` followed by a zero-width
     space, or in fullwidth letters) escape the blocked list. NFKC also folds compatibility
     forms (ligatures, fullwidth letters, ``@`` and dots), which no identifier-issuing system
-    means as a different value.
-    Whitespace controls (tab, newline) are kept for the callers' whitespace collapsing.
-    Printable ASCII, nearly every value, is returned as is.
+    means as a different value. Whitespace controls (tab, newline) are kept for the callers'
+    whitespace collapsing. Printable ASCII, nearly every value, is returned as is.
     """
     if value.isascii() and value.isprintable():
         return value

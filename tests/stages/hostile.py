@@ -766,9 +766,7 @@ def good_case(target: str, n: int, variant: int) -> Case:
 
 
 @st.composite
-def batches(
-    draw: st.DrawFn, max_bad: int = 40, weird: bool = True, first: int = 0
-) -> list[Case]:
+def batches(draw: st.DrawFn, max_bad: int = 40, weird: bool = True, first: int = 0) -> list[Case]:
     """A batch as a consumer hands it over: good events of every source (two of them, web
     and email, always, as good commands name their identifiers), bad and weird cases in
     between, in random order. Cases are numbered from ``first`` (a multiple of
