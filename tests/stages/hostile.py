@@ -24,7 +24,6 @@ without touching this file.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -270,12 +269,6 @@ def set_path(doc: Any, path: Path, value: Any) -> None:
     for step in path[:-1]:
         doc = doc[step]
     doc[path[-1]] = value
-
-
-def del_path(doc: Any, path: Path) -> None:
-    for step in path[:-1]:
-        doc = doc[step]
-    del doc[path[-1]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -794,7 +787,7 @@ def batches(draw: st.DrawFn, max_bad: int = 40, weird: bool = True, first: int =
 def example_docs() -> list[tuple[str, dict[str, Any]]]:
     """Every good shape once, for the harness's own self-check."""
     return [
-        (t, copy.deepcopy(template(t, i, v)))
+        (t, template(t, i, v))
         for i, t in enumerate((*SOURCES, COMMANDS))
         for v in range(VARIANTS[t])
     ]
