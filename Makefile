@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools run test test-unit test-integration check fmt demo bench clean
+.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,18 @@ bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 20 min); 
 	  $(BIN)/scv bench accuracy --dataset $$d --json var/bench-accuracy-$$d.json && \
 	  $(BIN)/scv bench accuracy --dataset $$d --no-ssn --json var/bench-accuracy-$$d-no-ssn.json || exit 1; \
 	done
+
+$(VENV)/.fuzz-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,fuzz]'
+	@touch $@
+
+fuzz: $(VENV)/.fuzz-installed ## Hostile input: >= 100,000 bad events through the stages (JSON counts in var/fuzz.json), then atheris on the normaliser (about 10 min)
+	@mkdir -p var
+	$(BIN)/python tests/stages/fuzz_run.py --bad-events 100000 --json var/fuzz.json
+	$(BIN)/python tests/stages/fuzz_atheris.py -runs=2000000 -max_len=8192 -seed=1 \
+	  -artifact_prefix=var/fuzz- var/fuzz-corpus >var/fuzz-atheris.json 2>var/fuzz-atheris.log \
+	  || { tail -40 var/fuzz-atheris.log; exit 1; }
+	@cat var/fuzz-atheris.json
 
 clean: ## Remove the virtualenv, local state and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -247,7 +247,46 @@ def config_markdown() -> str:
         else:
             shown = f"`{default!s}`"
         lines.append(f"| `SCV_{name.upper()}` | {shown} | {cell(field.description or '')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + SECURITY_NOTES
+
+
+#: The security part of ``docs/configuration.md`` (after the generated table).
+SECURITY_NOTES = """
+## Securing Kafka and the HTTP port
+
+**Kafka.** Every client scv makes — the worker's consumer and producer, the restore
+consumer, admin clients (`scv topics`), `scv demo`/`replay`/`command` producers — gets its
+connection settings from one place (`scv/kafka.py`), so one set of variables secures all:
+
+* `SCV_SECURITY_PROTOCOL=PLAINTEXT` (default): nothing else.
+* `SSL`: `SCV_SSL_CAFILE` (unless the system CAs sign the brokers' certificates); for mutual
+  TLS also `SCV_SSL_CERTFILE` and `SCV_SSL_KEYFILE` (and `SCV_SSL_KEY_PASSWORD` for an
+  encrypted key). They become librdkafka's `ssl.ca.location`, `ssl.certificate.location`,
+  `ssl.key.location`, `ssl.key.password` and `ssl.endpoint.identification.algorithm`.
+* `SASL_PLAINTEXT`: `SCV_SASL_MECHANISM` (`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`),
+  `SCV_SASL_USERNAME` and `SCV_SASL_PASSWORD` (`sasl.mechanism`, `sasl.username`,
+  `sasl.password`).
+* `SASL_SSL`: both of the above.
+
+The broker's certificate must name the host scv connects to (`SCV_SSL_CHECK_HOSTNAME`,
+on by default). Incomplete settings (an unknown protocol or mechanism, SASL without user or
+password, a client certificate without its key) stop the process at start-up instead of
+retrying a handshake forever. TLS settings are not sent when the protocol is not TLS.
+Passwords and the API token are secrets: `scv config` prints them as `********`; pass them as
+environment variables from your secret store (Kubernetes `secretKeyRef`, compose
+`env_file`), never in an image.
+
+**HTTP.** The worker's port serves `/livez`, `/readyz`, `/metrics` and
+`/profiles/{id}/explain`; nothing dumps tables. With `SCV_API_TOKEN` set, every path but the
+two probes requires `Authorization: Bearer <token>` (the explanation shows personal data,
+the metrics show internals such as DLQ reasons); Prometheus sends it with
+`authorization: {credentials_file: ...}` in its scrape config, and `scv explain` sends it
+from `SCV_API_TOKEN`. Without a token every page is open: keep the port private (the default
+host is `127.0.0.1`; the worker logs a warning when it listens elsewhere without a token).
+
+**Logs.** At `info` the worker logs no email, phone or name: DLQ lines give topic, partition,
+offset and a reason that names fields, never values.
+"""
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -94,8 +94,35 @@ def client_config(settings: Settings) -> dict[str, Any]:
         config["sasl.mechanism"] = mechanism
         config["sasl.username"] = username
         config["sasl.password"] = password
-    if settings.ssl_cafile and protocol in ("SSL", "SASL_SSL"):
+    if protocol in _TLS:
+        config |= _ssl(settings)
+    return config
+
+
+#: Protocols that speak TLS to the broker.
+_TLS = ("SSL", "SASL_SSL")
+
+
+def _client_cert(settings: Settings) -> tuple[str, str] | None:
+    """(certificate, key) for mutual TLS, or None; one without the other is refused."""
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if bool(cert) != bool(key):
+        raise ValueError("SCV_SSL_CERTFILE and SCV_SSL_KEYFILE go together (mutual TLS)")
+    return (cert, key) if cert and key else None
+
+
+def _ssl(settings: Settings) -> dict[str, Any]:
+    """librdkafka's TLS settings: CA, client certificate, hostname verification."""
+    config: dict[str, Any] = {
+        "ssl.endpoint.identification.algorithm": "https" if settings.ssl_check_hostname else "none"
+    }
+    if settings.ssl_cafile:
         config["ssl.ca.location"] = settings.ssl_cafile
+    pair = _client_cert(settings)
+    if pair is not None:
+        config["ssl.certificate.location"], config["ssl.key.location"] = pair
+        if settings.ssl_key_password is not None:
+            config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
     return config
 
 
@@ -222,10 +249,16 @@ def faust_credentials(settings: Settings) -> Any:
     import faust
 
     ssl_context = None
-    if protocol in ("SSL", "SASL_SSL"):
+    if protocol in _TLS:
         ssl_context = ssl.create_default_context(
             purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None
         )
+        ssl_context.check_hostname = settings.ssl_check_hostname
+        pair = _client_cert(settings)
+        if pair is not None:
+            secret = settings.ssl_key_password
+            password = secret.get_secret_value() if secret is not None else None
+            ssl_context.load_cert_chain(pair[0], pair[1], password)
     if protocol == "SSL":
         return faust.SSLCredentials(ssl_context)
     mechanism, username, password = _sasl(settings)

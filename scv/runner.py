@@ -130,8 +130,12 @@ class WorkerProcess(Subprocess):
         raise TimeoutError(f"worker not ready after {timeout}s: {self.tail()}")
 
     def metrics(self) -> str:
-        """The worker's Prometheus ``/metrics`` page."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+        """The worker's Prometheus ``/metrics`` page (with the API token, when one is set)."""
+        request = urllib.request.Request(self.url + "/metrics")
+        if self.settings.api_token is not None:
+            token = self.settings.api_token.get_secret_value()
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return str(resp.read().decode())
 
 

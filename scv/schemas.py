@@ -21,7 +21,14 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-__all__ = ["all_schema_names", "load_schema", "schema_dir", "schema_path", "validator"]
+__all__ = [
+    "all_schema_names",
+    "load_schema",
+    "schema_dir",
+    "schema_path",
+    "schema_reason",
+    "validator",
+]
 
 #: Topic base names are plain ``a.b.v1`` words; anything else (``..``, ``/``) is refused so a
 #: name can never escape the schema directory.
@@ -126,3 +133,15 @@ def validator(topic_base: str) -> Callable[[Any], Any]:
 def all_schema_names() -> list[str]:
     """Every topic base name with a schema file, sorted (for tests, docs and start-up checks)."""
     return sorted(p.name.removesuffix(".json") for p in schema_dir().glob("*.json"))
+
+
+def schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """The DLQ reason for a schema violation: the field path and the rule broken.
+
+    fastjsonschema's messages name no values, except that ``additionalProperties`` lists the
+    unknown keys (``must not contain {'jane@example.com'} properties``): keys are the
+    sender's data too (a source may key a map by email), so they are left out.
+    """
+    if exc.rule == "additionalProperties":
+        return f"schema: {exc.name} must not contain unknown properties"
+    return f"schema: {exc.message}"

@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: str | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    ssl_certfile: str | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS; needs SCV_SSL_KEYFILE."
+    )
+    ssl_keyfile: str | None = Field(None, description="Private key (PEM) of SCV_SSL_CERTFILE.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of SCV_SSL_KEYFILE when the key is encrypted."
+    )
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker's certificate names the host connected to; turn "
+        "off only for brokers whose certificates lack the name they are reached by.",
+    )
     topic_prefix: str = Field(
         "", description="Prefix for every topic name (lets several pipelines share a cluster)."
     )
@@ -109,8 +121,9 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,
-        description="Bearer token the worker's data pages (explain, profile API) require; unset = "
-        "no token (keep the port private).",
+        description="Bearer token every worker HTTP path but /livez, /readyz and the page's "
+        "static files requires (explain and the profile API show personal data, metrics "
+        "internals); unset = no token (keep the port private).",
     )
     suppression_key: SecretStr = Field(
         SecretStr(LOCAL_SUPPRESSION_KEY),

@@ -40,7 +40,7 @@ from scv.domain.normalize import (
 )
 from scv.domain.resolver import refusal
 from scv.domain.split import partition, split_profile
-from scv.schemas import validator
+from scv.schemas import schema_reason, validator
 
 #: Command types that change the identity graph (:func:`apply_command`).
 RESOLVER_COMMANDS = frozenset({"unmerge", "ban_link", "link"})
@@ -94,7 +94,7 @@ def parse_command(raw: bytes, config: NormalizeConfig = DEFAULT_CONFIG) -> Comma
     try:
         validator("identity.commands.v1")(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise InvalidEvent(f"schema: {exc.message}") from None
+        raise InvalidEvent(schema_reason(exc)) from None
     subject = doc["subject"]
     keys = [_key(i, config) for i in doc.get("identifiers") or []]
     consent: dict[str, bool] = dict(doc.get("consent") or {})

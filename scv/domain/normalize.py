@@ -17,6 +17,7 @@ see personal data. Schema messages carry only the field path and the rule broken
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,7 +30,7 @@ import orjson
 import phonenumbers
 
 from scv.domain.model import SOURCES, Identifier, NormalizedEvent
-from scv.schemas import validator
+from scv.schemas import schema_reason, validator
 
 __all__ = [
     "CACHE_SIZE",
@@ -42,6 +43,7 @@ __all__ = [
     "normalize_email",
     "normalize_id",
     "normalize_phone",
+    "visible",
 ]
 
 #: Longest reason put on a DLQ header; schema messages can list many enum values.
@@ -99,12 +101,35 @@ DEFAULT_CONFIG = NormalizeConfig()
 # --------------------------------------------------------------------------------------------
 
 
+#: Unicode categories no identifier or name keeps: controls (NUL, ESC, C1) and format
+#: characters (zero-width spaces and joiners, bidi overrides, BOM, soft hyphen, tags).
+_INVISIBLE = frozenset({"Cc", "Cf"})
+
+
+def visible(value: str) -> str:
+    """``value`` as a person reads it: control and format characters removed, then NFKC.
+
+    Copy and paste brings zero-width spaces and bidi marks into ids and addresses, and an
+    input method brings fullwidth letters: invisible to the person who typed them, they
+    would make one value two keys, or let a placeholder (``null`` followed by a zero-width
+    space, or in fullwidth letters) escape the blocked list. NFKC also folds compatibility
+    forms (ligatures, fullwidth letters, ``@`` and dots), which no identifier-issuing system
+    means as a different value. Whitespace controls (tab, newline) are kept for the callers'
+    whitespace collapsing. Printable ASCII, nearly every value, is returned as is.
+    """
+    if value.isascii() and value.isprintable():
+        return value
+    kept = "".join(ch for ch in value if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE)
+    return unicodedata.normalize("NFKC", kept)
+
+
 def normalize_id(value: str) -> str | None:
-    """Trim and collapse inner whitespace; None when nothing is left.
+    """Trim and collapse inner whitespace of the :func:`visible` value; None when nothing
+    is left.
 
     Case is kept: cookie and customer ids are case-sensitive in the systems that issue them.
     """
-    return " ".join(value.split()) or None
+    return " ".join(visible(value).split()) or None
 
 
 def normalize_email(value: str) -> str | None:
@@ -112,10 +137,13 @@ def normalize_email(value: str) -> str | None:
 
     The whole address is lower-cased (local parts are case-insensitive at every mainstream
     provider, and a case difference must not split a person in two) and an internationalised
-    domain is converted to its ASCII (IDNA) form so both spellings meet. No DNS lookups: this
-    runs in the hot path.
+    domain is converted to its ASCII (IDNA) form so both spellings meet. Invisible and
+    compatibility characters are folded first (:func:`visible`): ``jane@example.com`` typed
+    in fullwidth letters is ``jane@example.com``. Homoglyphs from other scripts (a Cyrillic
+    ``a``) are different letters and stay different addresses. No DNS lookups: this runs in
+    the hot path.
     """
-    return _email(value.strip().lower())
+    return _email(visible(value).strip().lower())
 
 
 def _email(value: str) -> str | None:
@@ -259,7 +287,7 @@ def _validate(source: str, doc: dict[str, Any]) -> None:
     try:
         check(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise InvalidEvent(f"schema: {exc.message}") from None
+        raise InvalidEvent(schema_reason(exc)) from None
 
 
 def _parse_timestamp(value: Any) -> float:
@@ -324,11 +352,11 @@ def _identifiers(
             continue
         # _canonical() inlined, with the trimming the normalisers would repeat done once
         if kind == "email":
-            canonical = _email(stripped.lower())
+            canonical = _email(visible(stripped).strip().lower())
         elif kind == "phone":
             canonical = _phone(stripped, region.upper(), config.phone_require_valid)
         else:
-            canonical = " ".join(stripped.split()) or None
+            canonical = " ".join(visible(stripped).split()) or None
         if canonical is None:
             warnings.append(f"{kind}:invalid")
         else:
@@ -452,6 +480,7 @@ def _national_id(value: Any) -> str | None:
     """Letters and digits only, upper case: "123 456 789" == "123-456-789"."""
     if not isinstance(value, str):
         return None
+    value = unicodedata.normalize("NFKC", value)  # fullwidth and circled digits are digits
     return "".join(ch for ch in value if ch.isalnum()).upper() or None
 
 

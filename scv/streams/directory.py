@@ -63,6 +63,7 @@ class Directory:
         self._lock = threading.Lock()
         #: url -> (offset of its latest announcement, holdings)
         self._entries: dict[str, tuple[int, Holdings]] = {}
+        self._reached = False  # the broker has taken at least one announcement
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scv-directory", daemon=True)
         self._producer: Producer | None = None
@@ -110,8 +111,14 @@ class Directory:
     def _announce(self, holds: Holdings | None) -> None:
         assert self._producer is not None
         value = None if holds is None else orjson.dumps({"holds": holds, "ts": time.time()})
-        self._producer.produce(self.topic, key=self.url.encode(), value=value, partition=0)
+        self._producer.produce(
+            self.topic, key=self.url.encode(), value=value, partition=0, on_delivery=self._sent
+        )
         self._producer.poll(0)
+
+    def _sent(self, err: object, msg: object) -> None:
+        if err is None:
+            self._reached = True
 
     def _run(self) -> None:
         assert self._consumer is not None
@@ -139,7 +146,9 @@ class Directory:
             self._thread.join(5)
         if self._producer is not None:
             self._announce(None)
-            self._producer.flush(5)
+            # A broker that never took an announcement will not take the withdrawal either:
+            # do not hold up the shutdown for it.
+            self._producer.flush(5 if self._reached else 0.2)
             self._producer = None
         if self._consumer is not None:
             self._consumer.close()

@@ -10,6 +10,7 @@ foreign producer, which is exactly when keeping the bytes matters.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Protocol
 
 from scv.streams import metrics
@@ -80,3 +81,27 @@ def send_to_dlq(out: Sink, msg: Msg, reason: str, stage: str) -> None:
     metrics.DLQ.labels(topic, metrics.reason_class(reason)).inc()
     headers = dlq_headers(reason, stage, topic, partition, offset)
     out.send(Topics.dlq(topic), msg.key(), msg.value(), headers=headers)
+
+
+def failure_reason(prefix: str, exc: BaseException) -> str:
+    """``prefix: ExceptionType`` for a message a stage failed on.
+
+    Never the exception's message: messages quote the data they choke on (``could not
+    convert string to float: 'jane@…'``, ``unknown message kind '…'``), and reasons end up
+    in DLQ headers and logs.
+    """
+    return f"{prefix}: {type(exc).__name__}"
+
+
+def log_failure(logger: logging.Logger, msg: Msg, what: str, exc: BaseException) -> None:
+    """An ERROR line saying where a stage failed, with the traceback's frames (code, for the
+    bug report) but not the exception's message (data, see :func:`failure_reason`)."""
+    logger.error(
+        "%s[%s] offset %s: %s failed with %s\n%s",
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        what,
+        type(exc).__name__,
+        "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+    )

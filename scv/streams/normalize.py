@@ -14,7 +14,7 @@ import orjson
 from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
 from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.dlq import Msg, failure_reason, log_failure, send_to_dlq
 from scv.streams.output import Sink
 from scv.topics import Topics
 
@@ -43,13 +43,8 @@ class NormalizeStage:
                 send_to_dlq(self.out, msg, exc.reason, self.name)
                 continue
             except Exception as exc:  # a bug must not stop the stream; the event is kept
-                log.exception(
-                    "%s[%s] offset %s: normaliser failed",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                )
-                send_to_dlq(self.out, msg, f"internal: {type(exc).__name__}", self.name)
+                log_failure(log, msg, "normaliser", exc)
+                send_to_dlq(self.out, msg, failure_reason("internal", exc), self.name)
                 continue
             value = orjson.dumps(normalized.to_dict())
             self.out.send(self._target, normalized.event_id.encode(), value)

@@ -40,7 +40,7 @@ from scv.domain.profile import (
 from scv.domain.triggers import Suppressed, TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
+from scv.streams.dlq import LocalMsg, Msg, failure_reason, log_failure, send_to_dlq
 from scv.streams.due import DueIndex
 from scv.streams.output import Sink
 from scv.streams.privacy import ERASED, Erased, ProfileEraser
@@ -318,12 +318,10 @@ class ProfilesStage:
             key = pid.encode()
             self._step_message(key, pid, msg, work.load(key, partition), work, now)
         except Exception as exc:  # one bad message must not stop the partition
-            log.exception(
-                "%s[%s] offset %s: profile step failed", meta.topic(), partition, meta.offset()
-            )
+            log_failure(log, meta, "profile step", exc)
             if key in work.partitions:
                 self._rebuild(key, work, now)
-            send_to_dlq(self.out, meta, f"profile_step: {type(exc).__name__}: {exc}", self.name)
+            send_to_dlq(self.out, meta, failure_reason("profile_step", exc), self.name)
             return
         work.applied.setdefault(key, []).append(meta)
 

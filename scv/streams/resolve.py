@@ -34,7 +34,7 @@ from scv.domain.normalize import InvalidEvent, NormalizeConfig
 from scv.domain.resolver import resolve
 from scv.settings import Settings
 from scv.streams import metrics
-from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.dlq import Msg, failure_reason, send_to_dlq
 from scv.streams.output import Sink
 from scv.streams.privacy import AUDIT, ResolverPrivacy
 from scv.streams.state import Table
@@ -252,7 +252,7 @@ class ResolveStage:
         try:
             normalized = NormalizedEvent.from_dict(orjson.loads(value))
         except Exception as exc:  # only scv writes this topic: a bad message is a bug
-            send_to_dlq(self.out, msg, f"unreadable: {type(exc).__name__}: {exc}", self.name)
+            send_to_dlq(self.out, msg, failure_reason("unreadable", exc), self.name)
             return []
         suppressed = self.privacy.screen_event(normalized)
         if suppressed is not None:  # names an erased person: never re-created
@@ -289,8 +289,8 @@ class ResolveStage:
         if result.error is not None:
             send_to_dlq(self.out, msg, f"command: {result.error}", self.name)
             return []
-        log.info(
-            "command %s (%s): %d split(s)", command.command_id, command.type, len(result.splits)
+        log.info(  # %r: the id is the sender's text, and must not forge log lines
+            "command %r (%s): %d split(s)", command.command_id, command.type, len(result.splits)
         )
         self._splits += [(split.reason.rule,) for split in result.splits]
         seq = self.next_decision() if result.splits or result.merges else 0

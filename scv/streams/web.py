@@ -2,15 +2,24 @@
 the profile API and the agent's page are in ``scv.streams.api``.
 
 They run on an aiohttp server in a thread of their own, so a slow scrape never stalls the
-stream loop. Only ``/profiles/...`` returns personal data, and it requires
-``SCV_API_TOKEN`` as a bearer token when one is set. Nothing dumps tables.
+stream loop. Nothing dumps tables.
+
+When ``SCV_API_TOKEN`` is set, every path but the two probes and the page's static files
+(:data:`OPEN_PATHS`, :data:`OPEN_PREFIXES`) requires it as a bearer token: the profile API
+and ``/profiles/{id}/explain`` return personal data, and ``/metrics`` shows the worker's
+internals (DLQ reasons, rates, matcher decisions); Prometheus sends the token with
+``authorization: {credentials: ...}`` in its scrape config. The check is a middleware, so
+an endpoint added later is protected without remembering to be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
+import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -23,6 +32,16 @@ from scv.settings import Settings
 
 if TYPE_CHECKING:
     from scv.streams.worker import Worker
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: Paths answered without a token: orchestrators probe them and they say only up/ready.
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/"})
+#: The agent's page (HTML, JS, CSS: no data); it asks for the token when the API says 401.
+OPEN_PREFIXES = ("/ui/",)
 
 
 def authorized(settings: Settings, request: web.Request) -> bool:
@@ -39,7 +58,14 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 
 def routes(settings: Settings, worker: Worker) -> web.Application:
-    app = web.Application()
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or authorized(settings, request):
+            return await handler(request)
+        return _json({"error": "unauthorized"}, status=401)
+
+    app = web.Application(middlewares=[require_token])
 
     async def livez(request: web.Request) -> web.Response:
         return _json({"live": True})
@@ -56,8 +82,6 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
         """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
 
         Answered by the worker that owns the identity graph (one partition)."""
-        if not authorized(settings, request):
-            return _json({"error": "unauthorized"}, status=401)
         from scv.streams.api import Unavailable, read
 
         try:
@@ -126,4 +150,17 @@ class WebServer:
 
 
 def start_web(settings: Settings, worker: Worker) -> WebServer:
+    if settings.api_token is None and not _loopback(settings.web_host):
+        log.warning(
+            "SCV_API_TOKEN is unset and the HTTP port listens on %s: /metrics and "
+            "/profiles/{id}/explain answer anyone who can reach it",
+            settings.web_host,
+        )
     return WebServer(settings, routes(settings, worker)).start()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

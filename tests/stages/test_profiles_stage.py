@@ -274,9 +274,7 @@ def test_bad_messages_cost_only_themselves(
     ]
     assert sent[0].value == b"{not json"
     assert sent[0].header_map["scv.error.stage"] == b"profiles"
-    assert sent[1].header_map["scv.error.reason"] == (
-        b"profile_step: ValueError: unknown message kind 'bogus'"
-    )
+    assert sent[1].header_map["scv.error.reason"] == b"profile_step: ValueError"
     assert sent[1].header_map["scv.error.offset"] == b"1"
     assert stored(pipeline, "p_nobody") is None
     assert stored(pipeline, A)["event_count"] == 1

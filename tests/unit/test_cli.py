@@ -85,3 +85,19 @@ def test_topics_strimzi_prints_the_resources_for_the_environment(
     profiles = next(d for d in docs if d["spec"]["topicName"] == "profiles.v1")
     assert profiles["spec"]["partitions"] == 6
     assert profiles["metadata"]["labels"]["strimzi.io/cluster"] == "prod"
+
+
+def test_config_masks_every_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fresh_settings: None
+) -> None:
+    secrets = {
+        "SCV_SASL_PASSWORD": "sasl-secret-1",
+        "SCV_SSL_KEY_PASSWORD": "key-secret-2",
+        "SCV_API_TOKEN": "token-secret-3",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in secrets)
+    assert [v for v in secrets.values() if v in out] == []
