@@ -10,30 +10,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
+from recorder import Recorder
 
 from scv.connectors.dropfolder import MARKER, DropFolder, FolderBusy
 from scv.connectors.replay import Undelivered
-
-
-class Recorder:
-    def __init__(self, undelivered: int = 0) -> None:
-        self.values: list[bytes] = []
-        self.undelivered = undelivered
-
-    def produce(
-        self, topic: str, value: bytes, key: bytes | None = None, *, on_delivery: Any = None
-    ) -> None:
-        self.values.append(value)
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float = -1) -> int:
-        return self.undelivered
 
 
 def drop(folder: Path, name: str, n: int = 3, age_s: float = 60.0) -> Path:

@@ -10,28 +10,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from recorder import Recorder
 
 from scv.connectors import replay as replay_module
 from scv.connectors.progress import Progress, human_bytes
 from scv.connectors.replay import replay
-
-
-class Recorder:
-    """Producer double: accepts everything (the broker side is the integration tier's)."""
-
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def produce(
-        self, topic: str, value: bytes, key: bytes | None = None, *, on_delivery: Any = None
-    ) -> None:
-        self.values.append(value)
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float = -1) -> int:
-        return 0
 
 
 def records(n: int) -> list[dict[str, Any]]:
