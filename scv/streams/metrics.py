@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,16 @@ SPLITS = Counter("scv_splits_total", "Profiles split (un-merge, ban, generic val
 UNRESOLVED = Counter("scv_events_unresolved_total", "Events with no usable identifier left.")
 ACTIONS = Counter("scv_actions_total", "Actions emitted.", ["type"])
 SUPPRESSED = Counter("scv_actions_suppressed_total", "Actions not emitted.", ["type", "reason"])
+DUPLICATES = Counter(
+    "scv_duplicates_skipped_total",
+    "Messages a stage had already applied (repeats after an upstream crash), skipped.",
+    ["stage"],
+)
+RECOVERY_SECONDS = Gauge(
+    "scv_recovery_seconds",
+    "How long the last assignment took to restore its tables (ready after it).",
+)
+RESTORED = Counter("scv_changelog_restored_total", "Changelog records read while restoring.")
 RESOLVE_SECONDS = Histogram(
     "scv_resolve_seconds",
     "Time the resolver spends deciding one event.",

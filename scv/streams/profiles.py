@@ -28,8 +28,10 @@ from scv.domain.profile import ProfileState, absorb, new_state, next_due, snapsh
 from scv.domain.triggers import TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
+from scv.streams.commit import ActionLedger
 from scv.streams.dlq import LocalMsg, Msg, send_to_dlq
 from scv.streams.due import DueIndex
+from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.streams.state import Table
 from scv.topics import Topics
@@ -139,9 +141,10 @@ class ProfilesStage:
     name = "profiles"
 
     def __init__(self, settings: Settings, out: Sink, table: Table, carts_due: Table) -> None:
-        self.out = out
         self.table, self.carts_due = table, carts_due
         self.topics = Topics(settings)
+        self.origin = OriginSink(out, [self.topics.profile_events])
+        self.out: Sink = self.origin
         self.inputs = [self.topics.profile_events]
         self.trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
         self.cart_window_s = settings.cart_window_s
@@ -150,6 +153,8 @@ class ProfilesStage:
         self._actions = self.topics.actions
         self._in = metrics.EVENTS_IN.labels(self.name)
         self._dues: dict[int, DueIndex] = {}
+        #: per partition: what it sent to its actions.v1 partition (scv.streams.commit)
+        self.ledgers: dict[int, ActionLedger] = {}
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
@@ -157,6 +162,7 @@ class ProfilesStage:
         work = _Batch(self.table, self._due_index, self.cache_size)
         now = time.time() if now is None else now
         for msg in batch:
+            self.origin.at(msg)
             self._apply(msg, work, now)
         self._in.inc(len(batch))
         work.flush(self.out, self._profiles)
@@ -172,6 +178,9 @@ class ProfilesStage:
         if ticks:
             self.process(ticks, now)
         return len(ticks)
+
+    def ledger(self, partition: int) -> ActionLedger:
+        return self.ledgers.setdefault(partition, ActionLedger())
 
     def _due_index(self, partition: int) -> DueIndex:
         """The partition's due-time index, (re)built when the partition was (re)opened."""
@@ -281,6 +290,14 @@ class ProfilesStage:
         self, key: bytes, pid: str, msg: dict[str, Any], slot: Slot, work: _Batch, now: float
     ) -> None:
         if isinstance(slot, str):  # merged away: the survivor takes it
+            if msg["kind"] == "merge":
+                # The resolver retires an absorbed id, so a second merge of it is a repeat
+                # (a redo of a hand-over already made); forwarding it would make the
+                # survivor hand itself over to itself, again and again.
+                log.info("profile %s: repeated merge into %s ignored", pid, msg["survivor"])
+                return
+            if slot == pid:
+                raise ValueError(f"profile {pid} is marked as merged into itself")
             self._forward(msg, slot)
             return
         state = slot
@@ -302,6 +319,15 @@ class ProfilesStage:
             return
         state, actions = self._step(state, pid, msg, now)
         work.put(key, state)  # None: a split left nothing, the profile is gone
+        partition = work.partitions[key]
+        ledger = self.ledger(partition)
         for action in actions:
+            if ledger.already_sent(action.action_id):  # sent before a crash, now redone
+                metrics.SUPPRESSED.labels(action.type, "already_sent").inc()
+                continue
             metrics.ACTIONS.labels(action.type).inc()
-            self.out.send(self._actions, key, orjson.dumps(action.to_dict()))
+            value = orjson.dumps(action.to_dict())
+            # to the partition recovery reads back (the same one the key hashes to)
+            self.out.send(
+                self._actions, key, value, partition=partition, on_offset=ledger.delivered
+            )

@@ -27,6 +27,7 @@ from scv.domain.resolver import resolve
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg, send_to_dlq
+from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.streams.state import Table
 from scv.topics import Topics
@@ -158,9 +159,9 @@ class ResolveStage:
     name = "resolve"
 
     def __init__(self, settings: Settings, out: Sink, owners: Table, nodes: Table) -> None:
-        self.out = out
         self.owners, self.nodes = owners, nodes
         self.topics = Topics(settings)
+        self.out = OriginSink(out, [self.topics.profile_events])
         self.inputs = [self.topics.identity_events, self.topics.commands]
         self._names = {name: str(getattr(self.topics, name)) for name in (MERGES, EVENTS, REVIEW)}
         self.rules = load_rules(settings.rules_path)
@@ -200,16 +201,19 @@ class ResolveStage:
         return seq
 
     def process(self, batch: Sequence[Msg]) -> None:
-        out: list[Outgoing] = []
+        decided: list[tuple[Msg, list[Outgoing]]] = []
         for msg in batch:
+            self.out.at(msg)  # a dead letter goes out at once
             if msg.topic() == self.topics.commands:
-                out += self._command(msg)
+                decided.append((msg, self._command(msg)))
             else:
-                out += self._decide(msg)
+                decided.append((msg, self._decide(msg)))
         self.store.flush()
         names = self._names
-        for topic, key, value in out:
-            self.out.send(names[topic], key, value)
+        for msg, out in decided:
+            self.out.at(msg)  # stamps what it sends on with the input it follows from
+            for topic, key, value in out:
+                self.out.send(names[topic], key, value)
 
     def _decide(self, msg: Msg) -> list[Outgoing]:
         """One event: what to publish (bad input goes to its DLQ right away)."""
