@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration check fmt demo bench clean
+.PHONY: help venv run test test-unit test-integration check fmt demo bench chaos clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 20 min); 
 	  $(BIN)/scv bench accuracy --dataset $$d --json var/bench-accuracy-$$d.json && \
 	  $(BIN)/scv bench accuracy --dataset $$d --no-ssn --json var/bench-accuracy-$$d-no-ssn.json || exit 1; \
 	done
+
+chaos: $(STAMP) ## SIGKILL workers 6+ times during the 20k demo; compare with a fault-free run (var/chaos.json, exit 1 unless all 0)
+	@mkdir -p var
+	$(BIN)/scv bench chaos --events 20000 --kills 7 --json var/chaos.json
 
 clean: ## Remove the virtualenv, local state and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

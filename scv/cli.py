@@ -375,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kills", type=int, default=6)
     p.add_argument("--kill-seed", type=int, default=1, help="seed of the kill schedule")
     p.add_argument(
-        "--rate", type=float, default=None, help="events/s in the faulty run (default: spread "
-        "the events over about 7 s per kill)"
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s in the faulty run (default: spread the events over about 7 s per kill)",
     )
     p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
     p.add_argument("--json", default=None, help="also write the report to this file")

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from scv.bench.outcome import Outcome, compare_actions, compare_profiles, stale_snapshots
 from scv.broker import EmbeddedBroker
@@ -43,6 +47,18 @@ from scv.topics import Topics
 #: Log lines the worker writes when a (re)assignment starts and when its tables are
 #: restored (scv.streams.worker): a kill between the two hits a worker in recovery.
 RESTORING, RESTORED = "restoring", "restored in"
+_RESTORED_IN = re.compile(r"restored in ([0-9.]+)s")
+
+
+def readyz(url: str) -> int | None:
+    """The worker's ``/readyz`` status; None while nothing answers."""
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
 
 
 @dataclass(slots=True)
@@ -54,6 +70,9 @@ class Restart:
     was_ready: bool  # False: killed while joining or restoring its tables
     downtime_s: float
     time_to_ready_s: float | None  # None: killed again before it was ready
+    restore_s: list[float]  # what the worker logged for each restore of that life
+    not_ready_answers: int  # /readyz 503s seen while it joined and restored
+    ready_before_restore: bool  # /readyz said 200 before the log said "restored": a bug
 
 
 def produce_paced(
@@ -105,9 +124,26 @@ class Killer:
         self.procs[i].start()
         return time.monotonic()
 
-    def wait_ready(self, i: int, since: float, timeout: float = 180.0) -> float:
-        self.procs[i].wait_ready(timeout)
-        return round(time.monotonic() - since, 2)
+    def wait_ready(self, i: int, since: float, timeout: float = 180.0) -> tuple[float, int, bool]:
+        """Poll ``/readyz`` until 200: (seconds since start, 503s seen, whether the 200
+        came before the worker had logged its restore as done)."""
+        proc = self.procs[i]
+        refused = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.proc is not None and proc.proc.poll() is not None:
+                raise RuntimeError(f"worker {i} exited: {proc.tail()}")
+            status = readyz(proc.url)
+            if status == 200:
+                early = not self._ready_in_log(i)
+                return round(time.monotonic() - since, 2), refused, early
+            refused += status == 503
+            time.sleep(0.02)
+        raise TimeoutError(f"worker {i} not ready after {timeout}s: {proc.tail()}")
+
+    def restores(self, i: int) -> list[float]:
+        """The restore times worker ``i`` logged in its current life."""
+        return [float(m) for m in _RESTORED_IN.findall(self._since_start(i))]
 
     def wait_restoring(self, i: int, timeout: float = 60.0) -> None:
         """Until worker ``i``'s log says a restore has started since its last start."""
@@ -119,22 +155,28 @@ class Killer:
             time.sleep(0.005)
         raise TimeoutError(f"worker {i} never started restoring: {proc.tail()}")
 
-    def run(self, kills: int, gap_s: float, in_recovery: set[int]) -> None:
-        """``kills`` kills about ``gap_s`` apart; those in ``in_recovery`` hit the worker
-        restarted just before, once its restore has begun."""
-        victim, since = 0, 0.0
+    def run(self, kills: int, window_s: float, in_recovery: set[int]) -> None:
+        """``kills`` kills at seeded moments over ``window_s``; those in ``in_recovery``
+        hit the worker restarted just before, once its restore has begun."""
+        moments = sorted(self.rng.uniform(0.05, 0.95) * window_s for _ in range(kills))
+        victim = 0
         for n in range(kills):
             if n in in_recovery and n > 0:
                 self.wait_restoring(victim)
             else:
-                time.sleep(gap_s * self.rng.uniform(0.5, 1.5))
+                time.sleep(max(0.0, self.started + moments[n] - time.monotonic()))
                 victim = self.rng.randrange(len(self.procs))
             at = round(time.monotonic() - self.started, 2)
             was_ready = self.kill(victim)
             downtime = round(self.rng.uniform(0.0, 1.5), 2)
             since = self.restart(victim, downtime)
-            ready = None if n + 1 in in_recovery else self.wait_ready(victim, since)
-            self.restarts.append(Restart(victim, at, was_ready, downtime, ready))
+            ready, refused, early = None, 0, False
+            if n + 1 not in in_recovery:
+                ready, refused, early = self.wait_ready(victim, since)
+            restores = self.restores(victim)
+            self.restarts.append(
+                Restart(victim, at, was_ready, downtime, ready, restores, refused, early)
+            )
 
     def _since_start(self, i: int) -> str:
         """Worker ``i``'s log since its current process started (each start appends)."""
@@ -147,6 +189,21 @@ class Killer:
         return log.rfind(RESTORED) > log.rfind(RESTORING) >= 0
 
 
+def drain(settings: Settings, timeout: float) -> None:
+    """Until every stage input is consumed and committed (lag 0 for 3 s). The group
+    coordinator may time out a request while the group rebalances: asked again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            left = max(1.0, deadline - time.monotonic())
+            wait_drained(settings, Topics(settings).dead_lettered, left, settle=3.0)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def collect(settings: Settings) -> Outcome:
     """What the run left on ``profiles.v1`` and ``actions.v1`` (and the profiles table)."""
     topics = Topics(settings)
@@ -155,14 +212,13 @@ def collect(settings: Settings) -> Outcome:
         for k, v in latest_by_key(read_topic(settings, topics.profiles, 120)).items()
     }
     actions = [orjson.loads(r.value or b"{}") for r in read_topic(settings, topics.actions, 120)]
+    merges = Counter(r.value for r in read_topic(settings, topics.merges, 120))
     states = {
         k.decode(): orjson.loads(v)
-        for k, v in latest_by_key(
-            read_topic(settings, topics.changelog("profiles"), 120)
-        ).items()
+        for k, v in latest_by_key(read_topic(settings, topics.changelog("profiles"), 120)).items()
         if not k.startswith(b"\xff")  # bookkeeping keys (checkpoints, commits)
     }
-    return Outcome(profiles, actions, states)
+    return Outcome(profiles, actions, states, sum(n - 1 for n in merges.values()))
 
 
 def _run(
@@ -197,12 +253,14 @@ def _run(
         if kills:
             produce_s = len(events) / rate if rate else 1.0
             rng = random.Random(kill_seed + 1)
-            in_recovery = set(rng.sample(range(1, kills), max(1, kills // 4))) if kills > 1 else set()
-            killer.run(kills, produce_s / (kills + 1), in_recovery)
+            in_recovery = (
+                set(rng.sample(range(1, kills), max(1, kills // 4))) if kills > 1 else set()
+            )
+            killer.run(kills, produce_s, in_recovery)
         producer.join()
         for proc in procs:
             proc.wait_ready(180)
-        wait_drained(settings, Topics(settings).dead_lettered, timeout, settle=3.0)
+        drain(settings, timeout)
         seconds = round(time.monotonic() - started, 2)
         outcome = collect(settings)
     info = {
@@ -237,10 +295,14 @@ def run_chaos(
         if bootstrap is None:
             broker = stack.enter_context(EmbeddedBroker(log_path=work / "broker.log"))
             bootstrap = broker.bootstrap
-        common = {"workers": workers, "bootstrap": bootstrap, "overrides": overrides}
-        # Paced like the faulty run: which visit a churn offer follows, and so the actions,
-        # depends on timing (three fault-free paced runs of 5k events: identical outcomes).
-        ref, ref_info = _run("chaosref", batch, work_dir=work / "ref", rate=pace, **common)
+        common: dict[str, Any] = {
+            "workers": workers,
+            "bootstrap": bootstrap,
+            "overrides": overrides,
+        }
+        # As fast as it goes: the comparison allows for arrival order (scv.bench.outcome;
+        # a fast and a paced fault-free run of 20k events compare equal).
+        ref, ref_info = _run("chaosref", batch, work_dir=work / "ref", rate=None, **common)
         got, info = _run(
             "chaos",
             batch,
@@ -262,6 +324,7 @@ def run_chaos(
         "extra_actions": actions["extra_actions"],
         "differing_actions": actions["differing_actions"],
         "double_counted_events": profiles["double_counted_events"],
+        "ready_before_restore": sum(1 for r in info["restarts"] if r["ready_before_restore"]),
     }
     ready = [r["time_to_ready_s"] for r in info["restarts"] if r["time_to_ready_s"] is not None]
     return {
@@ -275,6 +338,11 @@ def run_chaos(
         "time_to_ready_s": {"max": max(ready, default=None), "all": ready},
         **failures,
         "stale_snapshots": stale_snapshots(got),
+        "order_sensitive": {
+            "consent": profiles["order_sensitive_consent"],
+            "action_visit": actions["order_sensitive_visit"],
+        },
+        "duplicate_merge_records": got.duplicate_merges,
         "profiles": profiles,
         "actions": actions,
         "reference_seconds": ref_info["seconds"],

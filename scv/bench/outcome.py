@@ -5,15 +5,21 @@ workers are killed, and compares what an activation service would read: ``profil
 (last value per key, tombstones delete) and ``actions.v1``. Pure functions over decoded
 records, so the comparison itself is unit-tested (tests/unit/test_outcome.py).
 
-Fair but not blind: profile ids are derived from whichever event created a profile, and
-which one that is depends on arrival order, so profiles are matched by their identifier
-set and ids are left out of the comparison. So is ``merged_from`` (profile ids, and how
-many profiles were made and then merged also depends on the order in which the four raw
-topics are read: 74 of 461 profiles differed in its length between two fault-free runs of
-the same paced 5k workload), and ``open_carts[].due_at`` (processing wall-clock). Everything
-else must be equal: identifiers, traits, consent, channels, carts, orders, churn flag and
-``event_count``, which catches an event applied twice or lost. Actions are matched by
-``action_id``, which is derived from the subject (cart, call), never from the profile.
+Fair but not blind. A crash makes the faulty run read the four raw topics in another
+interleaving than the reference, and some outcomes legitimately depend on arrival order;
+measured between a fast and a paced fault-free run of the same 20k events: profile ids,
+how many profiles were made and then merged (``merged_from``), float sums of order totals,
+which visit a churn offer follows, and consent where a denial was followed by a later grant
+(one person's events in one profile: the latest statement wins; the same events first on
+two profiles that are then merged: the denial wins, by design). So profiles are matched by
+their identifier set; ids, ``merged_from`` and ``open_carts[].due_at`` (processing
+wall-clock) are left out, totals compared to the cent. A consent difference of exactly
+that denial-then-later-grant shape, and the visit fields of an action, are counted apart
+as ``order_sensitive``. Everything else must be equal: identifiers, traits, consent
+purposes and any other consent difference, channels, carts, orders, churn flag,
+``created_ts``/``updated_ts``, last activity and ``event_count`` (an event lost or applied
+twice shows there). Actions are matched by ``action_id``, derived from the subject (cart,
+call) and never from the profile.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from scv.domain.profile import ProfileState, snapshot
 
 #: Fields of an action that are processing wall-clock or a profile id.
 VOLATILE_ACTION_FIELDS = ("created_at", "profile_id")
+#: Fields naming the visit an action followed (which one was fresh depends on arrival).
+VISIT_FIELDS = ("trigger_event_id", "event_ts")
+VISIT_PAYLOAD_FIELDS = ("session_id", "anonymous_id")
 
 
 @dataclass(slots=True)
@@ -38,11 +47,14 @@ class Outcome:
     ``profiles``: live ``profiles.v1`` values by key. ``actions``: every ``actions.v1``
     value in topic order, duplicates included. ``states``: the last value per key of the
     ``profiles`` table's changelog (profile states and merge markers), when it was read.
+    ``duplicate_merges``: repeated records on ``profiles.merges.v1`` (an audit trail that a
+    resolver redo may repeat: at least once).
     """
 
     profiles: dict[str, dict[str, Any]]
     actions: list[dict[str, Any]]
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicate_merges: int = 0
 
 
 def identity_key(profile: Mapping[str, Any]) -> tuple[str, ...]:
@@ -59,7 +71,37 @@ def canonical(profile: Mapping[str, Any]) -> dict[str, Any]:
     body["open_carts"] = [
         {k: v for k, v in cart.items() if k != "due_at"} for cart in profile.get("open_carts") or []
     ]
+    orders = dict(profile.get("orders") or {})
+    if isinstance(orders.get("total"), int | float):
+        orders["total"] = round(float(orders["total"]), 2)  # float sums depend on order
+    body["orders"] = orders
     return body
+
+
+def order_explained(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """True when two consent records differ only as arrival order can make them: one run
+    kept a denial, the other a grant made after it (module docstring)."""
+    if a.get("granted") == b.get("granted"):
+        return False
+    denial, grant = (a, b) if a.get("granted") is False else (b, a)
+    return grant.get("granted") is True and float(grant["ts"]) > float(denial["ts"])
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> tuple[set[str], int]:
+    """The fields in which two canonical profiles differ, and how many consent purposes
+    differ only by arrival order (those are not in the fields)."""
+    fields = {k for k in a.keys() | b.keys() if k != "consent" and a.get(k) != b.get(k)}
+    explained = 0
+    ca, cb = a.get("consent") or {}, b.get("consent") or {}
+    for purpose in ca.keys() | cb.keys():
+        x, y = ca.get(purpose), cb.get(purpose)
+        if x == y:
+            continue
+        if x is not None and y is not None and order_explained(x, y):
+            explained += 1
+        else:
+            fields.add("consent")
+    return fields, explained
 
 
 def compare_profiles(
@@ -76,13 +118,18 @@ def compare_profiles(
     missing = [key for key in ref if key not in got]
     extra = [key for key in got if key not in ref]
     differing = []
+    order_sensitive = 0
     lost = sum(_events(ref[key]) for key in missing)
     doubled = sum(_events(got[key]) for key in extra)
     for key in ref.keys() & got.keys():
         a, b = ref[key], got[key]
-        if a != b:
-            fields = {k for x, y in zip(a, b, strict=False) for k in x if x[k] != y.get(k)}
-            differing.append({"identifiers": list(key), "fields": sorted(fields) or ["count"]})
+        fields: set[str] = set() if len(a) == len(b) else {"count"}
+        for x, y in zip(a, b, strict=False):
+            found, explained = _differences(x, y)
+            fields |= found
+            order_sensitive += explained
+        if fields:
+            differing.append({"identifiers": list(key), "fields": sorted(fields)})
         delta = _events(a) - _events(b)
         lost += max(delta, 0)
         doubled += max(-delta, 0)
@@ -93,6 +140,7 @@ def compare_profiles(
         "differing_profiles": len(differing),
         "lost_events": lost,
         "double_counted_events": doubled,
+        "order_sensitive_consent": order_sensitive,
         "examples": differing[:3] + [{"missing": list(k)} for k in missing[:2]],
     }
 
@@ -108,17 +156,16 @@ def compare_actions(
     for action in faulty:
         counts[action["action_id"]] += 1
         got.setdefault(action["action_id"], action)
-    differing = [
-        aid
-        for aid in ref.keys() & got.keys()
-        if _strip_action(ref[aid]) != _strip_action(got[aid])
-    ]
+    common = ref.keys() & got.keys()
+    differing = [aid for aid in common if _strip_action(ref[aid]) != _strip_action(got[aid])]
+    other_visit = [aid for aid in common if _visit(ref[aid]) != _visit(got[aid])]
     return {
         "actions": len(ref),
         "duplicate_actions": sum(n - 1 for n in counts.values()),
         "missing_actions": len(ref.keys() - got.keys()),
         "extra_actions": len(got.keys() - ref.keys()),
         "differing_actions": len(differing),
+        "order_sensitive_visit": len(other_visit),
     }
 
 
@@ -135,7 +182,9 @@ def stale_snapshots(outcome: Outcome) -> int:
             continue
         expected[key] = orjson.dumps(snapshot(ProfileState.from_dict(state)), option=_SORTED)
     published = {k: orjson.dumps(v, option=_SORTED) for k, v in outcome.profiles.items()}
-    return sum(1 for key in expected.keys() | published.keys() if expected.get(key) != published.get(key))
+    return sum(
+        1 for key in expected.keys() | published.keys() if expected.get(key) != published.get(key)
+    )
 
 
 _SORTED = orjson.OPT_SORT_KEYS
@@ -157,4 +206,14 @@ def _events(group: list[dict[str, Any]]) -> int:
 
 
 def _strip_action(action: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in action.items() if k not in VOLATILE_ACTION_FIELDS}
+    """The action without wall-clock, profile id or the visit it followed."""
+    body = {k: v for k, v in action.items() if k not in VOLATILE_ACTION_FIELDS + VISIT_FIELDS}
+    payload = body.get("payload")
+    if isinstance(payload, dict):
+        body["payload"] = {k: v for k, v in payload.items() if k not in VISIT_PAYLOAD_FIELDS}
+    return body
+
+
+def _visit(action: Mapping[str, Any]) -> tuple[Any, ...]:
+    payload = action.get("payload") or {}
+    return (*(action.get(k) for k in VISIT_FIELDS), *(payload.get(k) for k in VISIT_PAYLOAD_FIELDS))

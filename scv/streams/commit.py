@@ -282,12 +282,19 @@ class Committer:
 class _Log:
     """One changelog partition being restored."""
 
-    unit: Unit
     table: Table
     partition: int
     position: int
     held: list[tuple[int, bytes, bytes | None, int]] = field(default_factory=list)
-    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A profile unit's ``actions.v1`` partition being read back: (offset, action id)."""
+
+    position: int
+    ids: list[tuple[int, str]] = field(default_factory=list)
     done: bool = False
 
 
@@ -300,20 +307,21 @@ class _Recovery:
     marker: bytes | None
     max_id: int
     logs: list[_Log] = field(default_factory=list)
+    sent: _Sent | None = None
 
 
 def restore(settings: Settings, units: list[Unit], timeout: float = 300.0) -> int:
     """Bring each unit's tables to its newest complete commit; returns records applied.
 
     Reads each changelog from its checkpoint to the end (the high watermark of a fetch
-    response: tansu under-reports it in ListOffsets), and each profile unit's
-    ``actions.v1`` partition from the committed ``actions_from``. A checkpoint past the
-    end means the broker lost its data: the unit's partitions are wiped and rebuilt.
+    response: tansu under-reports it in ListOffsets), and, in the same pass, each profile
+    unit's ``actions.v1`` partition from the ``actions_from`` of its local commit (the
+    restored one can only be later). A checkpoint past the end means the broker lost its
+    data: the unit's partitions are wiped and rebuilt.
     """
     todo = [u for u in units if any(t.changelog is not None for t, _ in u.parts)]
     for unit in units:
-        if unit not in todo:
-            unit.restored = True
+        unit.restored = unit not in todo
     if not todo:
         return 0
     consumer = Consumer(
@@ -325,13 +333,16 @@ def restore(settings: Settings, units: list[Unit], timeout: float = 300.0) -> in
     )
     try:
         recoveries = [_start(unit) for unit in todo]
-        logs = {(str(log_.table.changelog), log_.partition): log_ for r in recoveries for log_ in r.logs}
-        of = {id(log_): r for r in recoveries for log_ in r.logs}
-        consumer.assign([TopicPartition(t, p, log_.position) for (t, p), log_ in logs.items()])
-        applied = _replay(consumer, logs, of, timeout)
+        logs = {
+            (str(lg.table.changelog), lg.partition): (r, lg) for r in recoveries for lg in r.logs
+        }
+        sent = {r.unit.actions: r for r in recoveries if r.sent is not None and r.unit.actions}
+        starts = [TopicPartition(t, p, lg.position) for (t, p), (_, lg) in logs.items()]
+        starts += [TopicPartition(t, p, r.sent.position) for (t, p), r in sent.items() if r.sent]
+        consumer.assign(starts)
+        applied = _replay(consumer, logs, sent, timeout)
         for recovery in recoveries:
             _finish(recovery)
-        _read_actions(consumer, settings, todo, timeout)
     finally:
         consumer.close()
     return applied
@@ -345,76 +356,103 @@ def _start(unit: Unit) -> _Recovery:
     recovery = _Recovery(unit, committed, marker, max(committed, next_id - 1))
     for table, q in unit.parts:
         if table.changelog is not None:
-            recovery.logs.append(_Log(unit, table, q, table.checkpoint_of(q)))
+            recovery.logs.append(_Log(table, q, table.checkpoint_of(q)))
+    if unit.ledger is not None and unit.actions is not None:
+        local = Progress.from_dict(orjson.loads(marker)) if marker else Progress()
+        recovery.sent = _Sent(local.actions_from)
     return recovery
 
 
 def _replay(
     consumer: Consumer,
-    logs: dict[tuple[str, int], _Log],
-    of: dict[int, _Recovery],
+    logs: dict[tuple[str, int], tuple[_Recovery, _Log]],
+    sent: dict[tuple[str, int], _Recovery],
     timeout: float,
 ) -> int:
     applied = 0
     deadline = time.monotonic() + timeout
-    while not all(log_.done for log_ in logs.values()):
+    recoveries = list({id(r): r for r, _ in logs.values()}.values())
+    while not all(lg.done for _, lg in logs.values()) or not all(
+        r.sent.done for r in sent.values() if r.sent
+    ):
         for msg in consumer.consume(10_000, 0.1):
             tp = (msg.topic() or "", msg.partition() or 0)
-            log_ = logs.get(tp)
-            if log_ is None:
-                continue
             err = msg.error()
+            if tp in sent:
+                _read_sent(sent[tp], msg)
+                continue
+            if tp not in logs:
+                continue
+            recovery, log_ = logs[tp]
             if err is not None:
                 if err.code() == KafkaError._AUTO_OFFSET_RESET:
-                    _rebuild(consumer, of[id(log_)], log_.position)
+                    _rebuild(consumer, recovery, log_.position)
                 continue
             offset = int(msg.offset() or 0)
             log_.position = offset + 1
             applied += 1
-            recovery = of[id(log_)]
             cid = _commit_id(msg.headers())
             recovery.max_id = max(recovery.max_id, cid)
             key = msg.key()
             if key == MARKER:
                 if cid > recovery.committed:
                     recovery.committed, recovery.marker = cid, msg.value()
-                continue
-            if key is not None:
+            elif key is not None:
                 log_.held.append((offset, key, msg.value(), cid))
-        for recovery in {id(r): r for r in of.values()}.values():
+        for recovery in recoveries:
             for log_ in recovery.logs:
                 _release(log_, recovery.committed)
-        for tp, log_ in logs.items():
-            if log_.done:
-                continue
-            _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-            if high >= 0 and log_.position > high:  # tansu: no out-of-range error
-                _rebuild(consumer, of[id(log_)], log_.position)
-            elif high >= 0 and log_.position >= high:
-                log_.done = True
+        for tp, (recovery, log_) in logs.items():
+            if not log_.done:
+                high = _high(consumer, tp)
+                if high >= 0 and log_.position > high:  # tansu: no out-of-range error
+                    _rebuild(consumer, recovery, log_.position)
+                elif high >= 0 and log_.position >= high:
+                    log_.done = True
+        for tp, recovery in sent.items():
+            if recovery.sent is not None and not recovery.sent.done:
+                high = _high(consumer, tp)
+                recovery.sent.done = 0 <= high <= recovery.sent.position
         if time.monotonic() > deadline:
-            pending = [tp for tp, log_ in logs.items() if not log_.done]
-            raise TimeoutError(f"changelog restore incomplete after {timeout}s: {pending}")
+            pending = [tp for tp, (_, lg) in logs.items() if not lg.done]
+            pending += [tp for tp, r in sent.items() if r.sent and not r.sent.done]
+            raise TimeoutError(f"restore incomplete after {timeout}s: {pending}")
     return applied
+
+
+def _high(consumer: Consumer, tp: tuple[str, int]) -> int:
+    return int(consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1])
+
+
+def _read_sent(recovery: _Recovery, msg: Any) -> None:
+    assert recovery.sent is not None
+    if msg.error() is not None:
+        return
+    offset = int(msg.offset() or 0)
+    recovery.sent.position = offset + 1
+    try:
+        recovery.sent.ids.append((offset, str(orjson.loads(msg.value() or b"{}")["action_id"])))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return
 
 
 def _release(log_: _Log, committed: int) -> None:
     """Apply held records up to the first one past the newest complete commit."""
+    writes: dict[bytes, bytes | None] = {}
     n = 0
     for _, key, value, cid in log_.held:
         if cid > committed:
             break
-        log_.writes[key] = value
+        writes[key] = value
         n += 1
     if n:
         del log_.held[:n]
-    if log_.writes:
-        log_.table.apply(log_.table[log_.partition], log_.writes)
-        log_.writes = {}
+        log_.table.apply(log_.table[log_.partition], writes)
 
 
 def _finish(recovery: _Recovery) -> None:
-    """Checkpoints, the marker, the next id; a torn tail dropped and staged for overwrite."""
+    """Checkpoints, the marker, the next id; a torn tail dropped and staged for overwrite;
+    the actions found on the topic past the restored commit."""
     unit = recovery.unit
     unit.committed = recovery.committed
     unit.next_id = recovery.max_id + 1
@@ -426,8 +464,10 @@ def _finish(recovery: _Recovery) -> None:
         part = log_.table[log_.partition]
         torn = log_.held
         resume = torn[0][0] if torn else log_.position
-        book: dict[bytes, bytes | None] = {CHECKPOINT: str(resume).encode()}
-        book[NEXT_ID] = str(unit.next_id).encode()
+        book: dict[bytes, bytes | None] = {
+            CHECKPOINT: str(resume).encode(),
+            NEXT_ID: str(unit.next_id).encode(),
+        }
         if recovery.marker is not None:
             book[MARKER] = recovery.marker
         log_.table.apply(part, book)
@@ -442,6 +482,12 @@ def _finish(recovery: _Recovery) -> None:
                 part.staged[key] = part.db.get(key)
             unit.changed = True
         log_.held = []
+    if recovery.sent is not None and unit.ledger is not None:
+        start = unit.progress.actions_from
+        ids = [aid for offset, aid in recovery.sent.ids if offset >= start]
+        unit.ledger.recovered(start, recovery.sent.position, ids)
+        if ids:
+            log.info("%s: %d action(s) already on actions.v1 past its commit", unit.name, len(ids))
     unit.restored = True
 
 
@@ -453,49 +499,11 @@ def _rebuild(consumer: Consumer, recovery: _Recovery, at: int) -> None:
     )
     for log_ in recovery.logs:
         log_.table.reset(log_.partition)
-        log_.position, log_.held, log_.writes, log_.done = 0, [], {}, False
+        log_.position, log_.held, log_.done = 0, [], False
         tp = TopicPartition(str(log_.table.changelog), log_.partition)
         consumer.incremental_unassign([tp])
         consumer.incremental_assign([TopicPartition(tp.topic, tp.partition, 0)])
     recovery.committed, recovery.marker, recovery.max_id = 0, None, 0
-
-
-def _read_actions(
-    consumer: Consumer, settings: Settings, units: list[Unit], timeout: float
-) -> None:
-    """Each profile unit's ``actions.v1`` partition from ``actions_from`` to the end: the
-    actions a redo would fire again but that are already out."""
-    wanted = {u.actions: u for u in units if u.actions is not None and u.ledger is not None}
-    if not wanted:
-        return
-    consumer.unassign()
-    start = {tp: wanted[tp].progress.actions_from for tp in wanted}
-    consumer.assign([TopicPartition(t, p, start[(t, p)]) for t, p in wanted])
-    ids: dict[tuple[str, int], list[str]] = {tp: [] for tp in wanted}
-    position = dict(start)
-    pending = set(wanted)
-    deadline = time.monotonic() + timeout
-    while pending:
-        for msg in consumer.consume(10_000, 0.1):
-            tp = (msg.topic() or "", msg.partition() or 0)
-            if msg.error() is not None or tp not in wanted:
-                continue
-            position[tp] = int(msg.offset() or 0) + 1
-            try:
-                ids[tp].append(str(orjson.loads(msg.value() or b"{}")["action_id"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-        for tp in list(pending):
-            _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-            if high >= 0 and position[tp] >= high:
-                pending.discard(tp)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"actions read-back incomplete after {timeout}s: {pending}")
-    for tp, unit in wanted.items():
-        assert unit.ledger is not None
-        unit.ledger.recovered(start[tp], position[tp], ids[tp])
-        if ids[tp]:
-            log.info("%s: %d action(s) already on %s[%d]", unit.name, len(ids[tp]), *tp)
 
 
 def _commit_id(headers: Any) -> int:

@@ -26,11 +26,15 @@ DUPLICATES = Counter(
     "Messages a stage had already applied (repeats after an upstream crash), skipped.",
     ["stage"],
 )
-RECOVERY_SECONDS = Gauge(
-    "scv_recovery_seconds",
-    "How long the last assignment took to restore its tables (ready after it).",
+RESTORE_SECONDS = Histogram(
+    "scv_table_restore_seconds",
+    "Time to replay the changelogs of newly assigned table partitions (one per rebalance).",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600),
 )
-RESTORED = Counter("scv_changelog_restored_total", "Changelog records read while restoring.")
+RESTORED = Counter(
+    "scv_table_restored_messages_total", "Changelog messages replayed into local tables."
+)
+READY = Gauge("scv_worker_ready", "1 once assigned partitions are restored, 0 during rebalance.")
 RESOLVE_SECONDS = Histogram(
     "scv_resolve_seconds",
     "Time the resolver spends deciding one event.",

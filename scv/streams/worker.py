@@ -235,24 +235,31 @@ class Worker:
         for tp in partitions:
             units += self.pipeline.open(tp.topic, tp.partition)
         restored = restore(self.settings, units)
+        resume = []
         for tp in partitions:
             position = self.pipeline.position_of(tp.topic, tp.partition)
             if position is not None:
                 tp.offset = position
+                resume.append(TopicPartition(tp.topic, tp.partition, position))
         consumer.assign(partitions)
-        elapsed = time.monotonic() - started
-        metrics.RECOVERY_SECONDS.set(elapsed)
-        metrics.RESTORED.inc(restored)
+        # Stored for the group too: a crash may have come before the last commit's offsets
+        # were, and an idle input would otherwise show that lag until new messages came.
+        self._store(resume)
+        took = time.monotonic() - started
         log.info(
             "assigned %d partition(s); %d changelog message(s) restored in %.2fs",
             len(partitions),
             restored,
-            elapsed,
+            took,
         )
+        metrics.RESTORE_SECONDS.observe(took)
+        metrics.RESTORED.inc(restored)
         self.ready.set()
+        metrics.READY.set(1)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
+        metrics.READY.set(0)
         self.output.flush()
         self._settle()
         self._finish_commits()
@@ -268,6 +275,7 @@ class Worker:
         """Partitions taken away without a revoke (the session expired): their offsets can no
         longer be stored; the next owner redoes what was not committed."""
         self.ready.clear()
+        metrics.READY.set(0)
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._unsettled = deque(
             (ticket, [o for o in offsets if (o.topic, o.partition) not in lost])
