@@ -325,6 +325,8 @@ def run_chaos(
         "differing_actions": actions["differing_actions"],
         "double_counted_events": profiles["double_counted_events"],
         "ready_before_restore": sum(1 for r in info["restarts"] if r["ready_before_restore"]),
+        # nothing to compare would compare equal: a broken setup must not pass
+        "reference_empty": int(not ref.profiles),
     }
     ready = [r["time_to_ready_s"] for r in info["restarts"] if r["time_to_ready_s"] is not None]
     return {

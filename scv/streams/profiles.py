@@ -306,8 +306,10 @@ class ProfilesStage:
         if msg["kind"] == "merge":
             # The absorbed side of a merge: give the state to the survivor and leave a
             # marker (and a tombstone on the compacted topic). Serialised right away, so
-            # the state needs no copy.
-            state = state or new_state(pid, now)
+            # the state needs no copy. A state that has not arrived yet (its adoption is
+            # still in flight) hands over nothing: 0.0 is "no time known", never the
+            # processing time, which would become the survivor's updated_ts.
+            state = state or new_state(pid, 0.0)
             body = {
                 "kind": "absorb",
                 "absorbed": pid,
