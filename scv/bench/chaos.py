@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from scv.bench.outcome import Outcome, compare_actions, compare_profiles, stale_snapshots
+from scv.bench.outcome import Outcome, compare, stale_snapshots
 from scv.broker import EmbeddedBroker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline
@@ -312,8 +312,9 @@ def run_chaos(
             kill_seed=kill_seed,
             **common,
         )
-    profiles = compare_profiles(ref.profiles, got.profiles)
-    actions = compare_actions(ref.actions, got.actions)
+    for name, outcome in (("reference", ref), ("faulty", got)):  # for a post-mortem
+        (work / f"{name}-outcome.json").write_bytes(orjson.dumps(asdict(outcome)))
+    profiles, actions = compare(ref, got)
     failures = {
         "lost_profile_updates": profiles["lost_events"] + stale_snapshots(got),
         "duplicate_actions": actions["duplicate_actions"],
@@ -343,10 +344,12 @@ def run_chaos(
         "order_sensitive": {
             "consent": profiles["order_sensitive_consent"],
             "action_visit": actions["order_sensitive_visit"],
+            "action_consent": actions["order_sensitive_consent"],
         },
         "duplicate_merge_records": got.duplicate_merges,
         "profiles": profiles,
         "actions": actions,
+        "work_dir": str(work),
         "reference_seconds": ref_info["seconds"],
         "faulty_seconds": info["seconds"],
         "ok": not any(failures.values()),

@@ -15,7 +15,9 @@ two profiles that are then merged: the denial wins, by design). So profiles are 
 their identifier set; ids, ``merged_from`` and ``open_carts[].due_at`` (processing
 wall-clock) are left out, totals compared to the cent. A consent difference of exactly
 that denial-then-later-grant shape, and the visit fields of an action, are counted apart
-as ``order_sensitive``. Everything else must be equal: identifiers, traits, consent
+as ``order_sensitive``; so are, for those profiles only, what that consent gates: the churn
+flag (kept while consent blocks the offer) and an action one run sent and the other did
+not. Everything else must be equal: identifiers, traits, consent
 purposes and any other consent difference, channels, carts, orders, churn flag,
 ``created_ts``/``updated_ts``, last activity and ``event_count`` (an event lost or applied
 twice shows there). Actions are matched by ``action_id``, derived from the subject (cart,
@@ -38,6 +40,8 @@ VOLATILE_ACTION_FIELDS = ("created_at", "profile_id")
 #: Fields naming the visit an action followed (which one was fresh depends on arrival).
 VISIT_FIELDS = ("trigger_event_id", "event_ts")
 VISIT_PAYLOAD_FIELDS = ("session_id", "anonymous_id")
+#: What consent gates in a snapshot: the churn flag stays open while consent blocks the offer.
+CONSENT_GATED = frozenset({"churn_risk"})
 
 
 @dataclass(slots=True)
@@ -104,32 +108,49 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> tuple[set[str], int]:
     return fields, explained
 
 
+def compare(reference: Outcome, faulty: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Profiles and actions of two runs; what consent gates is attributed to consent that
+    differs by arrival order only where that consent does (module docstring)."""
+    keys: set[tuple[str, ...]] = set()
+    profiles = compare_profiles(reference.profiles, faulty.profiles, keys)
+    gated = (_owners(reference.profiles, keys), _owners(faulty.profiles, keys))
+    return profiles, compare_actions(reference.actions, faulty.actions, gated)
+
+
 def compare_profiles(
-    reference: Mapping[str, Mapping[str, Any]], faulty: Mapping[str, Mapping[str, Any]]
+    reference: Mapping[str, Mapping[str, Any]],
+    faulty: Mapping[str, Mapping[str, Any]],
+    consent_keys: set[tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """Profiles matched by identifier set: missing, extra and differing ones, and events lost.
 
     ``lost_events`` counts events the reference profiles counted and the faulty run's did
     not (a missing profile loses all of its ``event_count``; a counterpart that counted
-    fewer loses the difference); ``double_counted_events`` the other way round.
+    fewer loses the difference); ``double_counted_events`` the other way round. The
+    identifier sets whose consent differs by arrival order are added to ``consent_keys``;
+    their churn flag (kept while consent blocks the offer) may differ with it.
     """
     ref = _by_identity(reference.values())
     got = _by_identity(faulty.values())
     missing = [key for key in ref if key not in got]
     extra = [key for key in got if key not in ref]
     differing = []
-    order_sensitive = 0
+    sensitive = set() if consent_keys is None else consent_keys
     lost = sum(_events(ref[key]) for key in missing)
     doubled = sum(_events(got[key]) for key in extra)
     for key in ref.keys() & got.keys():
         a, b = ref[key], got[key]
         fields: set[str] = set() if len(a) == len(b) else {"count"}
+        explained = 0
         for x, y in zip(a, b, strict=False):
-            found, explained = _differences(x, y)
+            found, n = _differences(x, y)
             fields |= found
-            order_sensitive += explained
+            explained += n
+        if explained:
+            sensitive.add(key)
+            fields -= CONSENT_GATED
         if fields:
-            differing.append({"identifiers": list(key), "fields": sorted(fields)})
+            differing.append({"identifiers": list(key), "fields": _shown(fields, a, b)})
         delta = _events(a) - _events(b)
         lost += max(delta, 0)
         doubled += max(-delta, 0)
@@ -140,16 +161,22 @@ def compare_profiles(
         "differing_profiles": len(differing),
         "lost_events": lost,
         "double_counted_events": doubled,
-        "order_sensitive_consent": order_sensitive,
+        "order_sensitive_consent": len(sensitive),
         "examples": differing[:3] + [{"missing": list(k)} for k in missing[:2]],
     }
 
 
 def compare_actions(
-    reference: Iterable[Mapping[str, Any]], faulty: Iterable[Mapping[str, Any]]
+    reference: Iterable[Mapping[str, Any]],
+    faulty: Iterable[Mapping[str, Any]],
+    gated: tuple[set[str], set[str]] = (set(), set()),
 ) -> dict[str, Any]:
     """Actions by ``action_id``: duplicates on the faulty run's topic (every repeat counts),
-    ids missing or extra against the reference, and same id with other content."""
+    ids missing or extra against the reference, and same id with other content.
+
+    ``gated``: per run, the profile ids whose consent differs by arrival order; an action
+    of one of them that only one run sent is counted apart (``order_sensitive_consent``).
+    """
     ref = {a["action_id"]: a for a in reference}
     counts: Counter[str] = Counter()
     got: dict[str, Mapping[str, Any]] = {}
@@ -159,14 +186,28 @@ def compare_actions(
     common = ref.keys() & got.keys()
     differing = [aid for aid in common if _strip_action(ref[aid]) != _strip_action(got[aid])]
     other_visit = [aid for aid in common if _visit(ref[aid]) != _visit(got[aid])]
+    missing = [aid for aid in ref.keys() - got.keys() if ref[aid]["profile_id"] not in gated[0]]
+    extra = [aid for aid in got.keys() - ref.keys() if got[aid]["profile_id"] not in gated[1]]
+    consent = len(ref.keys() ^ got.keys()) - len(missing) - len(extra)
     return {
         "actions": len(ref),
         "duplicate_actions": sum(n - 1 for n in counts.values()),
-        "missing_actions": len(ref.keys() - got.keys()),
-        "extra_actions": len(got.keys() - ref.keys()),
+        "missing_actions": len(missing),
+        "extra_actions": len(extra),
         "differing_actions": len(differing),
         "order_sensitive_visit": len(other_visit),
+        "order_sensitive_consent": consent,
     }
+
+
+def _owners(profiles: Mapping[str, Mapping[str, Any]], keys: set[tuple[str, ...]]) -> set[str]:
+    """The ids (live and merged into them) of the profiles with these identifier sets."""
+    found: set[str] = set()
+    for pid, profile in profiles.items():
+        if identity_key(profile) in keys:
+            found.add(pid)
+            found.update(profile.get("merged_from") or [])
+    return found
 
 
 def stale_snapshots(outcome: Outcome) -> int:
@@ -199,6 +240,16 @@ def _by_identity(profiles: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...],
     for group in grouped.values():
         group.sort(key=lambda c: orjson.dumps(c, option=_SORTED))
     return grouped
+
+
+def _shown(fields: set[str], a: list[Any], b: list[Any]) -> dict[str, Any]:
+    """Each differing field with both values (short), for the report's examples."""
+    if len(a) != 1 or len(b) != 1:
+        return {name: None for name in sorted(fields)}
+    return {
+        name: [orjson.dumps(x.get(name)).decode()[:300] for x in (a[0], b[0])]
+        for name in sorted(fields)
+    }
 
 
 def _events(group: list[dict[str, Any]]) -> int:

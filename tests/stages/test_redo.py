@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from stagekit import Outbox, load_examples
-from test_profiles_stage import A, B, CART_ADD, event_msg, stored, to_profiles, web_event
+from test_profiles_stage import CART_ADD, A, B, event_msg, stored, to_profiles, web_event
 
 from scv.domain.profile import ProfileState
 from scv.domain.triggers import CHURN_SAVE, action_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from examples import ev
 
 from scv.domain.model import NormalizedEvent
-from scv.domain.parts import rebuild
+from scv.domain.parts import rebuild, reroute
 from scv.domain.profile import ProfileState, absorb, apply_event, new_state
 
 
@@ -46,3 +46,20 @@ def test_last_activity_at_the_same_instant_does_not_depend_on_arrival() -> None:
     apply(right, visit)
     absorb(left, right)
     assert left.last_activity == first.last_activity
+
+
+def test_a_hand_over_whose_events_all_left_in_a_split_brings_no_time() -> None:
+    """Merge then split (a shared device re-decided in event-time order): the absorbed
+    profile's events all belong to a part that left, so what stays carries none of their
+    times; before, its creation time became the survivor's updated_ts."""
+    leaving = new_state("p_b", 838.0)
+    apply(leaving, ev("web", "login", 856.0, [("customer_id", "C2")]))
+    incoming = rebuild("p_b", {"customer_id:C2": leaving}, ["customer_id:C2"])
+    survivor = new_state("p_a", 770.0)
+    apply(survivor, ev("web", "login", 822.0, [("customer_id", "C1")]))
+    survivor.moved = {"customer_id:C2": ["p_c", 5]}  # split at decision 5, after the merge
+
+    kept, forwards = reroute(survivor, incoming, 5)
+    assert [f.profile_id for f in forwards] == ["p_c"]
+    absorb(survivor, kept)
+    assert (survivor.created_ts, survivor.updated_ts) == (770.0, 822.0)
