@@ -139,10 +139,8 @@ class Unit:
         self.ledger = ledger
         self.actions = actions  # the actions.v1 partition the ledger covers
         self.progress = Progress()
-        self.committed = 0  # id of the last complete commit
         self.next_id = 1
         self.changed = False  # state or progress changed since the last seal
-        self.restored = False  # restored since it was opened
         #: the input positions of the last complete commit (to store for the group)
         self.committed_positions: dict[str, int] = {}
         self._sealed: tuple[int, bytes, dict[str, int]] | None = None  # the commit in flight
@@ -197,7 +195,7 @@ class Unit:
     def apply(self) -> None:
         """The markers are delivered: the commit goes into RocksDB with its checkpoints."""
         assert self._sealed is not None
-        cid, marker, positions = self._sealed
+        _, marker, positions = self._sealed
         for table, p in self.parts:
             part = table[p]
             entries: dict[bytes, bytes | None] = dict(part.sealed)
@@ -208,7 +206,7 @@ class Unit:
                 entries[CHECKPOINT] = str(offset + 1).encode()
             table.apply(part, entries)
             part.sealed = {}
-        self.committed, self._sealed = cid, None
+        self._sealed = None
         self.committed_positions = positions
 
     def offsets(self) -> list[TopicPartition]:
@@ -320,8 +318,6 @@ def restore(settings: Settings, units: list[Unit], timeout: float = 300.0) -> in
     data: the unit's partitions are wiped and rebuilt.
     """
     todo = [u for u in units if any(t.changelog is not None for t, _ in u.parts)]
-    for unit in units:
-        unit.restored = unit not in todo
     if not todo:
         return 0
     consumer = Consumer(
@@ -454,7 +450,6 @@ def _finish(recovery: _Recovery) -> None:
     """Checkpoints, the marker, the next id; a torn tail dropped and staged for overwrite;
     the actions found on the topic past the restored commit."""
     unit = recovery.unit
-    unit.committed = recovery.committed
     unit.next_id = recovery.max_id + 1
     unit.progress = (
         Progress.from_dict(orjson.loads(recovery.marker)) if recovery.marker else Progress()
@@ -488,7 +483,6 @@ def _finish(recovery: _Recovery) -> None:
         unit.ledger.recovered(start, recovery.sent.position, ids)
         if ids:
             log.info("%s: %d action(s) already on actions.v1 past its commit", unit.name, len(ids))
-    unit.restored = True
 
 
 def _rebuild(consumer: Consumer, recovery: _Recovery, at: int) -> None:
