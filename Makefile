@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz clean
+.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz chaos clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -78,6 +78,10 @@ fuzz: $(VENV)/.fuzz-installed ## Hostile input: >= 100,000 bad events through th
 	  -artifact_prefix=var/fuzz- var/fuzz-corpus >var/fuzz-atheris.json 2>var/fuzz-atheris.log \
 	  || { tail -40 var/fuzz-atheris.log; exit 1; }
 	@cat var/fuzz-atheris.json
+
+chaos: $(STAMP) ## SIGKILL workers 6+ times during the 20k demo; compare with a fault-free run (var/chaos.json, exit 1 unless all 0)
+	@mkdir -p var
+	$(BIN)/scv bench chaos --events 20000 --kills 7 --json var/chaos.json
 
 clean: ## Remove the virtualenv, local state and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -132,6 +132,23 @@ def cmd_bench_api(args: argparse.Namespace) -> int:
     return _report(report, args.json)
 
 
+def cmd_bench_chaos(args: argparse.Namespace) -> int:
+    """Exit 1 unless every failure count of the report is 0."""
+    from scv.bench.chaos import run_chaos
+
+    report = run_chaos(
+        args.events,
+        seed=args.seed,
+        workers=args.workers,
+        kills=args.kills,
+        kill_seed=args.kill_seed,
+        rate=args.rate,
+        bootstrap=args.bootstrap,
+    )
+    _report(report, args.json)
+    return 0 if report["ok"] else 1
+
+
 def cmd_model_train(args: argparse.Namespace) -> int:
     """Fit a Fellegi-Sunter model without labels (EM) and save it."""
     if args.dataset == "demo":
@@ -439,6 +456,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_api)
+    p = bench.add_parser(
+        "chaos",
+        help="SIGKILL workers while the demo runs; compare with a run without faults "
+        "(exit 1 unless lost updates, duplicate actions and differing profiles are all 0)",
+    )
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=7, help="demo workload seed")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--kills", type=int, default=6)
+    p.add_argument("--kill-seed", type=int, default=1, help="seed of the kill schedule")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s in the faulty run (default: spread the events over about 7 s per kill)",
+    )
+    p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_chaos)
 
     p = sub.add_parser("model", help="probabilistic matching models")
     model = p.add_subparsers(dest="model", required=True)

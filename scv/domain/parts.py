@@ -264,6 +264,8 @@ def reroute(
         kept.identifiers = identifiers_by_type(remaining)
     else:
         kept = rebuild(incoming.profile_id, staying, remaining, incoming)
+        if not staying:  # no event stays: no time either (0.0 is "not known" to absorb)
+            kept.created_ts = kept.updated_ts = 0.0
     forwards = [
         Adoption(
             target,

@@ -310,10 +310,11 @@ def apply_event(
     channels[source] = channels.get(source, 0) + 1
     if ts > state.updated_ts:
         state.updated_ts = ts
-    if ts < state.created_ts:
+    if ts < state.created_ts or state.created_ts <= 0.0:  # 0.0: not known yet
         state.created_ts = ts
     la = state.last_activity
-    if la is None or ts >= la["ts"]:
+    # Ties by source and type, as absorb() breaks them: not by which arrived last.
+    if la is None or (ts, source, etype) >= _activity_key(la):
         state.last_activity = {"ts": ts, "source": source, "type": etype}
 
     idents = state.identifiers
@@ -624,7 +625,9 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     on every login. Purposes nobody recorded stay missing, and missing still means "no".
     """
     s, a = survivor, absorbed
-    s.created_ts = min(s.created_ts, a.created_ts)
+    # 0.0 is "not known" (a part adopted before any of its events): never the earliest.
+    known = [ts for ts in (s.created_ts, a.created_ts) if ts > 0.0]
+    s.created_ts = min(known, default=0.0)
     s.updated_ts = max(s.updated_ts, a.updated_ts)
     s.event_count += a.event_count
     for src, n in a.channels.items():

@@ -110,7 +110,8 @@ def advertised_url(settings: Settings) -> str:
 
 
 def read(table: Table, partition: int, key: bytes) -> bytes | None:
-    """``key`` as the stream loop last wrote it (pending, else committed); Unavailable when
+    """``key`` as the stream loop last wrote it (pending, staged, committing, else in
+    RocksDB); Unavailable when
     this worker does not hold the partition (or it is closed under the read).
 
     Consistent per key: a batch's writes become visible key by key as its flush adds them, so
@@ -118,9 +119,12 @@ def read(table: Table, partition: int, key: bytes) -> bytes | None:
     part = table.open_partitions.get(partition)
     if part is None:
         raise Unavailable(f"{table.name}[{partition}] is not held here")
-    pending = part.pending  # replaced whole, never emptied, by the loop's flush
-    if key in pending:
-        return pending.get(key)
+    # The loop moves a write forward, pending -> staged -> sealed -> RocksDB, replacing each
+    # layer whole (or applying to RocksDB before clearing ``sealed``); looking in the same
+    # order, a reader finds the newest value it has not already passed.
+    for layer in (part.pending, part.staged, part.sealed):
+        if key in layer:
+            return layer.get(key)
     try:
         value: bytes | None = part.db.get(key)
     except Exception as exc:  # closed by a revoke while we read

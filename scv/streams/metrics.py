@@ -59,6 +59,11 @@ SUPPRESSED = Counter(
     "Actions that were due but not emitted (duplicate, no_consent, cooldown, ...).",
     ["type", "reason"],
 )
+DUPLICATES = Counter(
+    "scv_duplicates_skipped_total",
+    "Messages a stage had already applied (repeats after an upstream crash), skipped.",
+    ["stage"],
+)
 ERASURES = Counter("scv_erasures_total", "Erase commands carried out, per stage.", ["stage"])
 SUPPRESSED_INPUT = Counter(
     "scv_suppressed_input_total",

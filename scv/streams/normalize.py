@@ -15,6 +15,7 @@ from scv.domain.normalize import InvalidEvent, NormalizeConfig, normalize
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg, failure_reason, log_failure, send_to_dlq
+from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.topics import Topics
 
@@ -25,8 +26,8 @@ class NormalizeStage:
     name = "normalize"
 
     def __init__(self, settings: Settings, out: Sink) -> None:
-        self.out = out
         self.topics = Topics(settings)
+        self.out = OriginSink(out, [self.topics.identity_events])
         self.inputs = self.topics.raw_topics
         self._sources = {topic: self.topics.source_of(topic) for topic in self.inputs}
         self._config = NormalizeConfig(default_region=settings.default_region)
@@ -35,6 +36,7 @@ class NormalizeStage:
 
     def process(self, batch: Sequence[Msg]) -> None:
         for msg in batch:
+            self.out.at(msg)
             try:
                 normalized = normalize(
                     self._sources[msg.topic() or ""], msg.value() or b"", self._config

@@ -40,8 +40,10 @@ from scv.domain.profile import (
 from scv.domain.triggers import Suppressed, TriggerConfig, due, on_event, pending_churn
 from scv.settings import Settings
 from scv.streams import metrics
+from scv.streams.commit import ActionLedger
 from scv.streams.dlq import LocalMsg, Msg, failure_reason, log_failure, send_to_dlq
 from scv.streams.due import DueIndex
+from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.streams.privacy import ERASED, Erased, ProfileEraser
 from scv.streams.state import Table
@@ -166,9 +168,10 @@ class ProfilesStage:
     name = "profiles"
 
     def __init__(self, settings: Settings, out: Sink, table: Table, carts_due: Table) -> None:
-        self.out = out
         self.table, self.carts_due = table, carts_due
         self.topics = Topics(settings)
+        self.origin = OriginSink(out, [self.topics.profile_events])
+        self.out: Sink = self.origin
         self.inputs = [self.topics.profile_events]
         self.trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
         self.cart_window_s = settings.cart_window_s
@@ -183,6 +186,8 @@ class ProfilesStage:
         self._suppressed: list[Suppressed] = []
         self._dues: dict[int, DueIndex] = {}
         self._purge: set[bytes] = set()
+        #: per partition: what it sent to its actions.v1 partition (scv.streams.commit)
+        self.ledgers: dict[int, ActionLedger] = {}
         #: decoded states kept per partition between batches
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
@@ -191,6 +196,7 @@ class ProfilesStage:
         now = time.time() if now is None else now
         self._purge = set()
         for msg in batch:
+            self.origin.at(msg)
             self._apply(msg, work, now)
         self._in.inc(len(batch))
         work.flush(self.out, self._profiles, self._purge)
@@ -216,6 +222,9 @@ class ProfilesStage:
         if ticks:
             self.process(ticks, now)
         return len(ticks)
+
+    def ledger(self, partition: int) -> ActionLedger:
+        return self.ledgers.setdefault(partition, ActionLedger())
 
     def _due_index(self, partition: int) -> DueIndex:
         """The partition's due-time index, (re)built when the partition was (re)opened."""
@@ -349,6 +358,14 @@ class ProfilesStage:
             work.put(key, self.eraser.erase(self.out, pid, msg, slot, now))
             return
         if isinstance(slot, str):  # merged away: the survivor takes it
+            if msg["kind"] == "merge":
+                # The resolver retires an absorbed id, so a second merge of it is a repeat
+                # (a redo of a hand-over already made); forwarding it would make the
+                # survivor hand itself over to itself, again and again.
+                log.info("profile %s: repeated merge into %s ignored", pid, msg["survivor"])
+                return
+            if slot == pid:
+                raise ValueError(f"profile {pid} is marked as merged into itself")
             self._forward(msg, slot)
             return
         state = slot
@@ -357,8 +374,10 @@ class ProfilesStage:
         if msg["kind"] == "merge":
             # The absorbed side of a merge: give the state to the survivor and leave a
             # marker (and a tombstone on the compacted topic). Serialised right away, so
-            # the state needs no copy.
-            state = state or new_state(pid, now)
+            # the state needs no copy. A state that has not arrived yet (its adoption is
+            # still in flight) hands over nothing: 0.0 is "no time known", never the
+            # processing time, which would become the survivor's updated_ts.
+            state = state or new_state(pid, 0.0)
             body = {
                 "kind": "absorb",
                 "absorbed": pid,
@@ -372,6 +391,15 @@ class ProfilesStage:
         if state is not None:
             note_actions(state, actions)  # what the profile API shows as sent
         work.put(key, state)  # None: a split left nothing, the profile is gone
+        partition = work.partitions[key]
+        ledger = self.ledger(partition)
         for action in actions:
+            if ledger.already_sent(action.action_id):  # sent before a crash, now redone
+                metrics.SUPPRESSED.labels(action.type, "already_sent").inc()
+                continue
             self._fired.append((action.type,))
-            self.out.send(self._actions, key, orjson.dumps(action.to_dict()))
+            value = orjson.dumps(action.to_dict())
+            # to the partition recovery reads back (the same one the key hashes to)
+            self.out.send(
+                self._actions, key, value, partition=partition, on_offset=ledger.delivered
+            )

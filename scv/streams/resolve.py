@@ -35,6 +35,7 @@ from scv.domain.resolver import resolve
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg, failure_reason, send_to_dlq
+from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.streams.privacy import AUDIT, ResolverPrivacy
 from scv.streams.state import Table
@@ -169,9 +170,9 @@ class ResolveStage:
     def __init__(
         self, settings: Settings, out: Sink, owners: Table, nodes: Table, suppressed: Table
     ) -> None:
-        self.out = out
         self.owners, self.nodes = owners, nodes
         self.topics = Topics(settings)
+        self.out = OriginSink(out, [self.topics.profile_events])
         self.inputs = [self.topics.identity_events, self.topics.commands]
         names = (MERGES, EVENTS, REVIEW, AUDIT)
         self._names = {name: str(getattr(self.topics, name)) for name in names}
@@ -218,19 +219,22 @@ class ResolveStage:
         return seq
 
     def process(self, batch: Sequence[Msg]) -> None:
-        out: list[Outgoing] = []
+        decided: list[tuple[Msg, list[Outgoing]]] = []
         commands = 0
         for msg in batch:
+            self.out.at(msg)  # a dead letter goes out at once
             if msg.topic() == self.topics.commands:
-                out += self._command(msg)
+                decided.append((msg, self._command(msg)))
                 commands += 1
             else:
-                out += self._decide(msg)
+                decided.append((msg, self._decide(msg)))
         self.store.flush()
         self._count(len(batch) - commands, commands)
         names = self._names
-        for topic, key, value in out:
-            self.out.send(names[topic], key, value)
+        for msg, out in decided:
+            self.out.at(msg)  # stamps what it sends on with the input it follows from
+            for topic, key, value in out:
+                self.out.send(names[topic], key, value)
 
     def _count(self, events: int, commands: int) -> None:
         """The batch's counters, one Prometheus increment per label value."""

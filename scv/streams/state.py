@@ -2,27 +2,28 @@
 
 Faust's tables write one changelog message per ``table[key] = value`` and cost several
 event-loop callbacks each (see docs/performance.md). These tables are written once per key
-per batch: writes collect in a pending map that reads see, and :meth:`Table.flush` applies
-them to RocksDB in one ``WriteBatch`` and sends one changelog message per key.
+per batch: writes collect in a pending map that reads see, and at the end of a batch they
+move to the partition's *staged* writes.
 
-Recovery: each partition's database remembers the changelog offset it has applied up to
-(``CHECKPOINT``, written once the batch's changelog messages are on the broker). When the
-worker is assigned a partition it replays the changelog from there to the end, so a
-partition that moved to another worker and back catches up with what the other worker
-wrote. A checkpoint past the end of the changelog means the broker lost its data (tansu
-keeps topics in memory only): the database is wiped and rebuilt from the changelog.
+Staged writes reach the changelog and RocksDB only through a commit
+(``scv.streams.commit``): once everything the batches produced is on the broker, their
+writes are sent to the changelog, then a commit marker; once the marker is delivered they
+are applied to RocksDB with the changelog offset to resume from (``CHECKPOINT``). RocksDB
+therefore never holds state whose output or changelog could still be lost in a crash, and
+reads see pending, staged and sealed (committing) writes above it.
+
+A checkpoint past the end of the changelog means the broker lost its data (tansu keeps
+topics in memory only): the partition is wiped and rebuilt from the changelog.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rocksdict import (
     BlockBasedOptions,
     BottommostLevelCompaction,
@@ -34,40 +35,48 @@ from rocksdict import (
     WriteOptions,
 )
 
-from scv.kafka import consumer_config
 from scv.settings import Settings
-from scv.streams.output import Sink
 
 log = logging.getLogger(__name__)
 
-#: Where a partition's database keeps its changelog checkpoint (no table key starts so).
-CHECKPOINT = b"\xff\xffscv:changelog-offset"
+#: Keys of the bookkeeping a table keeps beside its data start so (no table key does).
+BOOKKEEPING = b"\xff\xffscv:"
+#: Where a partition's database keeps the changelog offset to resume restoring from.
+CHECKPOINT = BOOKKEEPING + b"changelog-offset"
 
 #: A partition's database: an ``Rdict`` (raw mode), or a dict for ``SCV_STORE=memory://``.
 Db = Any
 
 
 class Partition(MutableMapping[bytes, bytes]):
-    """One partition of a table, write-back: writes wait in ``pending`` until the flush.
+    """One partition of a table, write-back: writes wait in ``pending`` until the batch
+    ends, then in ``staged`` until a commit seals them (``sealed``) and applies them.
 
     The mapping methods the stages and ``MappingStore`` use (``get``, ``[]``, ``pop``,
-    ``in``); ``None`` in ``pending`` is a delete.
+    ``in``); ``None`` in a layer is a delete.
     """
 
     def __init__(self, db: Db) -> None:
         self.db = db
         self.pending: dict[bytes, bytes | None] = {}
+        #: writes of finished batches, not yet in a commit
+        self.staged: dict[bytes, bytes | None] = {}
+        #: writes of the commit in flight (in RocksDB once its marker is delivered)
+        self.sealed: dict[bytes, bytes | None] = {}
         #: decoded values the partition's one writer keeps (dropped with the partition)
         self.cache: dict[bytes, Any] = {}
-        self.applied = -1  # changelog offset of the last flushed write on the broker
-        #: keys whose old values must leave the disk after the next write (an erasure)
+        #: keys whose old values must leave the disk once their write is applied (erasure)
         self.purge: set[bytes] = set()
 
     def get(self, key: bytes, default: Any = None) -> Any:
         if key in self.pending:
             value = self.pending[key]
-            return default if value is None else value
-        value = self.db.get(key)
+        elif key in self.staged:
+            value = self.staged[key]
+        elif key in self.sealed:
+            value = self.sealed[key]
+        else:
+            value = self.db.get(key)
         return default if value is None else value
 
     def __getitem__(self, key: bytes) -> bytes:
@@ -99,16 +108,22 @@ class Partition(MutableMapping[bytes, bytes]):
         return value
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
-        """Every live entry, pending writes included (for scans such as due carts)."""
+        """Every live entry, unapplied writes included (for scans such as due carts)."""
+        layered = {**self.sealed, **self.staged, **self.pending}
         for key, value in self.db.items():
-            if key != CHECKPOINT and key not in self.pending:
+            if not key.startswith(BOOKKEEPING) and key not in layered:
                 yield key, value
-        for key, pending in list(self.pending.items()):
-            if pending is not None:
-                yield key, pending
+        for key, newer in layered.items():
+            if newer is not None:
+                yield key, newer
 
-    def on_offset(self, offset: int) -> None:
-        self.applied = max(self.applied, offset)
+    def stage(self) -> bool:
+        """The batch ended: its writes join the staged ones; whether there were any."""
+        if not self.pending:
+            return False
+        self.staged.update(self.pending)
+        self.pending = {}
+        return True
 
 
 class Table:
@@ -175,43 +190,30 @@ class Table:
         for partition in list(self.open_partitions):
             self.close(partition)
 
-    def flush(self, out: Sink) -> None:
-        """Apply pending writes to the databases and send them to the changelog."""
-        for number, part in self.open_partitions.items():
-            if not part.pending:
-                continue
-            if self.changelog is not None:
-                for key, value in part.pending.items():
-                    out.send(self.changelog, key, value, partition=number, on_offset=part.on_offset)
-            self.apply(part)
-
     @staticmethod
-    def apply(part: Partition) -> None:
-        """Write a partition's pending entries to its database (one RocksDB write batch)."""
+    def apply(part: Partition, entries: Mapping[bytes, bytes | None]) -> None:
+        """Write ``entries`` to a partition's database (one RocksDB write batch)."""
         if isinstance(part.db, Rdict):
             batch = WriteBatch(raw_mode=True)
-            for key, value in part.pending.items():
+            for key, value in entries.items():
                 if value is None:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
             part.db.write(batch)
-            if part.purge:
-                _purge(part.db, part.purge)
         else:
-            for key, value in part.pending.items():
+            for key, value in entries.items():
                 if value is None:
                     part.db.pop(key, None)
                 else:
                     part.db[key] = value
-        part.pending = {}
-        part.purge = set()
-
-    def checkpoint(self) -> None:
-        """After the output flush: remember how far each partition's changelog is applied."""
-        for part in self.open_partitions.values():
-            if part.applied >= 0:
-                part.db[CHECKPOINT] = str(part.applied + 1).encode()
+        # An erased key's old bytes can only be purged once its overwrite is in RocksDB,
+        # which for a key written in a later commit is not yet.
+        due = part.purge.intersection(entries)
+        if due:
+            if isinstance(part.db, Rdict):
+                _purge(part.db, due)
+            part.purge -= due
 
 
 def _no_wal() -> WriteOptions:
@@ -263,86 +265,3 @@ def rocksdb_options(settings: Settings) -> Options:
     table.set_bloom_filter(10, False)  # most owner lookups are for identifiers never seen
     options.set_block_based_table_factory(table)
     return options
-
-
-def restore(settings: Settings, wanted: list[tuple[Table, int]], timeout: float = 300.0) -> int:
-    """Replay each (table, partition)'s changelog from its checkpoint to the end.
-
-    Returns the number of changelog messages applied. The end is the high watermark of a
-    fetch response: tansu under-reports it in ListOffsets. A checkpoint the broker calls out
-    of range, or that lies past the fetched high watermark (tansu reports no out-of-range
-    error), means the changelog is shorter than what was applied: the broker lost its data.
-    The partition is then wiped and rebuilt from offset 0.
-    """
-    todo = [(t, p) for t, p in wanted if t.changelog is not None]
-    if not todo:
-        return 0
-    consumer = Consumer(
-        consumer_config(
-            settings,
-            f"{settings.app_id}-restore",
-            **{
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-                "auto.offset.reset": "error",
-            },
-        )
-    )
-    applied = 0
-    try:
-        parts: dict[tuple[str, int], tuple[Table, int]] = {}
-        position: dict[tuple[str, int], int] = {}
-        for table, p in todo:
-            tp = (str(table.changelog), p)
-            parts[tp], position[tp] = (table, p), table.checkpoint_of(p)
-        consumer.assign([TopicPartition(t, p, position[(t, p)]) for t, p in parts])
-        pending = set(parts)
-        deadline = time.monotonic() + timeout
-        while pending:
-            writes: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
-            for msg in consumer.consume(10_000, 0.1):
-                tp = (msg.topic() or "", msg.partition() or 0)
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._AUTO_OFFSET_RESET and tp in parts:
-                        _rebuild(consumer, parts[tp], tp, position[tp])
-                        position[tp] = 0
-                        writes.pop(tp, None)
-                    continue
-                key = msg.key()
-                if key is not None:
-                    writes.setdefault(tp, {})[key] = msg.value()
-                position[tp] = int(msg.offset() or 0) + 1
-                applied += 1
-            for tp, entries in writes.items():
-                table, p = parts[tp]
-                part = table.open_partitions[p]
-                part.pending = entries
-                table.apply(part)
-            for tp in list(pending):
-                _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-                if high >= 0 and position[tp] > high:  # tansu: no out-of-range error
-                    _rebuild(consumer, parts[tp], tp, position[tp])
-                    position[tp] = 0
-                elif high >= 0 and position[tp] >= high:
-                    pending.discard(tp)
-                    table, p = parts[tp]
-                    table.open_partitions[p].db[CHECKPOINT] = str(position[tp]).encode()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"changelog restore incomplete after {timeout}s: {pending}")
-    finally:
-        consumer.close()
-    return applied
-
-
-def _rebuild(consumer: Consumer, part: tuple[Table, int], tp: tuple[str, int], at: int) -> None:
-    table, p = part
-    log.warning(
-        "%s[%d]: local state is past the changelog's end (checkpoint %d): rebuilding",
-        table.name,
-        p,
-        at,
-    )
-    table.reset(p)
-    consumer.incremental_unassign([TopicPartition(*tp)])
-    consumer.incremental_assign([TopicPartition(*tp, 0)])

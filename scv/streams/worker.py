@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -30,12 +31,14 @@ from prometheus_client import REGISTRY
 from scv.kafka import consumer_config
 from scv.settings import Settings
 from scv.streams import metrics
+from scv.streams.commit import Committer, Unit, restore
 from scv.streams.dlq import Msg
 from scv.streams.normalize import NormalizeStage
+from scv.streams.origin import origin_of
 from scv.streams.output import Output, Sink, Ticket
 from scv.streams.profiles import ProfilesStage
 from scv.streams.resolve import ResolveStage
-from scv.streams.state import Table, restore, rocksdb_options
+from scv.streams.state import Table, rocksdb_options
 from scv.topics import TABLES, Topics
 
 log = logging.getLogger(__name__)
@@ -87,30 +90,80 @@ class Pipeline:
             self.resolve.inputs[0]: [self.owners, self.nodes, self.suppressed],
             self.profiles.inputs[0]: [self.profile_table, self.carts_due],
         }
+        #: the open units of state (scv.streams.commit), and the input partitions feeding them
+        self.units: dict[str, Unit] = {}
+        self.unit_of: dict[tuple[str, int], tuple[Unit, str]] = {}
+        #: inputs whose position is committed with a unit's state, not per batch
+        self.stateful = {*self.resolve.inputs, *self.profiles.inputs}
+        self.duplicates = {
+            stage.name: metrics.DUPLICATES.labels(stage.name) for stage in self.stages
+        }
 
-    def open(self, topic: str, partition: int) -> list[tuple[Table, int]]:
-        """Open the tables behind an assigned partition; what needs restoring."""
-        opened = []
-        for table in self.tables_of.get(topic, []):
+    def open(self, topic: str, partition: int) -> list[Unit]:
+        """Open the tables behind an assigned partition; the unit that needs restoring."""
+        tables = self.tables_of.get(topic, [])
+        for table in tables:
             table.open(partition)
-            opened.append((table, partition))
+        if not tables:
+            return []
         if topic == self.resolve.inputs[0]:
             self.resolve.reset()
-        return opened
+            inputs = [(t, 0) for t in self.resolve.inputs]
+            unit = Unit("resolve", [(t, 0) for t in tables], inputs)
+        else:
+            unit = Unit(
+                f"profiles[{partition}]",
+                [(t, partition) for t in tables],
+                [(topic, partition)],
+                self.profiles.ledger(partition),
+                (self.profiles.topics.actions, partition),
+            )
+        self.units[unit.name] = unit
+        for name in unit.inputs:
+            t, _, p = name.rpartition("/")
+            self.unit_of[(t, int(p))] = (unit, name)
+        return [unit]
 
-    def close(self, topic: str, partition: int) -> None:
+    def close(self, topic: str, partition: int) -> list[Unit]:
+        """Close the tables behind a partition; the unit that closed with them."""
         for table in self.tables_of.get(topic, []):
             table.close(partition)
         if topic == self.resolve.inputs[0]:
             self.resolve.reset()
+        if topic == self.profiles.inputs[0]:
+            self.profiles.ledgers.pop(partition, None)
+        entry = self.unit_of.get((topic, partition))
+        if entry is None or topic not in self.tables_of:
+            return []
+        unit = entry[0]
+        self.units.pop(unit.name, None)
+        for name in unit.inputs:
+            t, _, p = name.rpartition("/")
+            self.unit_of.pop((t, int(p)), None)
+        return [unit]
 
     def process(self, batch: Sequence[Msg]) -> None:
-        """One batch: each stage its messages (in consumed order), then the table writes."""
+        """One batch: each stage its messages (in consumed order), then the table writes.
+
+        A message a unit of state has already applied (a repeat from an upstream redo,
+        known by its origin) is dropped here; each unit's input positions move on.
+        """
         shares: dict[str, list[Msg]] = {}
+        unit_of = self.unit_of
         for msg in batch:
-            stage = self.stage_of.get(msg.topic() or "")
-            if stage is not None:
-                shares.setdefault(stage.name, []).append(msg)
+            topic = msg.topic() or ""
+            stage = self.stage_of.get(topic)
+            if stage is None:
+                continue
+            entry = unit_of.get((topic, msg.partition() or 0)) if topic in self.stateful else None
+            if entry is not None:
+                unit, name = entry
+                unit.progress.positions[name] = int(msg.offset() or 0) + 1
+                unit.changed = True
+                if not unit.progress.fresh(origin_of(msg)):
+                    self.duplicates[stage.name].inc()
+                    continue
+            shares.setdefault(stage.name, []).append(msg)
         for stage in self.stages:
             share = shares.get(stage.name)
             if share:
@@ -125,14 +178,15 @@ class Pipeline:
         self.flush_tables()
 
     def flush_tables(self) -> None:
-        self.counting.stage = "tables"
-        for table in self.tables:
-            table.flush(self.out)
+        """The batch ended: its table writes are staged for the next commit."""
+        for unit in self.units.values():
+            unit.note_batch()
         self.counting.publish()
 
-    def checkpoint(self) -> None:
-        for table in self.tables:
-            table.checkpoint()
+    def position_of(self, topic: str, partition: int) -> int | None:
+        """Where a unit's committed state says to resume ``topic[partition]``."""
+        entry = self.unit_of.get((topic, partition))
+        return entry[0].progress.positions.get(entry[1]) if entry is not None else None
 
 
 class FullCollections:
@@ -187,14 +241,28 @@ class Worker:
         self._last_due = 0.0
         #: batches whose output is on its way: (ticket, input offsets to store once delivered)
         self._unsettled: deque[tuple[Ticket, list[TopicPartition]]] = deque()
+        self.committer = Committer(self.output, self.pipeline.units.values)
 
     # --- rebalances --------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Restore the assigned units' tables, then resume their inputs where the restored
+        state ends (not at the group's committed offsets, which may lag behind it)."""
         started = time.monotonic()
-        wanted = []
+        log.info("restoring the tables of %d assigned partition(s)", len(partitions))
+        units = []
         for tp in partitions:
-            wanted += self.pipeline.open(tp.topic, tp.partition)
-        restored = restore(self.settings, wanted)
+            units += self.pipeline.open(tp.topic, tp.partition)
+        restored = restore(self.settings, units)
+        resume = []
+        for tp in partitions:
+            position = self.pipeline.position_of(tp.topic, tp.partition)
+            if position is not None:
+                tp.offset = position
+                resume.append(TopicPartition(tp.topic, tp.partition, position))
+        consumer.assign(partitions)
+        # Stored for the group too: a crash may have come before the last commit's offsets
+        # were, and an idle input would otherwise show that lag until new messages came.
+        self._store(resume)
         took = time.monotonic() - started
         log.info(
             "assigned %d partition(s); %d changelog message(s) restored in %.2fs",
@@ -213,6 +281,7 @@ class Worker:
         metrics.READY.set(0)
         self.output.flush()
         self._settle()
+        self._finish_commits()
         try:
             consumer.commit(asynchronous=False)
         except Exception as exc:  # nothing stored since the last commit
@@ -231,8 +300,10 @@ class Worker:
             (ticket, [o for o in offsets if (o.topic, o.partition) not in lost])
             for ticket, offsets in self._unsettled
         )
+        closed = []
         for tp in partitions:
-            self.pipeline.close(tp.topic, tp.partition)
+            closed += self.pipeline.close(tp.topic, tp.partition)
+        self.committer.drop(closed)
 
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> None:
@@ -262,6 +333,8 @@ class Worker:
                     self._unsettled.append((self.output.mark(), self._offsets(batch)))
                 self.output.poll(0)
                 self._settle()
+                for unit in self.committer.step(t for t, _ in self._unsettled):
+                    self._store(unit.offsets())
                 collections.tick(idle=not batch)
         finally:
             self.close()
@@ -270,17 +343,21 @@ class Worker:
         """Store the input offsets of every batch whose output is all delivered, in order.
 
         A batch's offsets are stored (and later committed) only after everything it produced
-        is on the broker: at least once. Its table writes are already in RocksDB; the
-        changelog checkpoints move with the delivered changelog messages.
+        is on the broker: at least once. Inputs of stateful stages are left out: their
+        offsets are stored when the state that applied them is committed.
         """
-        settled = False
         while self._unsettled and self._unsettled[0][0].done:
             _, offsets = self._unsettled.popleft()
-            if offsets:
-                self.consumer.store_offsets(offsets=offsets)
-            settled = True
-        if settled:
-            self.pipeline.checkpoint()
+            self._store(offsets)
+
+    def _store(self, offsets: list[TopicPartition]) -> None:
+        if offsets:
+            self.consumer.store_offsets(offsets=offsets)
+
+    def _finish_commits(self) -> None:
+        """Commit every unit's state now (before a revoke or shutdown) and store its offsets."""
+        for unit in self.committer.finish():
+            self._store(unit.offsets())
 
     @staticmethod
     def _usable(msg: Message) -> bool:
@@ -291,12 +368,15 @@ class Worker:
             log.warning("consumer error: %s", err)
         return False
 
-    @staticmethod
-    def _offsets(batch: list[Message]) -> list[TopicPartition]:
-        """The offsets to commit after ``batch``: one past its last message per partition."""
+    def _offsets(self, batch: list[Message]) -> list[TopicPartition]:
+        """The offsets to commit after ``batch``: one past its last message per partition
+        (stateless inputs only)."""
         last: dict[tuple[str, int], int] = {}
+        stateful = self.pipeline.stateful
         for msg in batch:
-            last[(msg.topic() or "", msg.partition() or 0)] = int(msg.offset() or 0)
+            topic = msg.topic() or ""
+            if topic not in stateful:
+                last[(topic, msg.partition() or 0)] = int(msg.offset() or 0)
         return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
     def close(self) -> None:
@@ -306,6 +386,7 @@ class Worker:
         try:
             self.output.flush()
             self._settle()
+            self._finish_commits()
             self.consumer.close()
         finally:
             self.output.close()
@@ -320,6 +401,7 @@ def run_worker(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    log.info("worker starting (pid %d)", os.getpid())
     worker = Worker(settings)
 
     def stop(signum: int, frame: Any) -> None:

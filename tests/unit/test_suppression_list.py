@@ -16,7 +16,7 @@ from scv.domain.suppression import (
     digest,
 )
 from scv.settings import Settings
-from scv.streams.state import Table, rocksdb_options
+from scv.streams.state import Partition, Table, rocksdb_options
 
 SECRET = b"test-secret"
 ALICE = "email:alice.erased@acme-corp.co.uk"
@@ -68,6 +68,14 @@ def test_another_key_is_refused_rather_than_letting_erased_people_back() -> None
     SuppressionList({}, b"a-new-secret")  # an empty list takes any key
 
 
+def _commit(table: Table, part: Partition) -> None:
+    """What a commit does to a partition's writes: stage, seal, apply."""
+    part.stage()
+    part.sealed, part.staged = part.staged, {}
+    table.apply(part, part.sealed)
+    part.sealed = {}
+
+
 def test_purged_keys_leave_the_rocksdb_files(tmp_path: Path) -> None:
     """A delete only hides a value; a purged key's old bytes are gone from every file (log
     and tables) once the write is applied."""
@@ -76,7 +84,7 @@ def test_purged_keys_leave_the_rocksdb_files(tmp_path: Path) -> None:
     for i in range(500):
         part[f"k{i:04}".encode()] = b"filler" * 20
     part[b"email:alice.erased@acme-corp.co.uk"] = b"SECRET-PROFILE-OF-ALICE"
-    table.apply(part)
+    _commit(table, part)
     part.db.flush(True)
 
     def files_holding(needle: bytes) -> list[str]:
@@ -84,14 +92,15 @@ def test_purged_keys_leave_the_rocksdb_files(tmp_path: Path) -> None:
 
     assert files_holding(b"SECRET-PROFILE-OF-ALICE")
     del part[b"email:alice.erased@acme-corp.co.uk"]
-    table.apply(part)  # no purge asked: the old value is still on disk
+    _commit(table, part)  # no purge asked: the old value is still on disk
     assert files_holding(b"SECRET-PROFILE-OF-ALICE")
 
     part[b"email:alice.erased@acme-corp.co.uk"] = b"x"
     del part[b"email:alice.erased@acme-corp.co.uk"]
     part.purge.add(b"email:alice.erased@acme-corp.co.uk")
-    table.apply(part)
+    part.purge.add(b"k0002")  # written by a later commit: purged only once that applies
+    _commit(table, part)
     assert files_holding(b"SECRET-PROFILE-OF-ALICE") == []
     assert part.get(b"k0001") == b"filler" * 20  # the rest is untouched
-    assert part.purge == set()
+    assert part.purge == {b"k0002"}
     table.close_all()
