@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from scv.kafka import consumer_config
 from scv.settings import Settings
+from scv.streams import metrics
 from scv.streams.origin import Origin, parse_stream, stream
 from scv.streams.output import Output, Ticket
 from scv.streams.state import BOOKKEEPING, CHECKPOINT, Table
@@ -174,8 +175,11 @@ class Unit:
         for table, p in self.parts:
             if table.changelog is None:
                 continue
-            for key, value in table[p].sealed.items():
+            sealed = table[p].sealed
+            for key, value in sealed.items():
                 out.send(table.changelog, key, value, headers=header, partition=p)
+            if sealed:  # one increment per commit and changelog, not per write
+                metrics.EVENTS_OUT.labels("tables", table.changelog).inc(len(sealed))
 
     def send_markers(self, out: Output) -> None:
         """Step 3: a marker to each changelog; each remembers where it landed."""
