@@ -341,8 +341,7 @@ def client_pem(tmp_path: Path) -> tuple[Path, Path]:
     import shutil
     import subprocess
 
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
+    assert shutil.which("openssl"), "needs the openssl command to make a certificate"
     cert, key = tmp_path / "client.pem", tmp_path / "client.key"
     subprocess.run(
         [
