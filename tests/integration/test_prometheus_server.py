@@ -8,6 +8,7 @@ parsed without a server in test_operations.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -76,11 +77,9 @@ def prometheus(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
+            with contextlib.suppress(OSError):  # refused until prometheus listens
                 if server.value('up{job="scv"}') == 1:
                     break
-            except OSError:
-                pass
             assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "prometheus never scraped the worker"
             time.sleep(0.3)

@@ -107,8 +107,8 @@ def test_undelivered_records_leave_the_file_in_place(tmp_path: Path) -> None:
 def test_one_watcher_per_folder(tmp_path: Path) -> None:
     with DropFolder(tmp_path), pytest.raises(FolderBusy):
         DropFolder(tmp_path).__enter__()
-    with DropFolder(tmp_path):  # released when the first one left
-        pass
+    with DropFolder(tmp_path) as again:  # released when the first one left
+        assert again is not None
 
 
 def test_a_stop_request_ends_the_watch(tmp_path: Path) -> None:
