@@ -55,7 +55,7 @@ class _LoopBack:
         return self.by_topic.pop(topic, [])
 
 
-def _run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> dict[str, Any]:
+def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> dict[str, Any]:
     settings = Settings(
         topic_prefix="",
         data_dir=work,
@@ -116,7 +116,7 @@ def run_stages(
     try:
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="scv-stages-") as tmp:
-                results.append(_run_once(events, seed, batch, matching, Path(tmp)))
+                results.append(run_once(events, seed, batch, matching, Path(tmp)))
             gc.collect()  # between runs, as an idle worker would
     finally:
         gc.unfreeze()

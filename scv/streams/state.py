@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 BOOKKEEPING = b"\xff\xffscv:"
 #: Where a partition's database keeps the changelog offset to resume restoring from.
 CHECKPOINT = BOOKKEEPING + b"changelog-offset"
+#: A partition's decoded values, least recently used first.
+LruCache = OrderedDict[bytes, Any]
 
 #: A partition's database: an ``Rdict`` (raw mode), or a dict for ``SCV_STORE=memory://``.
 Db = Any
@@ -63,8 +66,9 @@ class Partition(MutableMapping[bytes, bytes]):
         self.staged: dict[bytes, bytes | None] = {}
         #: writes of the commit in flight (in RocksDB once its marker is delivered)
         self.sealed: dict[bytes, bytes | None] = {}
-        #: decoded values the partition's one writer keeps (dropped with the partition)
-        self.cache: dict[bytes, Any] = {}
+        #: decoded values the partition's one writer keeps (dropped with the partition),
+        #: least recently used first
+        self.cache: LruCache = OrderedDict()
         #: keys whose old values must leave the disk once their write is applied (erasure)
         self.purge: set[bytes] = set()
 
