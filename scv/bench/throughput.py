@@ -190,6 +190,22 @@ def run_latency(
     }
 
 
+def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
+    """The most each multi-worker run could have scaled on this machine's cores.
+
+    Workers, broker and producer share ``cores``: with every core busy, the rate is at most
+    the cores' CPU over what all processes spent per event in that run. Over the one-worker
+    rate, that is the best ratio the machine allows, whatever the code does; a measured
+    ratio near it means the run was CPU-bound, not that the workers failed to scale.
+    """
+    one = runs[0]["events_per_second"]
+    ceiling: dict[str, Any] = {"cores": cores}
+    for r in runs[1:]:
+        spent = sum(r["cpu_us_per_event"].values())
+        ceiling[f"{r['workers']}_vs_{runs[0]['workers']}"] = round(cores * 1e6 / spent / one, 2)
+    return ceiling
+
+
 def throughput_report(
     events: int = 50_000,
     workers: Sequence[int] = (1, 2),
@@ -251,6 +267,7 @@ def throughput_report(
             f"{r['workers']}_vs_{runs[0]['workers']}": round(r["events_per_second"] / one, 2)
             for r in runs[1:]
         }
+        report["scaling_ceiling"] = scaling_ceiling(runs, os.cpu_count() or 1)
     if latency is not None:
         report["latency_at_half_max"] = latency
         report["stages_without_broker"] = run_stages(events, seed)

@@ -318,7 +318,9 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 msgs = self.consumer.consume(settings.batch_max, settings.batch_within_s)
-                batch = [m for m in msgs if self._usable(m)]
+                batch = [m for m in msgs if m.error() is None]
+                if len(batch) < len(msgs):
+                    self._report_errors(msgs)
                 if batch:
                     started = time.perf_counter()
                     self.pipeline.process(batch)
@@ -360,13 +362,12 @@ class Worker:
             self._store(unit.offsets())
 
     @staticmethod
-    def _usable(msg: Message) -> bool:
-        err = msg.error()
-        if err is None:
-            return True
-        if err.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", err)
-        return False
+    def _report_errors(msgs: list[Message]) -> None:
+        """Consumer errors that came in a batch (the end of a partition is not one)."""
+        for msg in msgs:
+            err = msg.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
 
     def _offsets(self, batch: list[Message]) -> list[TopicPartition]:
         """The offsets to commit after ``batch``: one past its last message per partition
