@@ -12,8 +12,8 @@ are ``scv.streams.privacy``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -112,7 +112,7 @@ def outgoing(
     out: list[Outgoing] = []
     for merge in res.merges:
         out += merge_messages(merge, seq)
-    target = (res.profile_id or "").encode() or None
+    target = (res.profile_id or "").encode() or None if res.dropped else None
     for dropped in res.dropped:
         if dropped.reason in ("blocked", "generic", "split"):
             continue  # configuration or already announced; not a refused link
@@ -189,6 +189,7 @@ class ResolveStage:
         self.normalize_config = NormalizeConfig(default_region=settings.default_region)
         self._store: MappingStore | None = None
         self._in = metrics.EVENTS_IN.labels(self.name)
+        self._observe = metrics.RESOLVE_SECONDS.observe
         self._commands_in = metrics.EVENTS_IN.labels("commands")
         #: the batch's decisions, counted into Prometheus once per label at its end
         self._merges: list[tuple[str]] = []
@@ -266,10 +267,10 @@ class ResolveStage:
         suppressed = self.privacy.screen_event(normalized)
         if suppressed is not None:  # names an erased person: never re-created
             return suppressed
-        store = self.store
-        started = time.perf_counter()
+        store = self._store if self._store is not None else self.store
+        started = perf_counter()
         res = resolve(normalized, store, self.rules, self.matcher)
-        metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
+        self._observe(perf_counter() - started)
         if res.dropped:  # most events drop nothing, merge nothing and split nothing
             self._dropped += [(d.reason.split(":")[0],) for d in res.dropped]
         if res.profile_id is None:
