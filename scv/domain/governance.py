@@ -163,6 +163,11 @@ class Rules:
         the fields in)."""
         rank = self._rank
         other = -self.default_rule.priority
+        if isinstance(idents, list) and len(idents) == 2:  # the commonest case: no sort
+            a, b = idents
+            if (rank.get(b[0], other), b[0], b[1]) < (rank.get(a[0], other), a[0], a[1]):
+                return [b, a]
+            return [a, b]
         return sorted(idents, key=lambda i: (rank.get(i[0], other), i[0], i[1]))
 
     @classmethod

@@ -87,8 +87,9 @@ class ProfileNode:
         if a > b:
             a, b = b, a
         for link in self.links:
-            if link[0] == a and link[1] == b:
-                if (ts, event_id) < (float(link[4]), str(link[3])):
+            if link[1] == b and link[0] == a:  # ``b`` first: most links share the anchor
+                first = float(link[4])
+                if ts < first or (ts == first and event_id < str(link[3])):
                     link[2:] = [rule, event_id, ts, score]
                     return True
                 return False
@@ -97,10 +98,14 @@ class ProfileNode:
 
     def add_origin(self, key: str, ts: float, event_id: str) -> bool:
         seen = self.origins.get(key)
-        if seen is None or (ts, event_id) < (float(seen[0]), str(seen[1])):
-            self.origins[key] = [ts, event_id]
-            return True
-        return False
+        if seen is not None:
+            # ``(ts, event_id) < (first, str(seen[1]))`` without building the tuples: this
+            # runs for every identifier of every event, and is almost always a later one.
+            first = float(seen[0])
+            if not (ts < first or (ts == first and event_id < str(seen[1]))):
+                return False
+        self.origins[key] = [ts, event_id]
+        return True
 
     def add_ban(self, key: str, other: str) -> None:
         targets = self.bans.setdefault(key, [])

@@ -69,12 +69,78 @@ def resolve(
     under the same governance as a deterministic join; the evidence is a link with rule
     ``probabilistic`` and the match weight, reported as ``Resolution.match``.
     """
-    drop_reason: dict[Identifier, str] = {}
-    drop_owner: dict[Identifier, str] = {}
-
     # De-duplicate (the normaliser should have, but a replayed raw file might not) and block.
     idents = event.identifiers
     seen = list(dict.fromkeys(idents)) if len(idents) > 1 else list(idents)  # first one wins
+    if matcher is None and seen:
+        known = _on_one_profile(event, seen, store, rules)
+        if known is not None:
+            return known
+    return _resolve(event, seen, store, rules, matcher)
+
+
+def _on_one_profile(
+    event: NormalizedEvent, seen: list[Identifier], store: GraphStore, rules: Rules
+) -> Resolution | None:
+    """:func:`resolve` for the commonest event: every identifier unblocked and already owned
+    by one live profile (a page view by a known cookie, a login on a stitched profile). None
+    for anything else, having changed nothing (it only read owners and the node).
+
+    Nothing can be refused then (governance only weighs what joins the first profile), so
+    the greedy walk, its bookkeeping and the matcher's branches are skipped; what is left
+    is exactly the general path's tail for that case: first-seen, origins, links, the
+    generic check. ``tests/unit/test_resolver.py`` checks both paths agree.
+    """
+    if len(rules.unblocked(seen)) < len(seen):
+        return None
+    ranked = rules.priority_order(seen) if len(seen) > 1 else seen
+    get_owner = store.get_owner
+    anchor = ranked[0]
+    anchor_key = f"{anchor[0]}:{anchor[1]}"
+    owner = get_owner(anchor_key)
+    if owner is None or owner == GENERIC:
+        return None
+    keys = []
+    for ident in seen:
+        key = f"{ident[0]}:{ident[1]}"
+        if ident is not anchor and get_owner(key) != owner:
+            return None
+        keys.append(key)
+    survivor = store.get_node(owner)
+    if survivor is None:  # a dangling owner entry: the general path drops it
+        return None
+
+    ts, event_id = event.ts, event.event_id
+    changed = False
+    if ts < survivor.first_seen:  # a late, older event: survivorship goes by event time
+        survivor.first_seen = ts
+        changed = True
+    linked: list[str] = []
+    add_origin, add_link = survivor.add_origin, survivor.add_link
+    for ident, key in zip(seen, keys, strict=True):
+        if add_origin(key, ts, event_id):
+            changed = True
+        if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
+            changed = True
+            linked += [anchor_key, key]
+    if changed:
+        store.put_node(survivor)
+    res = Resolution(owner, seen, [], [], False, anchor)
+    if linked:  # new evidence: a value may now tie more people than its type allows
+        _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
+    return res
+
+
+def _resolve(
+    event: NormalizedEvent,
+    seen: list[Identifier],
+    store: GraphStore,
+    rules: Rules,
+    matcher: Linker | None,
+) -> Resolution:
+    """:func:`resolve` in general, for the de-duplicated identifiers ``seen``."""
+    drop_reason: dict[Identifier, str] = {}
+    drop_owner: dict[Identifier, str] = {}
     candidates = rules.unblocked(seen)
     if len(candidates) < len(seen):
         for ident in seen:

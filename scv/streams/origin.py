@@ -67,13 +67,19 @@ class OriginSink:
         self._stream: str | None = None
         self._offset = 0
         self._index = 0
+        #: the last input partition seen and its stream name (a batch comes from a few)
+        self._last: tuple[str, int, str] = ("", -1, "")
 
     def at(self, msg: Msg | None) -> None:
         offset = msg.offset() if msg is not None else None
         if msg is None or offset is None or offset < 0:
             self._stream = None
             return
-        self._stream = stream(msg.topic() or "", msg.partition() or 0)
+        topic, partition = msg.topic() or "", msg.partition() or 0
+        last = self._last
+        if last[1] != partition or last[0] != topic:
+            last = self._last = (topic, partition, stream(topic, partition))
+        self._stream = last[2]
         self._offset, self._index = offset, 0
 
     def send(

@@ -107,10 +107,13 @@ class ResolverPrivacy:
         An event without identifiers is checked by the ``contact:<event id>`` key the
         matcher would file it under (its replay must not re-create that profile either).
         """
+        suppression = self.suppression
+        if not len(suppression):  # nobody erased yet: no keys to build for every event
+            return None
         keys = [f"{kind}:{value}" for kind, value in event.identifiers]
         if not keys:
             keys = [f"contact:{event.event_id}"]
-        found = self.suppression.matching(keys)
+        found = suppression.matching(keys)
         if not found:
             return None
         metrics.SUPPRESSED_INPUT.labels("event").inc()

@@ -12,8 +12,8 @@ are ``scv.streams.privacy``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -112,7 +112,7 @@ def outgoing(
     out: list[Outgoing] = []
     for merge in res.merges:
         out += merge_messages(merge, seq)
-    target = (res.profile_id or "").encode() or None
+    target = (res.profile_id or "").encode() or None if res.dropped else None
     for dropped in res.dropped:
         if dropped.reason in ("blocked", "generic", "split"):
             continue  # configuration or already announced; not a refused link
@@ -128,13 +128,15 @@ def outgoing(
             out.append((MERGES, split.profile_id.encode(), generic))
         out += split_messages(split, seq)
     if res.profile_id is not None:
+        anchor = res.anchor
         routed: dict[str, Any] = {
             "kind": "event",
             "profile_id": res.profile_id,
             "event": orjson.Fragment(raw) if raw is not None else event.to_dict(),
-            "accepted": [ident_key(i) for i in res.accepted],
-            "anchor": ident_key(res.anchor) if res.anchor is not None else None,
-            "dropped": [d.to_dict() for d in res.dropped],
+            # ``ident_key`` inlined: this runs once per event
+            "accepted": [f"{kind}:{value}" for kind, value in res.accepted],
+            "anchor": f"{anchor[0]}:{anchor[1]}" if anchor is not None else None,
+            "dropped": [d.to_dict() for d in res.dropped] if res.dropped else [],
         }
         if identifiers is not None:  # after a merge or split: the profile's whole list
             routed |= {"seq": seq, "identifiers": identifiers}
@@ -174,6 +176,8 @@ class ResolveStage:
         self.topics = Topics(settings)
         self.out = OriginSink(out, [self.topics.profile_events])
         self.inputs = [self.topics.identity_events, self.topics.commands]
+        #: the commands topic's name (``Topics.commands`` builds it anew on every call)
+        self._commands_topic = self.inputs[1]
         names = (MERGES, EVENTS, REVIEW, AUDIT)
         self._names = {name: str(getattr(self.topics, name)) for name in names}
         self.privacy = ResolverPrivacy(settings, owners, nodes, suppressed)
@@ -185,6 +189,7 @@ class ResolveStage:
         self.normalize_config = NormalizeConfig(default_region=settings.default_region)
         self._store: MappingStore | None = None
         self._in = metrics.EVENTS_IN.labels(self.name)
+        self._observe = metrics.RESOLVE_SECONDS.observe
         self._commands_in = metrics.EVENTS_IN.labels("commands")
         #: the batch's decisions, counted into Prometheus once per label at its end
         self._merges: list[tuple[str]] = []
@@ -221,20 +226,21 @@ class ResolveStage:
     def process(self, batch: Sequence[Msg]) -> None:
         decided: list[tuple[Msg, list[Outgoing]]] = []
         commands = 0
+        at, commands_topic = self.out.at, self._commands_topic
         for msg in batch:
-            self.out.at(msg)  # a dead letter goes out at once
-            if msg.topic() == self.topics.commands:
+            at(msg)  # a dead letter goes out at once
+            if msg.topic() == commands_topic:
                 decided.append((msg, self._command(msg)))
                 commands += 1
             else:
                 decided.append((msg, self._decide(msg)))
         self.store.flush()
         self._count(len(batch) - commands, commands)
-        names = self._names
+        names, send = self._names, self.out.send
         for msg, out in decided:
-            self.out.at(msg)  # stamps what it sends on with the input it follows from
+            at(msg)  # stamps what it sends on with the input it follows from
             for topic, key, value in out:
-                self.out.send(names[topic], key, value)
+                send(names[topic], key, value)
 
     def _count(self, events: int, commands: int) -> None:
         """The batch's counters, one Prometheus increment per label value."""
@@ -261,17 +267,18 @@ class ResolveStage:
         suppressed = self.privacy.screen_event(normalized)
         if suppressed is not None:  # names an erased person: never re-created
             return suppressed
-        store = self.store
-        started = time.perf_counter()
+        store = self._store if self._store is not None else self.store
+        started = perf_counter()
         res = resolve(normalized, store, self.rules, self.matcher)
-        metrics.RESOLVE_SECONDS.observe(time.perf_counter() - started)
-        self._merges += [(merge.reason.rule,) for merge in res.merges]
-        self._dropped += [(d.reason.split(":")[0],) for d in res.dropped]
-        self._splits += [(split.reason.rule,) for split in res.splits]
+        self._observe(perf_counter() - started)
+        if res.dropped:  # most events drop nothing, merge nothing and split nothing
+            self._dropped += [(d.reason.split(":")[0],) for d in res.dropped]
         if res.profile_id is None:
             metrics.UNRESOLVED.inc()
         seq, idents = 0, None
         if res.merges or res.splits:
+            self._merges += [(merge.reason.rule,) for merge in res.merges]
+            self._splits += [(split.reason.rule,) for split in res.splits]
             seq = self.next_decision()
             node = store.get_node(res.profile_id) if res.profile_id else None
             idents = node.keys() if node is not None else None

@@ -115,6 +115,21 @@ def test_priority_order_breaks_ties_by_key_not_input_order(rules: Rules) -> None
     assert rules.priority_order(reversed(idents)) == rules.priority_order(idents)
 
 
+def test_priority_order_of_a_pair_is_the_sorted_order(rules: Rules) -> None:
+    """Two identifiers are ordered without a sort: the same answer as sorting them."""
+    idents = [
+        ("anonymous_id", "a1"),
+        ("email", "x@y.com"),
+        ("customer_id", "c1"),
+        ("email", "z@y.com"),
+        ("mystery", "m1"),
+        ("mystery", "m1"),
+    ]
+    for a in idents:
+        for b in idents:
+            assert rules.priority_order([a, b]) == rules.priority_order(iter([a, b]))
+
+
 def test_rules_are_immutable_copies() -> None:
     idents = {"email": IdentifierRule(1, 5)}
     r = Rules(identifiers=idents, blocked_values=frozenset({"NULL"}))

@@ -166,3 +166,18 @@ def test_encode_node_is_the_wire_form() -> None:
     assert encode_node(node) == orjson.dumps(node.to_dict())
     node.records["email:a@x.com"] = {"given_name": "ann"}
     assert encode_node(node) == orjson.dumps(node.to_dict())
+
+
+def test_evidence_keeps_the_earliest_time_then_event_id() -> None:
+    """``add_origin`` and ``add_link`` compare (time, event id) as tuples would."""
+    cases = [(2.0, "e5"), (1.0, "e9"), (1.0, "e1"), (1.0, "e1"), (3.0, "e0"), (1, "e0")]
+    for stored_ts, stored_id in cases:
+        for ts, event_id in cases:
+            node = ProfileNode("p", 0.0)
+            node.add_origin("k", stored_ts, stored_id)
+            node.add_link("a", "b", "deterministic", stored_id, stored_ts, None)
+            earlier = (ts, event_id) < (float(stored_ts), stored_id)
+            assert node.add_origin("k", ts, event_id) is earlier
+            assert node.add_link("b", "a", "x", event_id, ts, None) is earlier
+            assert node.origins["k"][1] == (event_id if earlier else stored_id)
+            assert node.links[0][3] == (event_id if earlier else stored_id)

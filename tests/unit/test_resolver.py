@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scv.domain import resolver
 from scv.domain.governance import IdentifierRule, Rules
 from scv.domain.model import Identifier, NormalizedEvent, Resolution, ident_key
 from scv.domain.resolver import DictStore, ProfileNode, new_profile_id, resolve
@@ -642,6 +643,48 @@ def test_redelivering_a_processed_prefix_never_creates_profiles(
             assert not again.created
             assert again.profile_id is not None
     check_store(store, rules)
+
+
+@st.composite
+def rules_with_generic(draw: st.DrawFn) -> Rules:
+    """:func:`random_rules` where some types also go generic (so splits happen)."""
+    base = draw(random_rules())
+    idents = {
+        t: IdentifierRule(r.max_per_profile, r.priority, draw(st.sampled_from([None, 1, 2])))
+        for t, r in base.identifiers.items()
+    }
+    return Rules(
+        identifiers=idents,
+        blocked_exact=base.blocked_exact,
+        merge_cap=base.merge_cap,
+        default_rule=base.default_rule,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(events=event_sequences(max_size=30), rules=rules_with_generic())
+def test_fast_path_decides_as_the_general_path(events: list[NormalizedEvent], rules: Rules) -> None:
+    """``resolve`` takes a short cut for events whose identifiers all sit on one profile:
+    it must give the same decisions and leave the same graph as the general path."""
+    fast, general = DictStore(), DictStore()
+    for event in events:
+        seen = list(dict.fromkeys(event.identifiers))
+        shortcut = resolver._on_one_profile(event, seen, fast, rules) if seen else None
+        if shortcut is None:
+            shortcut = resolver._resolve(event, seen, fast, rules, None)
+        assert shortcut == resolver._resolve(event, seen, general, rules, None)
+        assert fast.to_dict() == general.to_dict()
+        assert fast.retired == general.retired
+
+
+def test_fast_path_is_taken_for_known_identifiers() -> None:
+    store = DictStore()
+    first = resolve(ev("a", 1.0, ("email", "a@x.com"), ("anonymous_id", "a1")), store, DEFAULT)
+    again = ev("b", 2.0, ("anonymous_id", "a1"), ("email", "a@x.com"))
+    res = resolver._on_one_profile(again, list(again.identifiers), store, DEFAULT)
+    assert res is not None and res.profile_id == first.profile_id
+    unknown = ev("c", 3.0, ("anonymous_id", "a1"), ("email", "new@x.com"))
+    assert resolver._on_one_profile(unknown, list(unknown.identifiers), store, DEFAULT) is None
 
 
 @pytest.mark.parametrize("n", [2000])
