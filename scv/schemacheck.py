@@ -331,7 +331,11 @@ class _Generator:
         if keyword == "required":
             if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
                 raise _Unsupported("required")
-            return f"{v}.keys() >= {self.constant(frozenset(value))}" if value else "True"
+            if not value:
+                return "True"
+            if len(value) <= 8:  # a chain of ``in`` tests is about twice as fast as a set test
+                return " and ".join(f"{key!r} in {v}" for key in value)
+            return f"{v}.keys() >= {self.constant(frozenset(value))}"
         if keyword == "additionalProperties":
             if value is True:
                 return "True"
