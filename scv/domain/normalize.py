@@ -128,7 +128,11 @@ def normalize_id(value: str) -> str | None:
     is left.
 
     Case is kept: cookie and customer ids are case-sensitive in the systems that issue them.
+    Printable ASCII without a space (most ids, cart ids, names) is returned as it is: the
+    space is the only whitespace character in printable ASCII, so there is nothing to do.
     """
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value or None
     return " ".join(visible(value).split()) or None
 
 

@@ -15,6 +15,7 @@ from scv.domain.normalize import (
     normalize_email,
     normalize_id,
     normalize_phone,
+    visible,
 )
 
 EDGE_VALUES = [
@@ -86,3 +87,22 @@ def test_identifier_shortcut_matches_general_rules_on_edge_cases() -> None:
 )
 def test_identifier_shortcut_matches_general_rules_on_random_text(value: str) -> None:
     _check(value)
+
+
+def _normalize_id_general(value: str) -> str | None:
+    """normalize_id without its printable-ASCII shortcut."""
+    return " ".join(visible(value).split()) or None
+
+
+def test_normalize_id_shortcut_matches_general_rule_on_edge_cases() -> None:
+    for value in EDGE_VALUES:
+        assert normalize_id(value) == _normalize_id_general(value), value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=30)
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=30)
+)
+def test_normalize_id_shortcut_matches_general_rule_on_random_text(value: str) -> None:
+    assert normalize_id(value) == _normalize_id_general(value)
