@@ -128,7 +128,11 @@ def normalize_id(value: str) -> str | None:
     is left.
 
     Case is kept: cookie and customer ids are case-sensitive in the systems that issue them.
+    Printable ASCII without a space (most ids, cart ids, names) is returned as it is: the
+    space is the only whitespace character in printable ASCII, so there is nothing to do.
     """
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value or None
     return " ".join(visible(value).split()) or None
 
 
@@ -347,16 +351,28 @@ def _identifiers(
         value = doc.get(kind)
         if not isinstance(value, str):
             continue
-        stripped = value.strip()
-        if not stripped:
-            continue
-        # _canonical() inlined, with the trimming the normalisers would repeat done once
-        if kind == "email":
-            canonical = _email(visible(stripped).strip().lower())
-        elif kind == "phone":
-            canonical = _phone(stripped, region.upper(), config.phone_require_valid)
+        # _canonical() inlined, with the trimming the normalisers would repeat done once.
+        # Printable ASCII without a space (nearly every value) is already trimmed, visible
+        # and single-spaced: in printable ASCII the space is the only whitespace character.
+        if value.isascii() and value.isprintable() and " " not in value:
+            if not value:
+                continue
+            if kind == "email":
+                canonical = _email(value.lower())
+            elif kind == "phone":
+                canonical = _phone(value, region.upper(), config.phone_require_valid)
+            else:
+                canonical = value
         else:
-            canonical = " ".join(visible(stripped).split()) or None
+            stripped = value.strip()
+            if not stripped:
+                continue
+            if kind == "email":
+                canonical = _email(visible(stripped).strip().lower())
+            elif kind == "phone":
+                canonical = _phone(stripped, region.upper(), config.phone_require_valid)
+            else:
+                canonical = " ".join(visible(stripped).split()) or None
         if canonical is None:
             warnings.append(f"{kind}:invalid")
         else:
