@@ -149,11 +149,10 @@ def _accepting(
 
     def validate(data: Any) -> Any:
         try:
-            if accept(data):
-                return data
-        except Exception:  # never the verdict: the slow path decides below
-            pass
-        return slow(data)
+            accepted = accept(data)
+        except Exception:  # never the verdict: the slow path decides
+            accepted = False
+        return data if accepted else slow(data)
 
     return validate
 
