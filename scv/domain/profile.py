@@ -144,13 +144,11 @@ class ProfileState:
     #: trigger_event_id]`` (at most :data:`ACTIONS_CAP`). Per person, like ``fired``.
     actions: list[list[Any]] = field(default_factory=list)
 
-    def to_dict(self, copy: bool = True, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+    def to_dict(self, copy: bool = True) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it).
 
         ``copy=False`` shares the state's containers instead: only for a dict serialised at
         once (``orjson.dumps(state.to_dict(copy=False))``), before the state changes again.
-        ``parts`` (with ``copy=False``) stands in for the parts' dicts: a serialiser that
-        kept the encodings of unchanged parts passes them here.
         """
         if not copy:
             return {
@@ -173,9 +171,7 @@ class ProfileState:
                 "merged_from": self.merged_from,
                 "event_count": self.event_count,
                 "parts": (
-                    parts
-                    if parts is not None
-                    else {anchor: part.to_dict(False) for anchor, part in self.parts.items()}
+                    {anchor: part.to_dict(False) for anchor, part in self.parts.items()}
                     if self.parts  # a part's own parts: always empty
                     else {}
                 ),

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from scv.domain.model import Action, NormalizedEvent, ident_key, parse_ident
+from scv.domain.model import Action, NormalizedEvent, parse_ident
 from scv.domain.parts import (
     Adoption,
     adopt,
@@ -45,7 +45,6 @@ from scv.streams.dlq import LocalMsg, Msg, failure_reason, log_failure, send_to_
 from scv.streams.due import DueIndex
 from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
-from scv.streams.partcodes import PartCodes, Touched
 from scv.streams.privacy import ERASED, Erased, ProfileEraser
 from scv.streams.state import LruCache, Table
 from scv.topics import Topics
@@ -74,21 +73,13 @@ class _Batch:
     (:attr:`applied`), with output suppressed, before the failing message goes to the DLQ.
     """
 
-    def __init__(
-        self,
-        table: Table,
-        dues: Callable[[int], DueIndex],
-        codes: Callable[[int], PartCodes],
-        cache_size: int,
-    ) -> None:
-        self._table, self._dues, self._codes = table, dues, codes
+    def __init__(self, table: Table, dues: Callable[[int], DueIndex], cache_size: int) -> None:
+        self._table, self._dues = table, dues
         self._cache_size = cache_size
         self.slots: dict[bytes, Slot] = {}
         self.partitions: dict[bytes, int] = {}
         self.applied: dict[bytes, list[Msg]] = {}
         self.dirty: set[bytes] = set()
-        #: per profile, the parts this batch's messages may have changed (``PartCodes``)
-        self.touched: dict[bytes, Touched] = {}
 
     def load(self, key: bytes, partition: int) -> Slot:
         if key in self.slots:
@@ -108,16 +99,7 @@ class _Batch:
                 else:  # just parsed and not used again: the state may own it
                     slot = ProfileState.from_dict(stored, False)
         self.slots[key], self.partitions[key] = slot, partition
-        self.touched[key] = set()
         return slot
-
-    def touch(self, key: bytes, anchors: Touched) -> None:
-        """The parts under ``anchors`` (None: any part) may have changed."""
-        touched = self.touched.get(key)
-        if anchors is None:
-            self.touched[key] = None
-        elif touched is not None:
-            touched |= anchors
 
     def put(self, key: bytes, slot: Slot) -> None:
         self.slots[key] = slot
@@ -127,9 +109,7 @@ class _Batch:
         """Drop what this batch holds for ``key`` (its last written state is reloaded)."""
         self.slots.pop(key, None)
         self.dirty.discard(key)
-        self.touched[key] = None
         self._table[self.partitions[key]].cache.pop(key, None)
-        self._codes(self.partitions[key]).drop(key)
 
     def flush(self, out: Sink, profiles_topic: str, purge: set[bytes]) -> None:
         """Write back every changed profile; ``purge``: keys whose old values must also
@@ -137,15 +117,12 @@ class _Batch:
         for key, slot in self.slots.items():
             p = self.partitions[key]
             table, dues, cache = self._table[p], self._dues(p), self._table[p].cache
-            codes = self._codes(p)
             if key in purge:
                 table.purge.add(key)
             if key not in self.dirty:  # only read (forwarded, or a tick for nobody)
                 if slot is not None:
-                    self._keep(cache, codes, key, slot)
+                    self._keep(cache, key, slot)
                 continue
-            if not isinstance(slot, ProfileState):
-                codes.drop(key)
             if slot is None:
                 table.pop(key, None)
                 dues.set(key, None)
@@ -161,16 +138,15 @@ class _Batch:
                 dues.set(key, None)
                 out.send(profiles_topic, key, None)
             else:
-                table[key] = codes.encode(key, slot, self.touched.get(key))
+                table[key] = orjson.dumps(slot.to_dict(copy=False))
                 dues.set(key, next_due(slot))
                 out.send(profiles_topic, key, orjson.dumps(snapshot(slot, copy=False)))
-            self._keep(cache, codes, key, slot)
+            self._keep(cache, key, slot)
 
-    def _keep(self, cache: LruCache, codes: PartCodes, key: bytes, slot: Slot) -> None:
+    def _keep(self, cache: LruCache, key: bytes, slot: Slot) -> None:
         cache[key] = slot  # ``load`` took it out: now the most recently used
         if len(cache) > self._cache_size:
-            gone, _ = cache.popitem(last=False)  # the least recently used
-            codes.drop(gone)
+            cache.popitem(last=False)  # the least recently used
 
 
 class _Muted:
@@ -178,16 +154,6 @@ class _Muted:
 
     def send(self, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-def _touches(msg: dict[str, Any]) -> Touched:
-    """The parts a message may change (``_Batch.touch``): an event changes its anchor's part
-    only (``file_event``), a cart tick none; anything else may change any part."""
-    kind = msg["kind"]
-    if kind == "event":
-        anchor = msg.get("anchor")
-        return {ident_key(parse_ident(anchor))} if anchor else set()
-    return set() if kind == "tick" else None
 
 
 def _tick(key: bytes) -> bytes:
@@ -219,7 +185,6 @@ class ProfilesStage:
         self._fired: list[tuple[str]] = []
         self._suppressed: list[Suppressed] = []
         self._dues: dict[int, DueIndex] = {}
-        self._codes: dict[int, tuple[object, PartCodes]] = {}
         self._purge: set[bytes] = set()
         #: per partition: what it sent to its actions.v1 partition (scv.streams.commit)
         self.ledgers: dict[int, ActionLedger] = {}
@@ -227,7 +192,7 @@ class ProfilesStage:
         self.cache_size = max(1, settings.profile_cache_size // max(1, settings.stage_partitions))
 
     def process(self, batch: Sequence[Msg], now: float | None = None) -> None:
-        work = _Batch(self.table, self._due_index, self._part_codes, self.cache_size)
+        work = _Batch(self.table, self._due_index, self.cache_size)
         now = time.time() if now is None else now
         self._purge = set()
         for msg in batch:
@@ -271,14 +236,6 @@ class ProfilesStage:
         if index is None or index.part is not part:
             index = self._dues[partition] = DueIndex(part)
         return index
-
-    def _part_codes(self, partition: int) -> PartCodes:
-        """The partition's part encodings, dropped when the partition is (re)opened."""
-        part = self.table[partition]
-        held = self._codes.get(partition)
-        if held is None or held[0] is not part:
-            held = self._codes[partition] = (part, PartCodes())
-        return held[1]
 
     # --- one message ---------------------------------------------------------------------
     def _forward(self, msg: dict[str, Any], survivor: str) -> None:
@@ -433,7 +390,6 @@ class ProfilesStage:
             self._forward(body, msg["survivor"])
             work.put(key, msg["survivor"])
             return
-        work.touch(key, _touches(msg))
         state, actions = self._step(state, pid, msg, now)
         if state is not None:
             note_actions(state, actions)  # what the profile API shows as sent
