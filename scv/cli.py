@@ -103,7 +103,9 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from scv.bench.throughput import throughput_report
 
-    report = throughput_report(args.events, args.workers, args.seed, args.latency_events)
+    report = throughput_report(
+        args.events, args.workers, args.seed, args.latency_events, rounds=args.rounds
+    )
     return _report(report, args.json)
 
 
@@ -427,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also pace this many events at half the 1-worker rate for churn_save latency "
         "(and measure each stage without a broker)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="repeat everything this many times, each on a fresh broker; report medians",
     )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_throughput)

@@ -1,0 +1,57 @@
+"""How the throughput bench turns rounds of runs into one report: medians, paired ratios and
+the scaling ceiling of the machine's cores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scv.bench.throughput import scaling_ceiling, summarise
+
+
+def _run(workers: int, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
+    return {"events": 1000, "workers": workers, "events_per_second": rate, "cpu_us_per_event": cpu}
+
+
+def test_ceiling_is_the_cores_cpu_over_the_cpu_spent_per_event() -> None:
+    runs = [
+        _run(1, 10_000.0, {"worker0": 100.0}),
+        # two workers and a broker spent 125 µs per event: 2 cores give at most 16,000/s
+        _run(2, 15_000.0, {"worker0": 50.0, "worker1": 50.0, "broker": 25.0}),
+    ]
+    assert scaling_ceiling(runs, cores=2) == {"cores": 2, "2_vs_1": 1.6}
+    assert scaling_ceiling(runs, cores=4) == {"cores": 4, "2_vs_1": 3.2}
+
+
+def _round(one: float, two: float, naive: float, p99: float) -> dict[str, Any]:
+    return {
+        "scv": [
+            _run(1, one, {"worker0": 100.0}),
+            _run(2, two, {"worker0": 50.0, "worker1": 50.0}),
+        ],
+        "naive_faust": {
+            "one_table_write": {"events_per_second": naive},
+            "no_table": {"events_per_second": 2 * naive},
+        },
+        "latency": {"churn_save_latency_ms": {"p50": p99 / 2, "p95": p99, "p99": p99}},
+    }
+
+
+def test_rounds_are_summarised_by_medians_and_ratios_within_a_round() -> None:
+    rounds = [
+        _round(10_000, 14_000, 5_000, 200),
+        _round(8_000, 12_000, 4_000, 300),  # a slow round: every side of it was slow
+        _round(12_000, 15_000, 6_000, 100),
+    ]
+    report = summarise(rounds, cores=2)
+    assert report["rounds"] == 3
+    one, two = report["scv"]
+    assert one["events_per_second"] == 10_000
+    assert one["events_per_second_runs"] == [10_000, 8_000, 12_000]
+    assert two["events_per_second"] == 14_000
+    assert report["naive_faust"]["one_table_write"]["events_per_second"] == 5_000
+    # 2.0 in every round: the paired ratio, not the ratio of medians taken across rounds
+    assert report["scv_vs_naive"] == 2.0
+    assert report["scaling"] == {"2_vs_1": 1.4}  # 1.4, 1.5, 1.25 -> 1.4
+    assert report["scaling_ceiling"] == {"cores": 2, "2_vs_1": 2.0}  # 2e6/100/10k etc.
+    assert report["latency_at_half_max"]["churn_save_latency_ms"]["p99"] == 200
+    assert report["latency_at_half_max"]["p99_runs"] == [200, 300, 100]
