@@ -173,6 +173,19 @@ def _end_offsets(
     return [TopicPartition(t, p, high) for (t, p), high in listed.items()]
 
 
+def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """How many messages each of ``topics`` holds (log-end offsets summed over partitions;
+    nothing is compacted away on tansu)."""
+    consumer = Consumer(client_config(settings) | {"group.id": "scv-sizes"})
+    try:
+        sizes = dict.fromkeys(topics, 0)
+        for tp in _end_offsets(consumer, sizes):
+            sizes[tp.topic] += tp.offset
+        return sizes
+    finally:
+        consumer.close()
+
+
 def group_lag(settings: Settings, topics: Iterable[str]) -> int:
     """Messages on ``topics`` not yet committed by the worker group (``settings.app_id``)."""
     consumer = Consumer(consumer_config(settings, settings.app_id, **{"enable.auto.commit": False}))

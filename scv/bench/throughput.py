@@ -37,9 +37,10 @@ from scv.runner import (
     latest_by_key,
     memory_mb,
     read_topic,
+    topic_sizes,
     wait_drained,
 )
-from scv.topics import Topics
+from scv.topics import TABLES, Topics
 
 
 def dir_bytes(path: Path) -> int:
@@ -112,6 +113,17 @@ def run_throughput(
             len(v) for value in live.values() for v in orjson.loads(value)["identifiers"].values()
         )
         state = sum(dir_bytes(work / f"worker{i}") for i in range(workers))
+        outputs = {
+            "identity.events": topics.identity_events,
+            "profiles.events": topics.profile_events,
+            "profiles": topics.profiles,
+            "actions": topics.actions,
+            "merges": topics.merges,
+            "audit": topics.audit,
+            **{f"changelog {name}": topics.changelog(name) for name in TABLES},
+        }
+        counts = topic_sizes(settings, outputs.values())
+        sizes = {name: counts[topic] for name, topic in outputs.items()}
     end = max(r.timestamp_ms for r in snapshots) / 1000
     return {
         "events": events,
@@ -124,11 +136,7 @@ def run_throughput(
             "resolve": _rate(routed),
             "profiles": _rate(snapshots),
         },
-        "messages_out_per_event": {
-            "identity.events": round(len(identity) / events, 2),
-            "profiles.events": round(len(routed) / events, 2),
-            "profiles": round(len(snapshots) / events, 2),
-        },
+        "messages_out_per_event": {name: round(n / events, 2) for name, n in sizes.items() if n},
         "cpu_us_per_event": {name: round(sec / events * 1e6, 1) for name, sec in cpu.items()},
         "peak_rss_mb": rss,
         "profiles": len(live),
