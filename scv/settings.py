@@ -82,10 +82,7 @@ class Settings(BaseSettings):
         "broker CPU (churn_save p99 at 5k events/s: 401 ms at 100, 243 at 30).",
     )
     batch_max: int = Field(
-        1500,
-        ge=1,
-        description="Most messages a worker takes at once (all stages); a profile written "
-        "several times in one batch is written once.",
+        500, ge=1, description="Most events a stage decides before writing its tables once."
     )
     batch_within_s: float = Field(
         0.01,
