@@ -195,6 +195,9 @@ def run_latency(
         "churn_save_actions": len(latencies),
         "churn_save_latency_ms": _quantiles(latencies),
         "cpu_share_of_one_core": {name: round(share, 2) for name, share in cpu.items()},
+        # Near the cores' count, the processes queue for CPU and the latency is the queue's.
+        "cpu_cores_busy": round(sum(cpu.values()), 2),
+        "cores": os.cpu_count() or 1,
     }
 
 
