@@ -207,7 +207,9 @@ def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any
     Workers, broker and producer share ``cores``: with every core busy, the rate is at most
     the cores' CPU over what all processes spent per event in that run. Over the one-worker
     rate, that is the best ratio the machine allows, whatever the code does; a measured
-    ratio near it means the run was CPU-bound, not that the workers failed to scale.
+    ratio near it means the run was CPU-bound, not that the workers failed to scale. The CPU
+    is counted until the output went quiet (a second of idle polling included), so the
+    ceiling errs low by a few percent.
     """
     one = runs[0]["events_per_second"]
     ceiling: dict[str, Any] = {"cores": cores}
