@@ -219,13 +219,14 @@ def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any
     return ceiling
 
 
+def _middle(runs: Sequence[dict[str, Any]], figure: Any) -> dict[str, Any]:
+    """The run with the median ``figure(run)`` (the lower middle one of an even number)."""
+    return sorted(runs, key=figure)[(len(runs) - 1) // 2]
+
+
 def _median_run(runs: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The run with the median ``key`` (the lower middle one of an even number), with the
-    rates of all runs beside it."""
-    ordered = sorted(runs, key=lambda r: r[key])
-    median = dict(ordered[(len(ordered) - 1) // 2])
-    median[f"{key}_runs"] = [r[key] for r in runs]
-    return median
+    """The run with the median ``key``, with the figures of all runs beside it."""
+    return {**_middle(runs, lambda r: r[key]), f"{key}_runs": [r[key] for r in runs]}
 
 
 def _paired(rounds: Sequence[dict[str, Any]], ratio: Any) -> float | None:
@@ -286,9 +287,8 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
         }
     latencies = [rnd["latency"] for rnd in rounds if rnd.get("latency") is not None]
     if latencies:
-        by_p99 = sorted(latencies, key=lambda lat: lat["churn_save_latency_ms"].get("p99", 0))
         report["latency_at_half_max"] = {
-            **by_p99[(len(by_p99) - 1) // 2],
+            **_middle(latencies, lambda lat: lat["churn_save_latency_ms"].get("p99", 0)),
             "p99_runs": [lat["churn_save_latency_ms"].get("p99") for lat in latencies],
         }
     return report
