@@ -165,7 +165,11 @@ def run_latency(
     sent_at: dict[str, float] = {}
     with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir) as (settings, procs, _):
         topics = Topics(settings)
-        producer = Producer(producer_config(settings, linger_ms=5))
+        # The producer scv's own connectors use (linger 20 ms): the paced events are a source's
+        # traffic. Its linger is inside the measured latency (``sent_at`` is taken before
+        # ``produce``); a 5 ms linger cost tansu about 0.3 of a core more, which on two cores
+        # became the queue the latency measured (docs/performance.md, Latency).
+        producer = Producer(producer_config(settings))
         pids = _pids(procs, broker_pid)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.time()
