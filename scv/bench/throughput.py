@@ -223,6 +223,31 @@ def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any
     return ceiling
 
 
+def _worker_cpu(run: dict[str, Any]) -> list[float]:
+    return [us for name, us in run["cpu_us_per_event"].items() if name.startswith("worker")]
+
+
+def work_split(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How far the work split across workers would let each multi-worker run scale if every
+    worker had a core of its own and the broker ran elsewhere.
+
+    On a machine where workers and broker share the cores, the measured ratio is capped by
+    the CPU (:func:`scaling_ceiling`) and cannot show whether the stages divide their work.
+    The worker CPU per event can: with a core per worker, the busiest worker sets the rate,
+    so the bound is the one worker's CPU per event over the busiest worker's. It is a bound
+    from measured CPU, not a measured rate; the broker and the single-writer resolver (on
+    one of the workers) can hold a real run below it.
+    """
+    one = sum(_worker_cpu(runs[0]))
+    split: dict[str, Any] = {}
+    for r in runs[1:]:
+        busiest = max(_worker_cpu(r), default=0.0)
+        key = f"{r['workers']}_vs_{runs[0]['workers']}"
+        split[key] = round(one / busiest, 2) if busiest else None
+        split[f"busiest_worker_us_per_event_{r['workers']}"] = busiest
+    return split
+
+
 def _middle(runs: Sequence[dict[str, Any]], figure: Any) -> dict[str, Any]:
     """The run with the median ``figure(run)`` (the lower middle one of an even number)."""
     return sorted(runs, key=figure)[(len(runs) - 1) // 2]
@@ -288,6 +313,12 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
                 for k in ceilings[0]
                 if k != "cores"
             },
+        }
+        splits = [work_split(rnd["scv"]) for rnd in rounds]
+        report["scaling_by_work_split"] = {
+            k: statistics.median(v)
+            for k in splits[0]
+            if (v := [s[k] for s in splits if s[k] is not None])
         }
     latencies = [rnd["latency"] for rnd in rounds if rnd.get("latency") is not None]
     if latencies:

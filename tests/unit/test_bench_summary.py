@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scv.bench.throughput import scaling_ceiling, summarise
+from scv.bench.throughput import scaling_ceiling, summarise, work_split
 
 
 def _run(workers: int, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -20,6 +20,18 @@ def test_ceiling_is_the_cores_cpu_over_the_cpu_spent_per_event() -> None:
     ]
     assert scaling_ceiling(runs, cores=2) == {"cores": 2, "2_vs_1": 1.6}
     assert scaling_ceiling(runs, cores=4) == {"cores": 4, "2_vs_1": 3.2}
+
+
+def test_work_split_bound_is_one_workers_cpu_over_the_busiest_workers() -> None:
+    runs = [
+        _run(1, 10_000.0, {"worker0": 100.0, "broker": 30.0}),
+        # the resolver's worker took more of the work: a core each would allow 100/60
+        _run(2, 11_000.0, {"worker0": 60.0, "worker1": 45.0, "broker": 40.0}),
+    ]
+    assert work_split(runs) == {"2_vs_1": 1.67, "busiest_worker_us_per_event_2": 60.0}
+    # an even split of the same work allows twice the rate
+    runs[1]["cpu_us_per_event"] = {"worker0": 50.0, "worker1": 50.0}
+    assert work_split(runs)["2_vs_1"] == 2.0
 
 
 def _round(one: float, two: float, naive: float, p99: float) -> dict[str, Any]:
@@ -53,5 +65,9 @@ def test_rounds_are_summarised_by_medians_and_ratios_within_a_round() -> None:
     assert report["scv_vs_naive"] == 2.0
     assert report["scaling"] == {"2_vs_1": 1.4}  # 1.4, 1.5, 1.25 -> 1.4
     assert report["scaling_ceiling"] == {"cores": 2, "2_vs_1": 2.0}  # 2e6/100/10k etc.
+    assert report["scaling_by_work_split"] == {
+        "2_vs_1": 2.0,  # 100 µs of worker CPU per event split 50 / 50
+        "busiest_worker_us_per_event_2": 50.0,
+    }
     assert report["latency_at_half_max"]["churn_save_latency_ms"]["p99"] == 200
     assert report["latency_at_half_max"]["p99_runs"] == [200, 300, 100]
