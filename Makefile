@@ -55,7 +55,7 @@ demo: $(STAMP) ## Run the 20k-event demo once and write var/demo.json
 
 bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 25 min); not part of make test
 	@mkdir -p var
-	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 --rounds 3 \
+	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 --rounds 3 --split-stages \
 	  --json var/bench-throughput.json
 	$(BIN)/scv bench memory --json var/bench-memory.json
 	$(BIN)/scv bench api --workers 1 --under-load --json var/bench-api-1.json

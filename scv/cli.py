@@ -104,7 +104,12 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from scv.bench.throughput import throughput_report
 
     report = throughput_report(
-        args.events, args.workers, args.seed, args.latency_events, rounds=args.rounds
+        args.events,
+        args.workers,
+        args.seed,
+        args.latency_events,
+        rounds=args.rounds,
+        split=args.split_stages,
     )
     return _report(report, args.json)
 
@@ -435,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="repeat everything this many times, each on a fresh broker; report medians",
+    )
+    p.add_argument(
+        "--split-stages",
+        action="store_true",
+        help="also run each worker count above one with the stages split between the workers "
+        "(SCV_STAGES: normalize,resolve and profiles)",
     )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_throughput)

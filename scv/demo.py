@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +133,13 @@ def local_pipeline(
     bootstrap: str | None = None,
     settings: dict[str, Any] | None = None,
     work_dir: Path | None = None,
+    per_worker: Sequence[dict[str, Any]] = (),
 ) -> Iterator[tuple[Settings, list[WorkerProcess], Path]]:
     """Broker (unless ``bootstrap``), fresh topics and ``workers`` ready ``scv worker``
     processes; yields (settings, workers, work dir) and stops them all on exit.
 
-    ``settings`` overrides worker settings; each worker gets its own state dir and web port.
+    ``settings`` overrides worker settings; each worker gets its own state dir and web port,
+    and worker ``i`` the overrides ``per_worker[i]`` (e.g. the stages it runs).
     """
     started = time.time()
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
@@ -156,7 +158,10 @@ def local_pipeline(
         create_topics(base)
         procs: list[WorkerProcess] = []
         for i in range(workers):
-            s = base.model_copy(update={"data_dir": work / f"worker{i}", "web_port": free_port()})
+            own = per_worker[i] if i < len(per_worker) else {}
+            s = base.model_copy(
+                update={"data_dir": work / f"worker{i}", "web_port": free_port(), **own}
+            )
             procs.append(WorkerProcess(s, work / f"worker{i}.log").start())
             stack.callback(procs[-1].stop)
         for proc in procs:

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     rocksdb_write_buffer_mb: int = Field(
         2, ge=1, description="RocksDB write buffer per table partition (MB; two are kept)."
     )
+    stages: str = Field(
+        "normalize,resolve,profiles",
+        pattern=r"^(normalize|resolve|profiles)(,(normalize|resolve|profiles))*$",
+        description="The stages this worker runs (comma separated); workers of one app may "
+        "run different ones. The resolver is a single writer, so its worker also gets a share "
+        "of every other stage's partitions unless it runs fewer stages: "
+        "normalize,resolve on some workers and profiles on others splits the work evenly "
+        "(docs/performance.md, Scaling).",
+    )
     profile_cache_size: int = Field(
         4096,
         ge=1,

@@ -84,8 +84,11 @@ def run_throughput(
     work_dir: Path | None = None,
     timeout: float = 900.0,
     broker_pid: int | None = None,
+    stages: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Produce ``events`` demo events as fast as possible and measure how fast they come out.
+
+    ``stages``: the stages each worker runs (``SCV_STAGES``); unset, every worker runs all.
 
     Also the CPU each process spent per event until the output went quiet: on a two-core
     machine shared with the broker and this producer, a worker's µs per event says what it
@@ -94,7 +97,11 @@ def run_throughput(
 
     batch = list(generate(events, seed))
     with local_pipeline(
-        f"tp{workers}w", workers=workers, bootstrap=bootstrap, work_dir=work_dir
+        f"tp{workers}w",
+        workers=workers,
+        bootstrap=bootstrap,
+        work_dir=work_dir,
+        per_worker=[{"stages": s} for s in stages],
     ) as (settings, procs, work):
         topics = Topics(settings)
         pids = _pids(procs, broker_pid)
@@ -128,6 +135,7 @@ def run_throughput(
     return {
         "events": events,
         "workers": workers,
+        **({"stages": list(stages)} if stages else {}),
         "events_per_second": round(events / (end - started), 1),
         "seconds": round(end - started, 2),
         "produce_seconds": round(produced - started, 2),
@@ -205,6 +213,18 @@ def run_latency(
     }
 
 
+def split_stages(workers: int) -> list[str]:
+    """Stages per worker that keep the single-writer resolver's worker from also taking a
+    share of every other stage: alternately normalise + resolve and profiles."""
+    return ["normalize,resolve" if i % 2 == 0 else "profiles" for i in range(workers)]
+
+
+def _label(run: dict[str, Any]) -> str:
+    """A run's name in ratios: its worker count, ``_split`` when its workers split the
+    stages."""
+    return f"{run['workers']}{'_split' if run.get('stages') else ''}"
+
+
 def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
     """The most each multi-worker run could have scaled on this machine's cores.
 
@@ -219,7 +239,7 @@ def scaling_ceiling(runs: Sequence[dict[str, Any]], cores: int) -> dict[str, Any
     ceiling: dict[str, Any] = {"cores": cores}
     for r in runs[1:]:
         spent = sum(r["cpu_us_per_event"].values())
-        ceiling[f"{r['workers']}_vs_{runs[0]['workers']}"] = round(cores * 1e6 / spent / one, 2)
+        ceiling[f"{_label(r)}_vs_{_label(runs[0])}"] = round(cores * 1e6 / spent / one, 2)
     return ceiling
 
 
@@ -242,9 +262,8 @@ def work_split(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     split: dict[str, Any] = {}
     for r in runs[1:]:
         busiest = max(_worker_cpu(r), default=0.0)
-        key = f"{r['workers']}_vs_{runs[0]['workers']}"
-        split[key] = round(one / busiest, 2) if busiest else None
-        split[f"busiest_worker_us_per_event_{r['workers']}"] = busiest
+        split[f"{_label(r)}_vs_{_label(runs[0])}"] = round(one / busiest, 2) if busiest else None
+        split[f"busiest_worker_us_per_event_{_label(r)}"] = busiest
     return split
 
 
@@ -272,10 +291,10 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
     same code here), and one run says little. Ratios are taken within a round, then the
     median of those is reported.
     """
-    counts = [r["workers"] for r in rounds[0]["scv"]]
+    labels = [_label(r) for r in rounds[0]["scv"]]
     scv = [
         _median_run([rnd["scv"][i] for rnd in rounds], "events_per_second")
-        for i in range(len(counts))
+        for i in range(len(labels))
     ]
     modes = list(rounds[0]["naive_faust"])
     naive = {
@@ -294,15 +313,15 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
         "naive_faust": naive,
         "scv_vs_naive": _paired(rounds, vs_naive),
     }
-    if len(counts) > 1:
+    if len(labels) > 1:
         report["scaling"] = {
-            f"{w}_vs_{counts[0]}": _paired(
+            f"{w}_vs_{labels[0]}": _paired(
                 rounds,
                 lambda rnd, i=i: (
                     rnd["scv"][i]["events_per_second"] / rnd["scv"][0]["events_per_second"]
                 ),
             )
-            for i, w in enumerate(counts)
+            for i, w in enumerate(labels)
             if i > 0
         }
         ceilings = [scaling_ceiling(rnd["scv"], cores) for rnd in rounds]
@@ -335,10 +354,13 @@ def throughput_report(
     seed: int = 7,
     latency_events: int = 0,
     rounds: int = 3,
+    split: bool = False,
 ) -> dict[str, Any]:
-    """scv with each worker count, then the naive Faust baseline, on one embedded broker and
-    the same traffic, so that the ratios compare like with like; ``rounds`` times, each on
-    a broker of its own, summarised with medians (:func:`summarise`).
+    """scv with each worker count (with ``split``, each count above one again with the
+    stages split between the workers: :func:`split_stages`), then the naive Faust baseline,
+    on one embedded broker and the same traffic, so that the ratios compare like with like;
+    ``rounds`` times, each on a broker of its own, summarised with medians
+    (:func:`summarise`).
 
     With ``latency_events``, each round also measures churn_save latency at half the rate
     one worker sustained in it, on a fresh broker: tansu keeps every topic in memory, and
@@ -350,6 +372,8 @@ def throughput_report(
     """
     work = Path(tempfile.mkdtemp(prefix="scv-bench-"))
     messages = [(ev.key, ev.value) for ev in generate(events, seed)]
+    layouts: list[tuple[int, list[str]]] = [(w, []) for w in workers]
+    layouts += [(w, split_stages(w)) for w in workers if split and w > 1]
     results = []
     for n in range(rounds):
         here = work / f"round{n}"
@@ -360,10 +384,11 @@ def throughput_report(
                     workers=w,
                     seed=seed,
                     bootstrap=broker.bootstrap,
-                    work_dir=here / f"scv{w}",
+                    work_dir=here / f"scv{w}{'split' if stages else ''}",
                     broker_pid=broker.pid,
+                    stages=stages,
                 )
-                for w in workers
+                for w, stages in layouts
             ]
             baseline = {
                 mode: run_baseline(

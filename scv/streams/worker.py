@@ -82,7 +82,11 @@ class Pipeline:
         self.normalize = NormalizeStage(settings, self.out)
         self.resolve = ResolveStage(settings, self.out, self.owners, self.nodes, self.suppressed)
         self.profiles = ProfilesStage(settings, self.out, self.profile_table, self.carts_due)
-        self.stages: list[Stage] = [self.normalize, self.resolve, self.profiles]
+        #: the stages this worker runs (``SCV_STAGES``); its consumer subscribes to their inputs
+        chosen = set(settings.stages.split(","))
+        self.stages: list[Stage] = [
+            s for s in (self.normalize, self.resolve, self.profiles) if s.name in chosen
+        ]
         self.stage_of = {topic: stage for stage in self.stages for topic in stage.inputs}
         self.topics = [topic for stage in self.stages for topic in stage.inputs]
         #: input topic -> tables co-partitioned with it (opened when it is assigned)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scv.bench.memory import PER_EVENT, run_memory
-from scv.bench.throughput import run_latency, run_throughput
+from scv.bench.throughput import run_latency, run_throughput, split_stages
 from scv.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
@@ -20,6 +20,29 @@ def test_throughput_counts_what_came_out(broker: EmbeddedBroker, tmp_path: Path)
     assert report["profiles"] > 0 and report["identifiers"] >= report["profiles"]
     assert report["messages_out_per_event"]["identity.events"] > 0.9  # ~1 % are malformed
     assert report["peak_rss_mb"][0] > 0 and report["state_bytes_per_identifier"] > 0
+
+
+def test_two_workers_splitting_the_stages_build_the_same_profiles(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """One worker normalises and resolves, the other keeps the profiles: the same events give
+    the same profiles as one worker running every stage, and each worker did its share."""
+    alone = run_throughput(1500, seed=3, bootstrap=broker.bootstrap, work_dir=tmp_path / "one")
+    split = run_throughput(
+        1500,
+        seed=3,
+        workers=2,
+        stages=split_stages(2),
+        bootstrap=broker.bootstrap,
+        work_dir=tmp_path / "split",
+    )
+    assert split["stages"] == ["normalize,resolve", "profiles"]
+    assert (split["profiles"], split["identifiers"]) == (alone["profiles"], alone["identifiers"])
+    assert split["messages_out_per_event"]["profiles"] > 0
+    assert split["cpu_us_per_event"]["worker0"] > 0 and split["cpu_us_per_event"]["worker1"] > 0
+    # the profiles worker holds no identity graph, the other no profiles
+    assert not list((tmp_path / "split" / "worker1").rglob("*identity-owners*"))
+    assert not list((tmp_path / "split" / "worker0").rglob("*profiles*"))
 
 
 def test_latency_is_measured_from_the_visit_to_the_action(

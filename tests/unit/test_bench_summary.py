@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scv.bench.throughput import scaling_ceiling, summarise, work_split
+from scv.bench.throughput import scaling_ceiling, split_stages, summarise, work_split
 
 
 def _run(workers: int, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -71,3 +71,16 @@ def test_rounds_are_summarised_by_medians_and_ratios_within_a_round() -> None:
     }
     assert report["latency_at_half_max"]["churn_save_latency_ms"]["p99"] == 200
     assert report["latency_at_half_max"]["p99_runs"] == [200, 300, 100]
+
+
+def test_a_run_with_the_stages_split_is_named_apart_from_one_without() -> None:
+    assert split_stages(2) == ["normalize,resolve", "profiles"]
+    split = _run(2, 12_000.0, {"worker0": 52.0, "worker1": 50.0, "broker": 30.0})
+    split["stages"] = split_stages(2)
+    one_round = _round(10_000, 11_000, 5_000, 200)
+    one_round["scv"].append(split)
+    report = summarise([one_round], cores=2)
+    assert [r.get("stages") for r in report["scv"]] == [None, None, split_stages(2)]
+    assert report["scaling"] == {"2_vs_1": 1.1, "2_split_vs_1": 1.2}
+    assert report["scaling_by_work_split"]["2_split_vs_1"] == round(100 / 52, 2)
+    assert report["scaling_by_work_split"]["2_vs_1"] == 2.0
