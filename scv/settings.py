@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         description="The stages this worker runs (comma separated); workers of one app may "
         "run different ones. The resolver is a single writer, so its worker also gets a share "
         "of every other stage's partitions unless it runs fewer stages: "
-        "normalize,resolve on some workers and profiles on others splits the work evenly "
+        "normalize,resolve on some workers and profiles on others splits the work about evenly "
         "(docs/performance.md, Scaling).",
     )
     profile_cache_size: int = Field(
