@@ -406,7 +406,7 @@ def run_worker(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    log.info("worker starting (pid %d)", os.getpid())
+    log.info("worker starting (pid %d; stages %s)", os.getpid(), settings.stages)
     worker = Worker(settings)
 
     def stop(signum: int, frame: Any) -> None:
