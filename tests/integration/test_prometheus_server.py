@@ -122,10 +122,11 @@ def test_alert_rules_load_and_evaluate(prometheus: Server) -> None:
         time.sleep(0.5)
     [group] = groups()
     rules = {r["name"]: r for r in group["rules"]}
-    assert len(rules) == 6
+    assert len(rules) == 7
     assert {name: r["health"] for name, r in rules.items()} == dict.fromkeys(rules, "ok")
-    # the worker holds the resolver partition: that alert must not fire
+    # the worker holds the resolver partition and runs every stage: neither alert may fire
     assert rules["ScvNoResolver"]["state"] == "inactive"
+    assert rules["ScvStageUnread"]["state"] == "inactive"
 
 
 def test_every_dashboard_query_is_valid_promql(prometheus: Server) -> None:
