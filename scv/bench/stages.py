@@ -21,6 +21,7 @@ from typing import Any
 from scv.connectors.demo import generate
 from scv.settings import Settings
 from scv.streams.dlq import LocalMsg
+from scv.streams.metrics import CACHE_LOOKUPS
 from scv.streams.output import Headers, OnOffset
 from scv.streams.worker import FullCollections, Pipeline
 from scv.topics import Topics
@@ -79,6 +80,7 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         (pipeline.profiles, topics.profile_events),
     )
     counts: dict[str, int] = defaultdict(int)
+    misses_before = _misses()
     for start in range(0, len(raw), batch):
         # One raw batch, then whatever it set off downstream (merge hand-overs and adoptions
         # go round the profiles stage until none is left).
@@ -95,6 +97,7 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
                 spent[stage.name] += time.perf_counter() - began
                 counts[stage.name] += len(chunk)
     total = sum(spent.values())
+    misses = {t: n - misses_before.get(t, 0.0) for t, n in _misses().items()}
     return {
         "seconds": {name: round(s, 3) for name, s in spent.items()},
         "messages": dict(counts),
@@ -102,6 +105,17 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         "events_per_second": {name: round(events / s) for name, s in spent.items()},
         "all_stages_events_per_second": round(events / total),
         "messages_out": sink.count,
+        "cache_misses_per_event": {t: round(n / events, 3) for t, n in sorted(misses.items())},
+    }
+
+
+def _misses() -> dict[str, float]:
+    """This process's cache misses so far, per table (``scv_state_cache_lookups_total``)."""
+    return {
+        s.labels["table"]: s.value
+        for metric in CACHE_LOOKUPS.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels["result"] == "miss"
     }
 
 
@@ -134,4 +148,5 @@ def run_stages(
         "all_stages_events_per_second": round(1e6 / sum(us.values())),
         "resolver_ceiling_events_per_second": round(1e6 / us["resolve"]),
         "messages_out_per_event": round(results[0]["messages_out"] / events, 2),
+        "cache_misses_per_event": results[0]["cache_misses_per_event"],
     }

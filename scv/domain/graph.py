@@ -280,6 +280,15 @@ OWNER_CACHE_MAX = 50_000
 _MISSING: Any = object()
 
 
+@dataclass(slots=True)
+class Lookups:
+    """Reads of one of :class:`MappingStore`'s caches: a miss reads and decodes the map's
+    bytes. The stage reports and resets them per batch (``scv_state_cache_lookups_total``)."""
+
+    hits: int = 0
+    misses: int = 0
+
+
 class MappingStore:
     """:class:`GraphStore` over two byte maps: the resolve stage's tables (RocksDB,
     changelogged), scratch ``rocksdict`` databases in ``scv resolve --diff``.
@@ -307,6 +316,8 @@ class MappingStore:
         "_owner_cache",
         "_owner_dirty",
         "_owners",
+        "node_lookups",
+        "owner_lookups",
     )
 
     def __init__(
@@ -319,12 +330,17 @@ class MappingStore:
         self._owner_dirty: dict[str, None] = {}  # owners-map keys to write (ordered set)
         self._node_cache: dict[str, ProfileNode | None] = {}  # None: retired
         self._dirty: dict[str, None] = {}  # profile ids to write (ordered set)
+        self.node_lookups = Lookups()
+        self.owner_lookups = Lookups()
 
     def get_owner(self, key: str) -> str | None:
         owner = self._owner_cache.get(key, _MISSING)
         if owner is _MISSING:
+            self.owner_lookups.misses += 1
             value = self._owners.get(key.encode())
             owner = self._owner_cache[key] = value.decode() if value is not None else None
+        else:
+            self.owner_lookups.hits += 1
         return owner
 
     def set_owner(self, key: str, profile_id: str) -> None:
@@ -338,7 +354,9 @@ class MappingStore:
     def get_node(self, profile_id: str) -> ProfileNode | None:
         node = self._node_cache.get(profile_id, _MISSING)
         if node is not _MISSING:
+            self.node_lookups.hits += 1
             return node
+        self.node_lookups.misses += 1
         value = self._nodes.get(profile_id.encode())
         if value is None:
             return None  # never used: not cached, so ``used`` asks the map

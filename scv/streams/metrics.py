@@ -93,6 +93,12 @@ RESTORE_SECONDS = Histogram(
 RESTORED = Counter(
     "scv_table_restored_messages_total", "Changelog messages replayed into local tables."
 )
+CACHE_LOOKUPS = Counter(
+    "scv_state_cache_lookups_total",
+    "Reads of the decoded state a stage keeps between batches, by table: a miss reads the "
+    "record from RocksDB and decodes it (what SCV_PROFILE_CACHE_SIZE is sized by).",
+    ["table", "result"],
+)
 READY = Gauge("scv_worker_ready", "1 once assigned partitions are restored, 0 during rebalance.")
 
 #: A DLQ reason's class is the text before its first ``:``, if that looks like a code word.
@@ -160,6 +166,14 @@ def count_labels(counter: Counter, values: Iterable[tuple[str, ...]]) -> None:
     """Increment ``counter`` once per distinct label tuple of ``values`` (a batch's worth)."""
     for labels, n in Tally(values).items():
         counter.labels(*labels).inc(n)
+
+
+def count_lookups(table: str, hits: int, misses: int) -> None:
+    """A batch's reads of ``table``'s decoded-state cache (:data:`CACHE_LOOKUPS`)."""
+    if hits:
+        CACHE_LOOKUPS.labels(table, "hit").inc(hits)
+    if misses:
+        CACHE_LOOKUPS.labels(table, "miss").inc(misses)
 
 
 class CountingSink:

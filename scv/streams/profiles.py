@@ -80,14 +80,18 @@ class _Batch:
         self.partitions: dict[bytes, int] = {}
         self.applied: dict[bytes, list[Msg]] = {}
         self.dirty: set[bytes] = set()
+        #: reads of the partitions' caches (a miss reads and decodes the stored record)
+        self.hits = self.misses = 0
 
     def load(self, key: bytes, partition: int) -> Slot:
         if key in self.slots:
             return self.slots[key]
         cache = self._table[partition].cache
         if key in cache:
+            self.hits += 1
             slot: Slot = cache.pop(key)
         else:
+            self.misses += 1
             raw = self._table[partition].get(key)
             slot = None
             if raw is not None:
@@ -200,6 +204,7 @@ class ProfilesStage:
             self._apply(msg, work, now)
         self._in.inc(len(batch))
         work.flush(self.out, self._profiles, self._purge)
+        metrics.count_lookups("profiles", work.hits, work.misses)
         self._count()
 
     def _count(self) -> None:

@@ -255,6 +255,14 @@ class ResolveStage:
             if values:
                 metrics.count_labels(counter, values)
                 values.clear()
+        if self._store is not None:
+            store = self._store
+            for table, lookups in (
+                ("identity-nodes", store.node_lookups),
+                ("identity-owners", store.owner_lookups),
+            ):
+                metrics.count_lookups(table, lookups.hits, lookups.misses)
+                lookups.hits = lookups.misses = 0
 
     def _decide(self, msg: Msg) -> list[Outgoing]:
         """One event: what to publish (bad input goes to its DLQ right away)."""

@@ -20,6 +20,8 @@ def test_throughput_counts_what_came_out(broker: EmbeddedBroker, tmp_path: Path)
     assert report["profiles"] > 0 and report["identifiers"] >= report["profiles"]
     assert report["messages_out_per_event"]["identity.events"] > 0.9  # ~1 % are malformed
     assert report["peak_rss_mb"][0] > 0 and report["state_bytes_per_identifier"] > 0
+    # read from the worker's /metrics: every new profile is read from the table once
+    assert 0 < report["cache_misses_per_event"]["profiles"] <= 1
 
 
 def test_two_workers_splitting_the_stages_build_the_same_profiles(

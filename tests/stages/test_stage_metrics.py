@@ -78,6 +78,7 @@ def test_counters_follow_the_stages(make_pipeline: MakePipeline, sent: Outbox) -
         ("scv_resolve_seconds_count", {}),
         ("scv_actions_suppressed_total", {"type": "abandoned_cart", "reason": "no_consent"}),
         ("scv_actions_total", {"type": "abandoned_cart"}),
+        ("scv_state_cache_lookups_total", {"table": "identity-owners", "result": "miss"}),
     ]
     before = {(n, tuple(sorted(lb.items()))): sample(n, **lb) for n, lb in names}
 
@@ -109,3 +110,35 @@ def test_counters_follow_the_stages(make_pipeline: MakePipeline, sent: Outbox) -
     assert d("scv_events_out_total", stage="profiles", topic=t.profiles) == len(sent.to(t.profiles))
     assert d("scv_actions_suppressed_total", type="abandoned_cart", reason="no_consent") == 1
     assert d("scv_actions_total", type="abandoned_cart") == 0
+    # the resolver's reads of the graph reach Prometheus too (ck-1, ck-2, the email: new)
+    assert d("scv_state_cache_lookups_total", table="identity-owners", result="miss") >= 3
+
+
+def test_profile_cache_reads_are_counted_hits_and_misses(make_pipeline: MakePipeline) -> None:
+    """A profile held between batches is a hit; one evicted (a cache of one per partition)
+    or never seen is a miss: the figure an operator sizes SCV_PROFILE_CACHE_SIZE by."""
+    pipeline = make_pipeline(stage_partitions=2, profile_cache_size=2)  # one per partition
+    topic = Topics(pipeline.settings).profile_events
+
+    def consent(pid: str) -> bytes:
+        body = {"kind": "consent", "profile_id": pid, "ts": 1.0, "consent": {"email": True}}
+        return orjson.dumps(body)
+
+    def lookups() -> tuple[float, float]:
+        labels = {"table": "profiles"}
+        return (
+            sample("scv_state_cache_lookups_total", result="hit", **labels),
+            sample("scv_state_cache_lookups_total", result="miss", **labels),
+        )
+
+    def batch(*pids: str) -> tuple[float, float]:
+        hits, misses = lookups()
+        msgs = [Msg(topic, consent(p), p.encode(), 0, i) for i, p in enumerate(pids)]
+        pipeline.process(msgs)
+        after = lookups()
+        return after[0] - hits, after[1] - misses
+
+    assert batch("p-a", "p-a") == (0, 1)  # new: read once per batch, from the table
+    assert batch("p-a") == (1, 0)  # kept decoded between batches
+    assert batch("p-b") == (0, 1)  # the cache holds one: p-a goes
+    assert batch("p-a", "p-b") == (1, 1)  # p-b was kept, p-a read back from the table

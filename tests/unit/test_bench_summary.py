@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from scv.bench.throughput import scaling_ceiling, split_stages, summarise, work_split
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from scv.bench.throughput import (
+    cache_misses,
+    scaling_ceiling,
+    split_stages,
+    summarise,
+    work_split,
+)
 
 
 def _run(workers: int, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -84,3 +92,18 @@ def test_a_run_with_the_stages_split_is_named_apart_from_one_without() -> None:
     assert report["scaling"] == {"2_vs_1": 1.1, "2_split_vs_1": 1.2}
     assert report["scaling_by_work_split"]["2_split_vs_1"] == round(100 / 52, 2)
     assert report["scaling_by_work_split"]["2_vs_1"] == 2.0
+
+
+def test_cache_misses_are_summed_over_the_workers_pages() -> None:
+    pages = []
+    for misses, hits in ((3, 10), (4, 0)):
+        registry = CollectorRegistry()
+        lookups = Counter(
+            "scv_state_cache_lookups_total", "", ["table", "result"], registry=registry
+        )
+        lookups.labels("profiles", "miss").inc(misses)
+        lookups.labels("profiles", "hit").inc(hits)
+        lookups.labels("identity-nodes", "miss").inc(1)
+        pages.append(generate_latest(registry).decode())
+    assert cache_misses(pages) == {"identity-nodes": 2.0, "profiles": 7.0}
+    assert cache_misses(["# nothing here\n"]) == {}

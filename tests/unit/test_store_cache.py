@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from scv.domain import graph
 from scv.domain.governance import IdentifierRule, Rules
-from scv.domain.graph import BLOCK_PREFIX, RETIRED, MappingStore, ProfileNode
+from scv.domain.graph import BLOCK_PREFIX, RETIRED, MappingStore, ProfileNode, encode_node
 from scv.domain.model import Identifier, NormalizedEvent, ident_key
 from scv.domain.resolver import _may_tie_more, resolve
 from scv.domain.split import people_tied_by
@@ -160,6 +160,19 @@ def test_cached_store_decides_and_writes_what_the_plain_store_did(
         cached.flush()
         plain.flush()
     assert cached_maps == plain_maps
+
+
+def test_the_store_counts_reads_of_its_caches() -> None:
+    """A miss reads and decodes the map's bytes: the count the resolve stage reports."""
+    owners: dict[bytes, bytes] = {b"email:a@b.co": b"p-1"}
+    nodes = {b"p-1": encode_node(ProfileNode("p-1", 1.0))}
+    store = MappingStore(owners, nodes)
+    assert store.get_node("p-1") is not None and store.get_node("p-1") is not None
+    assert store.get_node("p-unknown") is None
+    assert (store.node_lookups.hits, store.node_lookups.misses) == (1, 2)
+    assert store.get_owner("email:a@b.co") == "p-1" == store.get_owner("email:a@b.co")
+    assert store.get_owner("email:x@y.co") is None
+    assert (store.owner_lookups.hits, store.owner_lookups.misses) == (1, 2)
 
 
 @settings(max_examples=300, deadline=None)
