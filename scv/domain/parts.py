@@ -210,7 +210,7 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.profile_id,
             adoption.origin,
             [ident_key(i) for i in _identifiers(incoming)],
-            incoming.parts,
+            dict(incoming.parts.items()),
             adoption.fired,
             adoption.last_action_ts,
             adoption.seq,

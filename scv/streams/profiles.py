@@ -31,6 +31,8 @@ from scv.domain.parts import (
 from scv.domain.profile import (
     ProfileState,
     absorb,
+    decode_record,
+    encode_state,
     new_state,
     next_due,
     note_actions,
@@ -95,7 +97,7 @@ class _Batch:
             raw = self._table[partition].get(key)
             slot = None
             if raw is not None:
-                stored = orjson.loads(raw)
+                stored = decode_record(raw)
                 if MOVED in stored:
                     slot = stored[MOVED]
                 elif ERASED in stored:
@@ -142,7 +144,7 @@ class _Batch:
                 dues.set(key, None)
                 out.send(profiles_topic, key, None)
             else:
-                table[key] = orjson.dumps(slot.to_dict(copy=False))
+                table[key] = encode_state(slot)
                 dues.set(key, next_due(slot))
                 out.send(profiles_topic, key, orjson.dumps(snapshot(slot, copy=False)))
             self._keep(cache, key, slot)
