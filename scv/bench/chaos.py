@@ -39,7 +39,6 @@ from scv.bench.outcome import Outcome, compare, stale_snapshots
 from scv.broker import EmbeddedBroker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline
-from scv.domain.profile import decode_record
 from scv.kafka import producer_config
 from scv.runner import WorkerProcess, latest_by_key, read_topic, wait_drained
 from scv.settings import Settings
@@ -215,7 +214,7 @@ def collect(settings: Settings) -> Outcome:
     actions = [orjson.loads(r.value or b"{}") for r in read_topic(settings, topics.actions, 120)]
     merges = Counter(r.value for r in read_topic(settings, topics.merges, 120))
     states = {
-        k.decode(): decode_record(v, lazy=False)
+        k.decode(): orjson.loads(v)
         for k, v in latest_by_key(read_topic(settings, topics.changelog("profiles"), 120)).items()
         if not k.startswith(b"\xff")  # bookkeeping keys (checkpoints, commits)
     }

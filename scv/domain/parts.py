@@ -210,7 +210,7 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
             adoption.profile_id,
             adoption.origin,
             [ident_key(i) for i in _identifiers(incoming)],
-            dict(incoming.parts.items()),
+            incoming.parts,
             adoption.fired,
             adoption.last_action_ts,
             adoption.seq,

@@ -22,9 +22,8 @@ long-lived profile does not grow its changelog record without limit.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -127,7 +126,7 @@ class ProfileState:
     merged_from: list[str] = field(default_factory=list)
     event_count: int = 0
     #: Per anchor identifier, the fold of the events filed under it (see scv.domain.parts).
-    parts: Parts = field(default_factory=lambda: Parts())
+    parts: dict[str, ProfileState] = field(default_factory=dict)
     #: Identifiers that left this profile in a split -> [where to ("" = nowhere), the
     #: resolver's decision number of that split] (see scv.domain.parts.reroute).
     moved: dict[str, list[Any]] = field(default_factory=dict)
@@ -150,13 +149,38 @@ class ProfileState:
 
         ``copy=False`` shares the state's containers instead: only for a dict serialised at
         once (``orjson.dumps(state.to_dict(copy=False))``), before the state changes again.
-        Its parts are JSON fragments, each encoded once (see :class:`Parts`).
         """
         if not copy:
-            body = self._shared()
-            if self.parts:
-                body["parts"] = self.parts.fragments()
-            return body
+            return {
+                "v": 1,
+                "profile_id": self.profile_id,
+                "created_ts": self.created_ts,
+                "updated_ts": self.updated_ts,
+                "identifiers": self.identifiers,
+                "traits": self.traits,
+                "trait_ts": self.trait_ts,
+                "consent": self.consent,
+                "channels": self.channels,
+                "last_activity": self.last_activity,
+                "carts": self.carts,
+                "orders": self.orders,
+                "churn": self.churn,
+                "last_visit": self.last_visit,
+                "fired": self.fired,
+                "last_action_ts": self.last_action_ts,
+                "merged_from": self.merged_from,
+                "event_count": self.event_count,
+                "parts": (
+                    {anchor: part.to_dict(False) for anchor, part in self.parts.items()}
+                    if self.parts  # a part's own parts: always empty
+                    else {}
+                ),
+                "moved": self.moved,
+                "ids_seq": self.ids_seq,
+                **({"objection": self.objection} if self.objection is not None else {}),
+                "activity": self.activity,
+                "actions": self.actions,
+            }
         return {
             "v": 1,
             "profile_id": self.profile_id,
@@ -182,35 +206,6 @@ class ProfileState:
             **({"objection": _copy(self.objection)} if self.objection is not None else {}),
             "activity": [list(e) for e in self.activity],
             "actions": [list(e) for e in self.actions],
-        }
-
-    def _shared(self) -> dict[str, Any]:
-        """What ``to_dict(copy=False)`` shares, with the parts left empty."""
-        return {
-            "v": 1,
-            "profile_id": self.profile_id,
-            "created_ts": self.created_ts,
-            "updated_ts": self.updated_ts,
-            "identifiers": self.identifiers,
-            "traits": self.traits,
-            "trait_ts": self.trait_ts,
-            "consent": self.consent,
-            "channels": self.channels,
-            "last_activity": self.last_activity,
-            "carts": self.carts,
-            "orders": self.orders,
-            "churn": self.churn,
-            "last_visit": self.last_visit,
-            "fired": self.fired,
-            "last_action_ts": self.last_action_ts,
-            "merged_from": self.merged_from,
-            "event_count": self.event_count,
-            "parts": {},
-            "moved": self.moved,
-            "ids_seq": self.ids_seq,
-            **({"objection": self.objection} if self.objection is not None else {}),
-            "activity": self.activity,
-            "actions": self.actions,
         }
 
     @classmethod
@@ -242,154 +237,13 @@ class ProfileState:
             last_action_ts={k: float(v) for k, v in (d.get("last_action_ts") or {}).items()},
             merged_from=list(d.get("merged_from") or []),
             event_count=int(d.get("event_count") or 0),
-            parts=Parts.load(d.get("parts"), copy),
+            parts={a: cls.from_dict(p, copy) for a, p in (d.get("parts") or {}).items()},
             moved={k: list(v) for k, v in (d.get("moved") or {}).items()},
             ids_seq=int(d.get("ids_seq") or 0),
             objection=keep(d.get("objection")),
             activity=_entries(d.get("activity"), copy),
             actions=_entries(d.get("actions"), copy),
         )
-
-
-#: Separates a stored state's frames: JSON text never holds a raw NUL byte.
-_FRAME = b"\x00"
-
-
-class Parts(MutableMapping[str, ProfileState]):
-    """A profile's per-anchor partial states (``scv.domain.parts``), decoded only when used.
-
-    They are two thirds of a stored state, yet an event touches one of them (its anchor's).
-    A state read from the table keeps each part as its JSON bytes until something asks for
-    it, and a part not asked for since it was last encoded is written back as those bytes:
-    a cache miss then decodes the aggregate and one part instead of every part, and a
-    cached state holds bytes instead of a tree of objects for parts nobody touches. Any
-    access may change a part, so it counts as a change.
-    """
-
-    __slots__ = ("_enc", "_items")
-
-    def __init__(self, items: dict[str, ProfileState | bytes] | None = None) -> None:
-        #: anchor -> decoded part, or its JSON (not decoded since it was read)
-        self._items: dict[str, ProfileState | bytes] = items if items is not None else {}
-        #: anchor -> JSON of a decoded part nobody has asked for since it was encoded
-        self._enc: dict[str, bytes] = {}
-
-    @classmethod
-    def load(cls, stored: dict[str, Any] | None, copy: bool = True) -> Parts:
-        """From a state dict's ``parts``: JSON bytes (a stored record) stay encoded, dicts
-        (a message, an older record) are decoded."""
-        if not stored:
-            return cls()
-        return cls(
-            {
-                anchor: part if type(part) is bytes else ProfileState.from_dict(part, copy)
-                for anchor, part in stored.items()
-            }
-        )
-
-    def get(self, key: str, default: Any = None) -> Any:
-        part = self._items.get(key)
-        if part is None:
-            return default
-        if type(part) is bytes:
-            part = self._items[key] = ProfileState.from_dict(orjson.loads(part), False)
-        else:
-            self._enc.pop(key, None)
-        return part
-
-    def __getitem__(self, key: str) -> ProfileState:
-        part: ProfileState | None = self.get(key)
-        if part is None:
-            raise KeyError(key)
-        return part
-
-    def __setitem__(self, key: str, part: ProfileState) -> None:
-        self._items[key] = part
-        self._enc.pop(key, None)
-
-    def __delitem__(self, key: str) -> None:
-        del self._items[key]
-        self._enc.pop(key, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def keys(self) -> KeysView[str]:
-        return self._items.keys()
-
-    def items(self) -> ItemsView[str, ProfileState]:
-        return self._decoded().items()
-
-    def values(self) -> ValuesView[ProfileState]:
-        return self._decoded().values()
-
-    def _decoded(self) -> dict[str, ProfileState]:
-        items = self._items
-        for key, part in items.items():
-            if type(part) is bytes:
-                items[key] = ProfileState.from_dict(orjson.loads(part), False)
-        self._enc.clear()
-        return cast(dict[str, ProfileState], items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Parts):
-            return self._decoded() == other._decoded()
-        if isinstance(other, dict):
-            return self._decoded() == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Parts({self._decoded()!r})"
-
-    def encoded(self) -> Iterator[tuple[str, bytes]]:
-        """Each part's JSON, encoding only the parts used since they were last encoded."""
-        enc = self._enc
-        for key, part in self._items.items():
-            if isinstance(part, ProfileState):
-                data = enc.get(key)
-                if data is None:
-                    data = enc[key] = orjson.dumps(part.to_dict(False))
-                part = data
-            yield key, part
-
-    def fragments(self) -> dict[str, orjson.Fragment]:
-        """The parts for a JSON document (a hand-over message), without decoding any."""
-        return {key: orjson.Fragment(data) for key, data in self.encoded()}
-
-
-def encode_state(state: ProfileState) -> bytes:
-    """A state's table record: its JSON without the parts, then ``NUL anchor NUL part`` per
-    part (the anchor as a JSON string), so a read parses the parts only when used."""
-    frames = [orjson.dumps(state._shared())]
-    for anchor, data in state.parts.encoded():
-        frames += (orjson.dumps(anchor), data)
-    return _FRAME.join(frames)
-
-
-def decode_record(raw: bytes, lazy: bool = True) -> dict[str, Any]:
-    """A profiles-table record as a dict: a state, or a marker (merged away, erased). Also
-    reads the records written before parts were framed (one JSON document).
-
-    ``lazy``: a state's parts stay JSON bytes, for :meth:`ProfileState.from_dict` to decode
-    when used; False decodes them too (a plain JSON-like dict)."""
-    if _FRAME not in raw:
-        body: dict[str, Any] = orjson.loads(raw)
-        return body
-    head, *frames = raw.split(_FRAME)
-    body = orjson.loads(head)
-    body["parts"] = {
-        orjson.loads(frames[i]): frames[i + 1] if lazy else orjson.loads(frames[i + 1])
-        for i in range(0, len(frames), 2)
-    }
-    return body
 
 
 def _entries(value: list[list[Any]] | None, copy: bool) -> list[list[Any]]:
@@ -420,7 +274,7 @@ def new_state(profile_id: str, ts: float) -> ProfileState:
         {},  # last_action_ts
         [],  # merged_from
         0,  # event_count
-        Parts(),
+        {},  # parts
         {},  # moved
         0,  # ids_seq
         None,  # objection

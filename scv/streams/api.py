@@ -38,7 +38,7 @@ from aiohttp import web
 
 from scv.domain.graph import GENERIC, RETIRED, ProfileNode
 from scv.domain.normalize import NormalizeConfig, canonical_value
-from scv.domain.profile import ProfileState, decode_record
+from scv.domain.profile import ProfileState
 from scv.domain.view import profile_view, state_view
 from scv.kafka import partition_for
 from scv.settings import Settings
@@ -276,7 +276,7 @@ class ProfileApi:
         raw = read(self.profiles, partition, pid.encode())
         if raw is None:
             return {"profile": None}
-        stored = decode_record(raw)
+        stored = orjson.loads(raw)
         if MOVED in stored:
             return {"moved_to": stored[MOVED]}
         return {"profile": state_view(ProfileState.from_dict(stored, copy=False))}

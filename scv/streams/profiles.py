@@ -31,8 +31,6 @@ from scv.domain.parts import (
 from scv.domain.profile import (
     ProfileState,
     absorb,
-    decode_record,
-    encode_state,
     new_state,
     next_due,
     note_actions,
@@ -97,7 +95,7 @@ class _Batch:
             raw = self._table[partition].get(key)
             slot = None
             if raw is not None:
-                stored = decode_record(raw)
+                stored = orjson.loads(raw)
                 if MOVED in stored:
                     slot = stored[MOVED]
                 elif ERASED in stored:
@@ -144,7 +142,7 @@ class _Batch:
                 dues.set(key, None)
                 out.send(profiles_topic, key, None)
             else:
-                table[key] = encode_state(slot)
+                table[key] = orjson.dumps(slot.to_dict(copy=False))
                 dues.set(key, next_due(slot))
                 out.send(profiles_topic, key, orjson.dumps(snapshot(slot, copy=False)))
             self._keep(cache, key, slot)

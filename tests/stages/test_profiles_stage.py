@@ -12,7 +12,7 @@ from stagekit import Msg, Outbox, feed, load_examples
 
 from scv.domain.model import NormalizedEvent, ident_key
 from scv.domain.normalize import normalize
-from scv.domain.profile import ProfileState, decode_record, snapshot
+from scv.domain.profile import ProfileState, snapshot
 from scv.domain.triggers import ABANDONED_CART, action_id
 from scv.streams.worker import Pipeline
 from scv.topics import Topics
@@ -62,7 +62,7 @@ def tick(pid: str) -> bytes:
 
 def stored(pipeline: Pipeline, pid: str, partition: int = 0) -> Any:
     raw = pipeline.profile_table[partition].get(pid.encode())
-    return None if raw is None else decode_record(raw)
+    return None if raw is None else orjson.loads(raw)
 
 
 def to_profiles(pipeline: Pipeline, value: bytes, key: bytes | None, partition: int = 0) -> None:
