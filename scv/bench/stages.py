@@ -21,7 +21,7 @@ from typing import Any
 from scv.connectors.demo import generate
 from scv.settings import Settings
 from scv.streams.dlq import LocalMsg
-from scv.streams.metrics import CACHE_LOOKUPS
+from scv.streams.metrics import CACHE_LOOKUPS, cache_misses
 from scv.streams.output import Headers, OnOffset
 from scv.streams.worker import FullCollections, Pipeline
 from scv.topics import Topics
@@ -80,7 +80,7 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         (pipeline.profiles, topics.profile_events),
     )
     counts: dict[str, int] = defaultdict(int)
-    misses_before = _misses()
+    misses_before = cache_misses(CACHE_LOOKUPS.collect())
     for start in range(0, len(raw), batch):
         # One raw batch, then whatever it set off downstream (merge hand-overs and adoptions
         # go round the profiles stage until none is left).
@@ -97,7 +97,8 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
                 spent[stage.name] += time.perf_counter() - began
                 counts[stage.name] += len(chunk)
     total = sum(spent.values())
-    misses = {t: n - misses_before.get(t, 0.0) for t, n in _misses().items()}
+    after = cache_misses(CACHE_LOOKUPS.collect())
+    misses = {t: n - misses_before.get(t, 0.0) for t, n in after.items()}
     return {
         "seconds": {name: round(s, 3) for name, s in spent.items()},
         "messages": dict(counts),
@@ -106,16 +107,6 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         "all_stages_events_per_second": round(events / total),
         "messages_out": sink.count,
         "cache_misses_per_event": {t: round(n / events, 3) for t, n in sorted(misses.items())},
-    }
-
-
-def _misses() -> dict[str, float]:
-    """This process's cache misses so far, per table (``scv_state_cache_lookups_total``)."""
-    return {
-        s.labels["table"]: s.value
-        for metric in CACHE_LOOKUPS.collect()
-        for s in metric.samples
-        if s.name.endswith("_total") and s.labels["result"] == "miss"
     }
 
 

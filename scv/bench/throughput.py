@@ -41,6 +41,7 @@ from scv.runner import (
     topic_sizes,
     wait_drained,
 )
+from scv.streams.metrics import cache_misses
 from scv.topics import TABLES, Topics
 
 
@@ -66,22 +67,6 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
     return {"p50": round(statistics.median(ordered), 1), "p95": at(0.95), "p99": at(0.99)}
-
-
-def cache_misses(pages: Sequence[str]) -> dict[str, float]:
-    """Misses of each table's decoded-state cache (``scv_state_cache_lookups_total``),
-    summed over the workers' ``/metrics`` pages. Each miss reads and decodes a record, so
-    at a graph larger than the caches this is where the CPU per event grows."""
-    misses: dict[str, float] = {}
-    for page in pages:
-        for family in text_string_to_metric_families(page):
-            if family.name != "scv_state_cache_lookups":
-                continue
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels["result"] == "miss":
-                    table = sample.labels["table"]
-                    misses[table] = misses.get(table, 0.0) + sample.value
-    return dict(sorted(misses.items()))
 
 
 def _pids(procs: Sequence[WorkerProcess], broker_pid: int | None) -> dict[str, int]:
@@ -129,7 +114,9 @@ def run_throughput(
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         rss = [memory_mb(p.proc.pid).get("peak_rss_mb") if p.proc else None for p in procs]
-        misses = cache_misses([p.metrics() for p in procs])
+        # each miss reads and decodes a record: where the CPU per event grows with the graph
+        pages = [p.metrics() for p in procs]
+        misses = cache_misses(f for page in pages for f in text_string_to_metric_families(page))
         snapshots = read_topic(settings, topics.profiles, timeout=120)
         identity = read_topic(settings, topics.identity_events, timeout=120)
         routed = read_topic(settings, topics.profile_events, timeout=120)

@@ -176,6 +176,20 @@ def count_lookups(table: str, hits: int, misses: int) -> None:
         CACHE_LOOKUPS.labels(table, "miss").inc(misses)
 
 
+def cache_misses(families: Iterable[Metric]) -> dict[str, float]:
+    """Misses of each table's decoded-state cache in ``families`` (a registry's
+    ``collect()``, or parsed ``/metrics`` pages of several workers: summed)."""
+    misses: dict[str, float] = {}
+    for family in families:
+        if family.name != "scv_state_cache_lookups":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels["result"] == "miss":
+                table = sample.labels["table"]
+                misses[table] = misses.get(table, 0.0) + sample.value
+    return dict(sorted(misses.items()))
+
+
 class CountingSink:
     """Wraps the worker's sink and counts what each stage sends, per topic.
 

@@ -6,14 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from scv.bench.throughput import (
-    cache_misses,
-    scaling_ceiling,
-    split_stages,
-    summarise,
-    work_split,
-)
+from scv.bench.throughput import scaling_ceiling, split_stages, summarise, work_split
+from scv.streams.metrics import cache_misses
 
 
 def _run(workers: int, rate: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -105,5 +101,6 @@ def test_cache_misses_are_summed_over_the_workers_pages() -> None:
         lookups.labels("profiles", "hit").inc(hits)
         lookups.labels("identity-nodes", "miss").inc(1)
         pages.append(generate_latest(registry).decode())
-    assert cache_misses(pages) == {"identity-nodes": 2.0, "profiles": 7.0}
-    assert cache_misses(["# nothing here\n"]) == {}
+    parsed = [f for page in pages for f in text_string_to_metric_families(page)]
+    assert cache_misses(parsed) == {"identity-nodes": 2.0, "profiles": 7.0}
+    assert cache_misses(text_string_to_metric_families("# nothing here\n")) == {}
