@@ -238,26 +238,31 @@ def reroute(
     in flight), identifiers and partials that left go on to their new owner (or nowhere, if
     generic) and the rest stays. If the split came before the merge, the merge brings them
     back: their ``moved`` entries are dropped.
+
+    What goes on carries the decision that sent it there (one forward per new owner and
+    split), never an older one: hand-overs terminate because a decision number only grows
+    along their way (docs/identity-graph.md, *Hand-overs terminate*).
     """
     keys = [ident_key(i) for i in _identifiers(incoming)]
     touched = (set(keys) | incoming.parts.keys()) & state.moved.keys()
-    active: dict[str, str] = {}
+    active: dict[str, tuple[str, int]] = {}
     for key in touched:
         target, split_seq = state.moved[key]
         if split_seq >= seq:
-            active[key] = target
+            active[key] = (target, int(split_seq))
         else:
             del state.moved[key]
     if not active:
         return incoming, []
     staying: dict[str, ProfileState] = {}
-    leaving: dict[str, dict[str, ProfileState]] = {}
+    # per (new owner, the split that sent it there): each forward carries its own decision
+    leaving: dict[tuple[str, int], dict[str, ProfileState]] = {}
     for anchor, partial in incoming.parts.items():
-        target = active.get(anchor)
-        if target is None:
+        route = active.get(anchor)
+        if route is None:
             staying[anchor] = partial
-        elif target:
-            leaving.setdefault(target, {})[anchor] = partial
+        elif route[0]:
+            leaving.setdefault(route, {})[anchor] = partial
     remaining = [k for k in keys if k not in active]
     if len(staying) == len(incoming.parts):
         kept = ProfileState.from_dict(incoming.to_dict())
@@ -270,15 +275,15 @@ def reroute(
         Adoption(
             target,
             state.profile_id,
-            [k for k in keys if active.get(k) == target],
+            [k for k in keys if active.get(k) == (target, split_seq)],
             partials,
             list(incoming.fired),
             dict(incoming.last_action_ts),
-            state.moved.get(next(iter(partials)), ["", seq])[1],
+            split_seq,
             incoming.objection,
             [list(a) for a in incoming.actions],
         )
-        for target, partials in sorted(leaving.items())
+        for (target, split_seq), partials in sorted(leaving.items())
     ]
     return kept, forwards
 

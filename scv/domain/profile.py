@@ -683,6 +683,18 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     for pid in [a.profile_id, *a.merged_from]:
         if pid != s.profile_id and pid not in s.merged_from:
             s.merged_from.append(pid)
+    if s.moved and s.merged_from:
+        _drop_pointers_inward(s)
+
+
+def _drop_pointers_inward(s: ProfileState) -> None:
+    """Forget where a split sent identifiers if that profile has since been merged into
+    this one: what follows such a pointer comes back here through the merged-away id's
+    forwarding marker, and would go round for ever (docs/identity-graph.md, *Hand-overs
+    terminate*). Staying here is where following it would lead."""
+    inside = {s.profile_id, *s.merged_from}
+    for key in [k for k, (target, _) in s.moved.items() if target in inside]:
+        del s.moved[key]
 
 
 def _union_activity(*logs: list[list[Any]]) -> list[list[Any]]:

@@ -295,12 +295,15 @@ class ProfilesStage:
             self._adopt(forwards)
             return state, due(state, now, config, held) + pending_churn(state, now, config, held)
         if kind == "split":
-            if state is None:
-                return None, []
             # The kept part's state (None if nothing is left); every other part gets its
-            # partials through an ``adopt`` message.
+            # partials through an ``adopt`` message. A profile whose state has not arrived
+            # yet (its own adoption or hand-over is still in flight) is split all the same:
+            # the split's ``moved`` pointers must be there to send on what arrives later.
             kept, adoptions = split_state(
-                state, msg["parts"], msg.get("removed") or [], int(msg.get("seq") or 0)
+                state or new_state(pid, 0.0),
+                msg["parts"],
+                msg.get("removed") or [],
+                int(msg.get("seq") or 0),
             )
             self._adopt(adoptions)
             return kept, []
