@@ -176,7 +176,7 @@ def _resolve(
         if owner is None:
             have = counts.get(kind, 0)
             if have + 1 > rules.rule(kind).max_per_profile:
-                if not _newer_evidence(event.ts, nodes.values()) or not _contest_changes(
+                if not _newer_evidence(event, nodes.values()) or not _contest_changes(
                     event, [*nodes.values()], new_idents, None, ident, rules
                 ):
                     drop_reason[ident] = f"limit:{kind}"
@@ -195,7 +195,7 @@ def _resolve(
             reason = _refusal(node, counts, absorbed_total, nodes, new_idents, view_bans, rules)
             if reason is not None and reason.startswith("limit:"):
                 kind_at_limit = reason.partition(":")[2]
-                if _newer_evidence(event.ts, [*nodes.values(), node]) and _contest_changes(
+                if _newer_evidence(event, [*nodes.values(), node]) and _contest_changes(
                     event, [*nodes.values()], new_idents, node, ident, rules
                 ):
                     # Older evidence takes the slot (the split below decides who keeps
@@ -516,11 +516,16 @@ def _contest_changes(
     return {frozenset(g) for g in partition(combined, rules)} != expected
 
 
-def _newer_evidence(ts: float, nodes: Iterable[ProfileNode]) -> bool:
-    """True when ``nodes`` hold evidence younger than an event at ``ts``: the limit it hit
-    may have been filled by something that, in event-time order, came after it."""
-    return any(float(link[4]) > ts for node in nodes for link in node.links) or any(
-        float(origin[0]) > ts for node in nodes for origin in node.origins.values()
+def _newer_evidence(event: NormalizedEvent, nodes: Iterable[ProfileNode]) -> bool:
+    """True when ``nodes`` hold evidence younger than ``event``: the limit it hit may have
+    been filled by something that, in event-time order, came after it. Younger in the
+    order a split replays links, ``(ts, event_id)``: two events of the same instant are
+    ordered by id, or the first to arrive would keep a slot the replay gives the other."""
+    at = (event.ts, event.event_id)
+    return any((float(link[4]), str(link[3])) > at for node in nodes for link in node.links) or any(
+        (float(origin[0]), str(origin[1])) > at
+        for node in nodes
+        for origin in node.origins.values()
     )
 
 
