@@ -12,48 +12,18 @@ import gc
 import logging
 import tempfile
 import time
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from statistics import median
 from typing import Any
 
+from scv.bench.loopback import LoopBack
 from scv.connectors.demo import generate
 from scv.settings import Settings
 from scv.streams.dlq import LocalMsg
 from scv.streams.metrics import CACHE_LOOKUPS, cache_misses
-from scv.streams.output import Headers, OnOffset
 from scv.streams.worker import FullCollections, Pipeline
 from scv.topics import Topics
-
-
-class _LoopBack:
-    """A sink that keeps messages per topic (partitioned by key like the real one)."""
-
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self.by_topic: dict[str, list[LocalMsg]] = defaultdict(list)
-        self.count = 0
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None = None,
-        partition: int | None = None,
-        on_offset: OnOffset | None = None,
-    ) -> None:
-        self.count += 1
-        if partition is None:
-            partition = zlib.crc32(key or b"") % self.partitions
-        queue = self.by_topic[topic]
-        queue.append(LocalMsg(topic, value, key, partition, len(queue)))
-        if on_offset is not None:
-            on_offset(len(queue) - 1)
-
-    def take(self, topic: str) -> list[LocalMsg]:
-        return self.by_topic.pop(topic, [])
 
 
 def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> dict[str, Any]:
@@ -64,7 +34,7 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         stage_partitions=4,
     )
     topics = Topics(settings)
-    sink = _LoopBack(settings.stage_partitions)
+    sink = LoopBack(settings.stage_partitions)
     pipeline = Pipeline(settings, sink)
     for topic, tables in pipeline.tables_of.items():
         for p in range(tables[0].partitions):
@@ -85,7 +55,7 @@ def run_once(events: int, seed: int, batch: int, matching: bool, work: Path) -> 
         # One raw batch, then whatever it set off downstream (merge hand-overs and adoptions
         # go round the profiles stage until none is left).
         first: list[LocalMsg] | None = raw[start : start + batch]
-        while first or any(sink.by_topic.get(str(t)) for _, t in stages[1:]):
+        while first or sink.waiting(t for _, t in stages[1:] if t is not None):
             for stage, source in stages:
                 chunk = first if source is None else sink.take(source)
                 first = None if source is None else first
