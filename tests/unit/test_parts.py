@@ -465,3 +465,49 @@ def test_a_merge_decided_after_the_split_brings_moved_identifiers_back() -> None
     again, forwards = reroute(state, ProfileState.from_dict(bob.to_dict()), seq=7)
     assert forwards == [] and again.identifiers == {"email": [BOB[1]]}
     assert state.moved == {}
+
+
+# ---------------------------------------------------------------- hand-overs terminate
+
+
+def test_a_profile_forgets_pointers_to_a_profile_merged_into_it() -> None:
+    """The loop of issue 22: A split Bob's email off to B (decision 9); B was merged back
+    into A (decision 10) before B's adoption arrived. The adoption, forwarded to A by B's
+    marker, followed A's pointer back to B, which forwarded it to A, for ever. Absorbing B
+    (its state still empty) now drops A's pointers to B, so the adoption stays in A."""
+    a = new_state("pA", 0.0)
+    a.moved = {ident_key(BOB): ["pB", 9], ident_key(SHOP_PHONE): ["pC", 9]}
+    absorb(a, new_state("pB", 0.0))  # the hand-over of the merge at 10: nothing yet
+    assert a.moved == {ident_key(SHOP_PHONE): ["pC", 9]}, "a pointer to pB survived"
+
+    bob = new_state("pB", 0.0)
+    file_event(bob, BOB, ev("web", "login", 1.0, [BOB]), [BOB], 0.0, 60.0)
+    late = Adoption("pA", "pA", BOB_KEYS, dict(bob.parts), [], {}, 9)  # as forwarded
+    state, forwards = adopt(a, late)
+    assert forwards == [] and state.identifiers == {"email": [BOB[1]]}
+
+
+def test_pointers_brought_in_by_a_merge_to_a_profile_already_inside_are_dropped() -> None:
+    """A contains B (merged earlier); a profile A absorbs now carries a pointer to B (from
+    the split that created B): following it would come back to A through B's marker."""
+    a = new_state("pA", 0.0)
+    a.merged_from = ["pB"]
+    other = new_state("pX", 0.0)
+    other.moved = {ident_key(BOB): ["pB", 3], ident_key(ANN): ["pN", 3]}
+    absorb(a, other)
+    assert a.moved == {ident_key(ANN): ["pN", 3]}
+
+
+def test_forwards_carry_the_decision_of_the_split_that_routed_them() -> None:
+    """Two identifiers moved to the same part by different splits go on separately, each
+    with its own decision number, not with whichever partial came first."""
+    state = new_state("pA", 0.0)
+    state.moved = {ident_key(BOB): ["pN", 5], ident_key(ANN): ["pN", 8]}
+    incoming = new_state("pC", 0.0)
+    file(incoming, ev("web", "login", 1.0, [BOB], event_id="b"))
+    file(incoming, ev("web", "login", 2.0, [ANN], event_id="a"))
+    _, forwards = reroute(state, incoming, seq=4)
+    assert [(f.profile_id, f.seq, f.identifiers) for f in forwards] == [
+        ("pN", 5, [ident_key(BOB)]),
+        ("pN", 8, [ident_key(ANN)]),
+    ]
