@@ -24,7 +24,7 @@ from scv.broker import EmbeddedBroker, free_port
 from scv.connectors.demo import DemoEvent, generate
 from scv.connectors.truth import pairwise_scores
 from scv.kafka import producer_config
-from scv.runner import WorkerProcess, latest_by_key, read_topic, wait_drained
+from scv.runner import DrainTimeout, WorkerProcess, latest_by_key, read_topic, wait_drained
 from scv.settings import Settings
 from scv.topics import Topics, create_topics
 
@@ -139,7 +139,8 @@ def local_pipeline(
     processes; yields (settings, workers, work dir) and stops them all on exit.
 
     ``settings`` overrides worker settings; each worker gets its own state dir and web port,
-    and worker ``i`` the overrides ``per_worker[i]`` (e.g. the stages it runs).
+    and worker ``i`` the overrides ``per_worker[i]`` (e.g. the stages it runs). A drain that
+    gives up inside (:class:`~scv.runner.DrainTimeout`) names the workers' log files.
     """
     started = time.time()
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
@@ -166,7 +167,11 @@ def local_pipeline(
             stack.callback(procs[-1].stop)
         for proc in procs:
             proc.wait_ready(120)
-        yield base, procs, work
+        try:
+            yield base, procs, work
+        except DrainTimeout as exc:
+            exc.logs = [proc.log_path for proc in procs]
+            raise
 
 
 def run_pipeline(

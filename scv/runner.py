@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Self
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from scv.drain import DrainTimeout as DrainTimeout  # re-exported: what wait_drained raises
+from scv.drain import DrainWatch, Verdict
 from scv.kafka import client_config, consumer_config
 from scv.settings import Settings
 
@@ -186,39 +188,66 @@ def topic_sizes(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
         consumer.close()
 
 
-def group_lag(settings: Settings, topics: Iterable[str]) -> int:
-    """Messages on ``topics`` not yet committed by the worker group (``settings.app_id``)."""
+def partition_lags(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """Messages not yet committed by the worker group (``settings.app_id``), per (topic,
+    partition) of ``topics``."""
     consumer = Consumer(consumer_config(settings, settings.app_id, **{"enable.auto.commit": False}))
     try:
         ends = _end_offsets(consumer, topics)
         committed = consumer.committed([TopicPartition(t.topic, t.partition) for t in ends], 10)
-        lag = 0
-        for end, done in zip(ends, committed, strict=True):
-            lag += end.offset - max(done.offset, 0)
-        return lag
+        return {
+            (end.topic, end.partition): end.offset - max(done.offset, 0)
+            for end, done in zip(ends, committed, strict=True)
+        }
     finally:
         consumer.close()
 
 
-def wait_drained(
-    settings: Settings, topics: Iterable[str], timeout: float, settle: float = 2.0
-) -> float:
-    """Block until the group's lag on ``topics`` is zero for ``settle`` seconds; returns when.
+def group_lag(settings: Settings, topics: Iterable[str]) -> int:
+    """Messages on ``topics`` not yet committed by the worker group (``settings.app_id``)."""
+    return sum(partition_lags(settings, topics).values())
 
-    Zero lag once is not enough: a stage may be about to produce to the next topic.
+
+#: How long :func:`wait_drained` waits for the lag to reach a new lowest before it gives up.
+STALL_S = 60.0
+
+
+def wait_drained(
+    settings: Settings,
+    topics: Iterable[str],
+    timeout: float,
+    settle: float = 2.0,
+    *,
+    stall: float = STALL_S,
+    poll: float = 0.25,
+) -> float:
+    """Block until the group's lag on ``topics`` is zero for ``settle`` seconds; returns the
+    wall-clock time the lag reached zero.
+
+    Zero lag once is not enough: a stage may be about to produce to the next topic. Raises
+    :class:`~scv.drain.DrainTimeout` (a ``TimeoutError``) naming each topic still behind,
+    after ``stall`` seconds in which the lag (in total or on any one topic) got no lower than
+    before, or after ``timeout`` seconds in all (:class:`~scv.drain.DrainWatch` decides).
+    A lag reading the broker fails (a rebalancing group) is retried at the next poll.
     """
     topic_list = list(topics)
-    deadline = time.monotonic() + timeout
-    zero_since: float | None = None
-    while time.monotonic() < deadline:
-        if group_lag(settings, topic_list) == 0:
-            zero_since = zero_since or time.monotonic()
-            if time.monotonic() - zero_since >= settle:
-                return time.time() - settle
+    watch = DrainWatch(
+        topic_list, settle=settle, stall=stall, timeout=timeout, start=time.monotonic()
+    )
+    while True:
+        try:
+            lags = partition_lags(settings, topic_list)
+        except KafkaException as exc:
+            now = time.monotonic()
+            verdict = watch.failed(now, str(exc))
         else:
-            zero_since = None
-        time.sleep(0.25)
-    raise TimeoutError(f"pipeline not drained after {timeout}s")
+            now = time.monotonic()
+            verdict = watch.observe(now, lags)
+        if verdict is Verdict.DRAINED:
+            return time.time() - (now - (watch.zero_since or now))
+        if verdict is not Verdict.WAITING:
+            raise watch.exception(now)
+        time.sleep(poll)
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from scv.kafka import producer_config
-from scv.runner import Subprocess, group_lag, memory_mb, settings_env
+from scv.runner import Subprocess, memory_mb, settings_env, wait_drained
 from scv.settings import Settings
 from scv.topics import TopicSpec, create_topics
 
@@ -198,12 +198,8 @@ def run_baseline(
 def _wait_lag_zero(settings: Settings, topic: str, timeout: float) -> float:
     """Wall-clock time at which the group's committed lag on ``topic`` was first seen at zero.
 
-    Unlike :func:`scv.runner.wait_drained` there is no settle time: nothing downstream can
-    add work, so the first zero is the end.
+    :func:`scv.runner.wait_drained` without a settle time: nothing downstream can add work,
+    so the first zero is the end. It gives up (``DrainTimeout``) when the lag stops going
+    down, or after ``timeout``.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if group_lag(settings, [topic]) == 0:
-            return time.time()
-        time.sleep(0.1)
-    raise TimeoutError(f"{topic}: committed offsets not at the end after {timeout}s")
+    return wait_drained(settings, [topic], timeout, settle=0.0, poll=0.1)

@@ -17,7 +17,14 @@ import orjson
 from confluent_kafka import Producer
 
 from scv.kafka import producer_config
-from scv.runner import Record, WorkerProcess, latest_by_key, read_topic, wait_drained
+from scv.runner import (
+    DrainTimeout,
+    Record,
+    WorkerProcess,
+    latest_by_key,
+    read_topic,
+    wait_drained,
+)
 from scv.settings import Settings
 from scv.topics import Topics
 
@@ -48,9 +55,17 @@ class Pipeline:
         assert self._producer.flush(10) == 0
 
     # --- the activation side -----------------------------------------------------------
-    def drain(self, timeout: float = 60.0) -> None:
-        """Until every stage has consumed and committed everything (and nothing follows)."""
-        wait_drained(self.settings, self.topics.dead_lettered, timeout, settle=1.0)
+    def drain(self, timeout: float = 60.0, stall: float = 30.0) -> None:
+        """Until every stage has consumed and committed everything (and nothing follows).
+
+        Fails (``DrainTimeout``, with the worker's log) once the lag has not gone down for
+        ``stall`` seconds, or after ``timeout``.
+        """
+        try:
+            wait_drained(self.settings, self.topics.dead_lettered, timeout, settle=1.0, stall=stall)
+        except DrainTimeout as exc:
+            exc.add_note(f"worker log:\n{self.worker.tail()}")
+            raise
 
     def wait_for(self, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
         """Poll ``probe`` until it returns something; for outcomes that must appear."""
