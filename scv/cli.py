@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from scv.connectors.febrl import DATASETS
+from scv.drain import DrainTimeout
 from scv.settings import Settings, get_settings
 
 
@@ -638,13 +640,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each bad ``SCV_*`` variable and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = err.get("loc") or ()
+        if not loc:  # a rule between settings: the message names them
+            parts.append(msg)
+            continue
+        field = Settings.model_fields.get(str(loc[0]))
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "********" if secret else repr(err["input"])
+        parts.append(f"SCV_{str(loc[0]).upper()}={shown}: {msg}")
+    return "bad setting: " + "; ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "worker":
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except DrainTimeout as exc:
+        # `scv demo` and the benches wait for the pipeline to drain; when it stops draining
+        # the message names the topics still behind (docs/operations.md, "When a drain
+        # gives up").
+        command = " ".join(filter(None, [args.command, getattr(args, "bench", None)]))
+        print(f"scv {command}: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # a bad SCV_* value: one line at start-up, no traceback
+        if exc.title != Settings.__name__:
+            raise
+        print(f"scv {args.command}: {settings_error(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

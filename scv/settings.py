@@ -127,6 +127,21 @@ class Settings(BaseSettings):
         description="Longest time between two full garbage collections; they also run when "
         "the worker is idle (see docs/performance.md).",
     )
+    handover_storm_count: int = Field(
+        50,
+        ge=1,
+        description="Hand-overs (absorb, adopt) one profile may receive within "
+        "SCV_HANDOVER_STORM_WINDOW_S; more is a storm (a hand-over loop, or a giant merge): "
+        "logged with the profile ids, counted in scv_handover_storms_total and recorded on "
+        "audit.v1, once per profile and window, and every message is still applied. In the "
+        "20k- and 60k-event demo no profile received more than 4 in the whole run, so the "
+        "default leaves a wide margin; a loop passes it within seconds.",
+    )
+    handover_storm_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="The sliding window of SCV_HANDOVER_STORM_COUNT, in seconds.",
+    )
     log_level: str = Field("info", description="Worker log level.")
     api_token: SecretStr | None = Field(
         None,

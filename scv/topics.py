@@ -40,7 +40,8 @@ PROFILES = "profiles.v1"
 MERGES = "profiles.merges.v1"
 ACTIONS = "actions.v1"
 REVIEW = "identity.review.v1"
-#: Privacy audit trail (erasures, input dropped by the suppression list): no personal data.
+#: Audit trail (erasures, input dropped by the suppression list, hand-over storms): no
+#: personal data.
 AUDIT = "audit.v1"
 #: The stages' state tables; True when partitioned like ``profiles.events.v1`` (the graph
 #: tables follow the single-partition resolver input).

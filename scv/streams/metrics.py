@@ -64,6 +64,12 @@ DUPLICATES = Counter(
     "Messages a stage had already applied (repeats after an upstream crash), skipped.",
     ["stage"],
 )
+HANDOVER_STORMS = Counter(
+    "scv_handover_storms_total",
+    "Profiles handed over (absorb, adopt) more than SCV_HANDOVER_STORM_COUNT times within "
+    "SCV_HANDOVER_STORM_WINDOW_S: a hand-over loop, or a giant merge. Once per profile and "
+    "window; the worker's log and audit.v1 name the profiles.",
+)
 ERASURES = Counter("scv_erasures_total", "Erase commands carried out, per stage.", ["stage"])
 SUPPRESSED_INPUT = Counter(
     "scv_suppressed_input_total",

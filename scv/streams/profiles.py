@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from scv.domain.handovers import HandoverWatch, Storm
 from scv.domain.model import Action, NormalizedEvent, parse_ident
 from scv.domain.parts import (
     Adoption,
@@ -188,6 +189,11 @@ class ProfilesStage:
         #: the batch's actions and suppressed actions, counted once per label at its end
         self._fired: list[tuple[str]] = []
         self._suppressed: list[Suppressed] = []
+        #: hand-overs received per profile, to report a loop (scv.domain.handovers)
+        self.handovers = HandoverWatch(
+            settings.handover_storm_count, settings.handover_storm_window_s
+        )
+        self._storms = 0  # the batch's storms, counted once at its end
         self._dues: dict[int, DueIndex] = {}
         self._purge: set[bytes] = set()
         #: per partition: what it sent to its actions.v1 partition (scv.streams.commit)
@@ -215,6 +221,9 @@ class ProfilesStage:
             pairs = [(s.type, s.reason) for s in self._suppressed]
             metrics.count_labels(metrics.SUPPRESSED, pairs)
             self._suppressed.clear()
+        if self._storms:
+            metrics.HANDOVER_STORMS.inc(self._storms)
+            self._storms = 0
 
     def check_due(self, now: float | None = None) -> int:
         """Apply a tick to every local profile whose cart is past its window; how many."""
@@ -336,7 +345,11 @@ class ProfilesStage:
             msg = orjson.loads(meta.value() or b"")
             pid = msg["profile_id"]
             key = pid.encode()
-            self._step_message(key, pid, msg, work.load(key, partition), work, now)
+            slot = work.load(key, partition)
+            kind = msg.get("kind")
+            if kind == "absorb" or kind == "adopt":  # not in _step_message: _rebuild replays it
+                self._handover(pid, msg, slot, now)
+            self._step_message(key, pid, msg, slot, work, now)
         except Exception as exc:  # one bad message must not stop the partition
             log_failure(log, meta, "profile step", exc)
             if key in work.partitions:
@@ -344,6 +357,45 @@ class ProfilesStage:
             send_to_dlq(self.out, meta, failure_reason("profile_step", exc), self.name)
             return
         work.applied.setdefault(key, []).append(meta)
+
+    def _handover(self, pid: str, msg: dict[str, Any], slot: Slot, now: float) -> None:
+        """Count a hand-over ``pid`` received (applied, or forwarded to its survivor).
+
+        A storm is logged, counted and audited; the message is applied all the same: a
+        false alarm must not cost data, and a loop is a bug to find, not traffic to drop.
+        """
+        peer = msg.get("absorbed") if msg["kind"] == "absorb" else msg.get("origin")
+        storm = self.handovers.note(pid, (peer, slot if isinstance(slot, str) else None), now)
+        if storm is not None:
+            self._storm(storm, msg["kind"])
+
+    def _storm(self, storm: Storm, kind: str) -> None:
+        """Report a hand-over storm: profile ids and counts only, never identifiers."""
+        self._storms += 1
+        log.warning(
+            "hand-over storm: profile %s received %d hand-overs in %.1f s (more than %d within "
+            "%.0f s; last: %s), peers %s; still applied. A hand-over loop? (docs/operations.md)",
+            storm.profile_id,
+            storm.count,
+            storm.at - storm.since,
+            storm.bound,
+            storm.window_s,
+            kind,
+            ", ".join(storm.peers) or "none",
+        )
+        record = {
+            "kind": "handover_storm",
+            "stage": self.name,
+            "processed_at": time.time(),
+            "profile_id": storm.profile_id,
+            "message_kind": kind,
+            "peers": list(storm.peers),
+            "counts": {"handovers": storm.count},
+            "since": storm.since,
+            "bound": storm.bound,
+            "window_s": storm.window_s,
+        }
+        self.out.send(self.topics.audit, storm.profile_id.encode(), orjson.dumps(record))
 
     def _rebuild(self, key: bytes, work: _Batch, now: float) -> None:
         """Undo a failed step: the last written state plus the batch's earlier messages."""

@@ -1,6 +1,9 @@
 """A real Prometheus server scrapes a running worker, evaluates the alert rules and answers
 every query of the Grafana dashboard.
 
+The worker runs with a hand-over storm bound of 1 (``SCV_HANDOVER_STORM_COUNT``), so that one
+profile absorbing two others makes ``ScvHandoverStorm`` fire.
+
 Needs the ``prometheus`` binary from Debian's package, which ``make test`` installs (``make
 tools``); without it the test fails and says how to get it. The exposition itself is also
 parsed without a server in test_operations.py.
@@ -19,16 +22,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from pipeline import Pipeline, now_iso, uid
 
 from scv.broker import free_port
+from scv.runner import read_topic
 
 PROMETHEUS = shutil.which("prometheus")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 pytestmark = [pytest.mark.integration]
+
+#: A profile that receives a second hand-over within the window is a storm.
+WORKER_SETTINGS = {"handover_storm_count": 1}
 
 
 class Server:
@@ -110,23 +118,64 @@ def test_prometheus_scrapes_the_worker_and_sees_events(
     assert (prometheus.value("sum(scv_consumer_lag_messages)") or 0) >= 0
 
 
-def test_alert_rules_load_and_evaluate(prometheus: Server) -> None:
-    def groups() -> list[dict[str, Any]]:
-        return list(prometheus.api("rules")["groups"])
+def alert_rules(prometheus: Server) -> dict[str, dict[str, Any]]:
+    """The loaded alert rules by name, with their health and state."""
+    [group] = prometheus.api("rules")["groups"]
+    return {r["name"]: r for r in group["rules"]}
 
+
+def test_alert_rules_load_and_evaluate(prometheus: Server) -> None:
     deadline = time.monotonic() + 15
     while not all(
-        r.get("lastEvaluation", "").startswith("2") for g in groups() for r in g["rules"]
+        r.get("lastEvaluation", "").startswith("2") for r in alert_rules(prometheus).values()
     ):
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    [group] = groups()
-    rules = {r["name"]: r for r in group["rules"]}
-    assert len(rules) == 7
+    rules = alert_rules(prometheus)
+    assert len(rules) == 8
     assert {name: r["health"] for name, r in rules.items()} == dict.fromkeys(rules, "ok")
     # the worker holds the resolver partition and runs every stage: neither alert may fire
     assert rules["ScvNoResolver"]["state"] == "inactive"
     assert rules["ScvStageUnread"]["state"] == "inactive"
+    # separate profiles, no merge yet: nothing handed over, even with a bound of 1
+    assert rules["ScvHandoverStorm"]["state"] == "inactive"
+
+
+def test_a_handover_storm_fires_its_alert(pipeline: Pipeline, prometheus: Server) -> None:
+    """Three visitors, then one email ties them together: the oldest profile absorbs two
+    others, its second hand-over passes the bound of 1, and the rule fires."""
+    email = f"{uid('ann')}@acme-corp.co.uk"
+    cookies = [uid("ck") for _ in range(3)]
+    events = [
+        {"anonymous_id": cookies[0], "email": email},
+        {"anonymous_id": cookies[1]},
+        {"anonymous_id": cookies[2]},
+        {"anonymous_id": cookies[1], "email": email},
+        {"anonymous_id": cookies[2], "email": email},
+    ]
+    for i, fields in enumerate(events):
+        event = {"event_id": uid("web"), "timestamp": now_iso(i - 10), "type": "page_view"}
+        pipeline.send("web", event | {"session_id": uid("s")} | fields, key=email.encode())
+
+    def firing() -> dict[str, Any] | None:
+        rule = alert_rules(prometheus)["ScvHandoverStorm"]
+        return rule if rule["state"] == "firing" else None
+
+    rule = pipeline.wait_for(firing, 30)
+    [alert] = rule["alerts"]
+    assert alert["labels"]["alertname"] == "ScvHandoverStorm"
+    survivor = pipeline.profile_with("email", email)
+    assert survivor is not None
+    pid = survivor["profile_id"]
+    # the audit record and the warning name the profiles, never the email
+    records = read_topic(pipeline.settings, pipeline.topics.audit)
+    audit = [orjson.loads(r.value or b"") for r in records]
+    [record] = [r for r in audit if r["kind"] == "handover_storm"]
+    assert record["profile_id"] == pid and len(record["peers"]) == 2
+    assert set(survivor["merged_from"]) == set(record["peers"])
+    log = pipeline.worker.log_path.read_text()
+    [line] = [x for x in log.splitlines() if "hand-over storm" in x]
+    assert pid in line and email not in line and not any(c in line for c in cookies)
 
 
 def test_every_dashboard_query_is_valid_promql(prometheus: Server) -> None:

@@ -101,3 +101,36 @@ def test_config_masks_every_secret(
     out = capsys.readouterr().out
     assert all(name in out for name in secrets)
     assert [v for v in secrets.values() if v in out] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "function", "prefix"),
+    [
+        (["demo", "--events", "10"], "scv.demo", "run_demo", "scv demo: "),
+        (["bench", "memory"], "scv.bench.memory", "run_memory", "scv bench memory: "),
+    ],
+)
+def test_a_drain_that_gives_up_is_one_line_on_stderr_and_exit_1(
+    argv: list[str],
+    module: str,
+    function: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib
+
+    from scv.drain import DrainTimeout
+
+    message = "not drained: no progress for 60 s (after 75 s): profiles.events.v1 lag 412"
+
+    def stuck(*args: object, **kwargs: object) -> None:
+        exc = DrainTimeout(message, {"profiles.events.v1": 412})
+        exc.logs = [Path("/tmp/scv-demo-x/worker0.log")]
+        raise exc
+
+    monkeypatch.setattr(importlib.import_module(module), function, stuck)
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"{prefix}{message}; worker log: /tmp/scv-demo-x/worker0.log\n"
