@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The suppression key a local setup uses when ``SCV_SUPPRESSION_KEY`` is unset (the worker
@@ -172,16 +172,86 @@ class Settings(BaseSettings):
         None, description="Fellegi-Sunter model file for matching; the demo-trained one if unset."
     )
     cart_window_s: float = Field(
-        1800.0, description="Seconds a cart may stay without an order before abandoned_cart."
+        1800.0,
+        ge=0,
+        description="Seconds a cart may stay without an order before abandoned_cart, counted "
+        "from when the worker saw its last change (docs/actions.md).",
     )
     cart_check_interval_s: float = Field(1.0, description="How often due carts are checked.")
+    cart_max_lag_s: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="No abandoned_cart for a cart whose last change happened (event time) more "
+        "than this many seconds before the reminder would go out: a replay or backfill of old "
+        "traffic is suppressed as stale. 0 = no bound; else above SCV_CART_WINDOW_S.",
+    )
     action_cooldown_s: float = Field(
-        86400.0, description="Minimum seconds between two actions of one type for one profile."
+        86400.0,
+        ge=0,
+        description="Minimum seconds between two actions of one type for one profile "
+        "(processing time); a blocked action is suppressed as cooldown.",
+    )
+    churn_visit_types: str = Field(
+        "page_view,product_view,cart_add,login",
+        description="The raw.web.v1 event types that count as a visit for churn_save (comma "
+        "separated): after a cancellation call, the next such visit gets the onsite offer.",
+    )
+    churn_visit_grace_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long (processing time) after the worker saw a visit an onsite offer "
+        "may still be made in it, when the call, a consent grant or the merge that joins call "
+        "and visit is processed later; after that the offer waits for the next visit.",
+    )
+    churn_visit_max_lag_s: float = Field(
+        1800.0,
+        ge=0,
+        description="No churn_save for a visit that happened (event time) more than this many "
+        "seconds before now: the person is no longer on the site (a replay or backfill), "
+        "suppressed as stale; the cancellation flag waits for the next visit. 0 = no bound; "
+        "else at least SCV_CHURN_VISIT_GRACE_S.",
+    )
+    churn_max_age_s: float = Field(
+        30 * 86400.0,
+        ge=0,
+        description="How long (event time) a cancellation call waits for a visit: a visit "
+        "later than this after the call clears the flag, suppressed as expired. 0 = no limit.",
     )
 
     # --- Embedded broker -----------------------------------------------------------------
     broker_host: str = Field("127.0.0.1", description="Embedded tansu listen host.")
     broker_port: int = Field(9092, description="Embedded tansu port (0 picks a free one).")
+
+    @field_validator("churn_visit_types")
+    @classmethod
+    def _known_web_types(cls, value: str) -> str:
+        from scv.schemas import load_schema  # the web schema's type list is the contract
+
+        known = load_schema("raw.web.v1")["properties"]["type"]["enum"]
+        types = [t.strip() for t in value.split(",")]
+        if not all(types):
+            raise ValueError("a comma-separated list of raw.web.v1 event types, none empty")
+        unknown = sorted(set(types) - set(known))
+        if unknown:
+            raise ValueError(f"not raw.web.v1 event types: {', '.join(unknown)}")
+        return ",".join(types)
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Settings:
+        if 0 < self.cart_max_lag_s <= self.cart_window_s:
+            raise ValueError(
+                "SCV_CART_MAX_LAG_S must be 0 or above SCV_CART_WINDOW_S: every reminder "
+                "would be stale"
+            )
+        if 0 < self.churn_visit_max_lag_s < self.churn_visit_grace_s:
+            raise ValueError(
+                "SCV_CHURN_VISIT_MAX_LAG_S must be 0 or at least SCV_CHURN_VISIT_GRACE_S"
+            )
+        return self
+
+    def visit_types(self) -> frozenset[str]:
+        """``SCV_CHURN_VISIT_TYPES`` as a set."""
+        return frozenset(self.churn_visit_types.split(","))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

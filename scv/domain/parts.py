@@ -22,6 +22,7 @@ from typing import Any
 
 from scv.domain.model import Identifier, NormalizedEvent, ident_key, parse_ident
 from scv.domain.profile import (
+    VISIT_TYPES,
     ProfileState,
     absorb,
     apply_consent,
@@ -38,17 +39,18 @@ def file_event(
     accepted: list[Identifier],
     now: float,
     cart_window_s: float,
+    visit_types: frozenset[str] = VISIT_TYPES,
 ) -> None:
     """Fold ``event`` into the aggregate state and into its anchor's partial state (which
     also keeps it in its activity list)."""
-    apply_event(state, event, accepted, now, cart_window_s)
+    apply_event(state, event, accepted, now, cart_window_s, visit_types)
     if anchor is None:
         return
     key = ident_key(anchor)
     part = state.parts.get(key)
     if part is None:
         part = state.parts[key] = new_state(state.profile_id, event.ts)
-    apply_event(part, event, accepted, now, cart_window_s)
+    apply_event(part, event, accepted, now, cart_window_s, visit_types)
     note_activity(part, event)
 
 

@@ -294,6 +294,7 @@ def apply_event(
     accepted: list[Identifier],
     now: float,
     cart_window_s: float,
+    visit_types: frozenset[str] = VISIT_TYPES,
 ) -> None:
     """Fold one resolved event into ``state`` in place.
 
@@ -301,6 +302,8 @@ def apply_event(
     of the event's identifiers, so ``event.identifiers`` is not used). ``now`` is processing
     wall-clock: a cart's ``due_at`` is ``now + cart_window_s`` so a backfill of old events
     still gives the matching order (usually a few records later) its chance to close the cart.
+    ``visit_types`` are the web event types kept as the latest visit (``SCV_CHURN_VISIT_TYPES``
+    in the stage; :data:`VISIT_TYPES` by default).
     """
     ts = event.ts
     source = event.source
@@ -338,7 +341,7 @@ def apply_event(
             _set_consent(state, purpose, bool(granted), ts, source)
 
     if source == "web":
-        if etype in VISIT_TYPES:
+        if etype in visit_types:
             lv = state.last_visit
             event_id = event.event_id
             # (ts, event_id, now) against the first three fields of _visit_key(lv), without
@@ -359,7 +362,9 @@ def apply_event(
         if etype in _CART_TYPES:
             cart = event.payload.get("cart")
             if isinstance(cart, dict):
-                _apply_cart(state, cart, ts, now + cart_window_s, event.event_id)
+                product = event.payload.get("product")
+                added = 1 if etype == "cart_add" else -1
+                _apply_cart(state, cart, ts, now + cart_window_s, event.event_id, product, added)
     elif source == "transactions":
         if etype == "order":
             _apply_order(state, event.payload, ts)
@@ -517,8 +522,19 @@ def _closed_by_orders(cart_id: str, updated_ts: float, orders: dict[str, Any]) -
 
 
 def _apply_cart(
-    state: ProfileState, cart: dict[str, Any], ts: float, due_at: float, event_id: str
+    state: ProfileState,
+    cart: dict[str, Any],
+    ts: float,
+    due_at: float,
+    event_id: str,
+    product: Any = None,
+    added: int = 1,
 ) -> None:
+    """One cart event. With ``items`` the event states the whole content; without them (the
+    schema makes ``items`` optional) it states a change: ``product`` is the line added
+    (``added`` 1, ``cart_add``: the cart is open) or removed (-1, ``cart_remove``: open while
+    a known line is left), applied to the lines known so far; the cart is then marked
+    ``"complete": False`` unless those lines are the whole content (docs/actions.md)."""
     cart_id = cart.get("cart_id")
     if not cart_id:
         return
@@ -526,8 +542,18 @@ def _apply_cart(
     current = state.carts.get(cart_id)
     if current is not None and ts < current["updated_ts"]:
         return  # a late event must not resurrect an older content of the cart
-    items = cart.get("items") or []
-    status = OPEN if items else EMPTIED
+    listed = cart.get("items")
+    complete = True
+    if isinstance(listed, list):
+        items: list[Any] = listed
+        status = OPEN if items else EMPTIED
+    else:
+        if current is not None and (current["event_id"], current["updated_ts"]) == (event_id, ts):
+            return  # the same change again (a redelivered event): its line is counted
+        items, complete = _changed_lines(current, product, added)
+        # An addition opens the cart whatever was known of it; a removal that leaves no
+        # known line empties it (a reminder for nothing known is worse than none).
+        status = OPEN if added > 0 or items else EMPTIED
     # A cart an order named stays closed (a cart id is one checkout, and web and shop clocks
     # disagree by seconds); a cart covered only by time reopens when changed after the order.
     if status == OPEN and _closed_by_orders(cart_id, ts, state.orders):
@@ -540,8 +566,48 @@ def _apply_cart(
         "status": status,
         "event_id": event_id,  # the abandoned_cart action's trigger_event_id
     }
+    if not complete:  # only lines some events named are known (absent: the whole content)
+        state.carts[cart_id]["complete"] = False
     if current is None and len(state.carts) > CLOSED_CARTS_CAP:
         _prune_carts(state.carts)
+
+
+def _changed_lines(
+    current: dict[str, Any] | None, product: Any, added: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The cart's known lines after a change that names one product (no ``items``), and
+    whether they are the whole content.
+
+    The lines start from the cart's current version unless an order closed it (a cart id
+    reused after the checkout starts over). They are the whole content only if that version
+    was and the change names its product: a cart first seen through such a change may hold
+    lines no event named.
+    """
+    base: list[Any] = []
+    complete = False
+    if current is not None and current["status"] != ORDERED:
+        base = current.get("items") or []
+        complete = current.get("complete", True) is not False
+    lines = [dict(i) for i in base if isinstance(i, dict)]
+    sku = product.get("sku") if isinstance(product, dict) else None
+    if not sku:
+        return lines, False  # something changed, nobody said what
+    line = next((i for i in lines if i.get("sku") == sku), None)
+    if added > 0:
+        if line is None:
+            line = {"sku": sku, "qty": 0}
+            lines.append(line)
+        line["qty"] = int(_to_float(line.get("qty"))) + added
+        for name in ("name", "price"):
+            if name not in line and product.get(name) is not None:
+                line[name] = product[name]
+    elif line is not None:
+        line["qty"] = int(_to_float(line.get("qty"))) + added
+        if line["qty"] <= 0:
+            lines.remove(line)
+    else:
+        complete = False  # a line nobody listed left: the known lines were not all of it
+    return lines, complete
 
 
 def _prune_carts(carts: dict[str, dict[str, Any]]) -> None:

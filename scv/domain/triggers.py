@@ -1,5 +1,5 @@
-"""Action triggers: abandoned cart and churn save, behind one gate (idempotency, objection,
-consent, cooldown).
+"""Action triggers: abandoned cart and churn save, behind one gate (idempotency, staleness,
+objection, consent, cooldown). The rules in prose: docs/actions.md.
 
 Pure logic, no Faust. The profiles stage calls :func:`on_event` after
 :func:`scv.domain.profile.apply_event` and :func:`due` from its timer (at
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import Action, NormalizedEvent
-from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, ProfileState, objected
+from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, VISIT_TYPES, ProfileState, objected
 
 ABANDONED_CART = "abandoned_cart"
 CHURN_SAVE = "churn_save"
@@ -31,23 +31,36 @@ OBJECTED = "objected"  # the person objected (GDPR Art. 21): nothing fires, cons
 COOLDOWN = "cooldown"  # another action of this type too recently
 NO_CHANNEL = "no_channel"  # abandoned cart on a profile with neither email nor phone
 EXPIRED = "expired"  # churn flag older than churn_max_age_s
+STALE = "stale"  # its event happened too long before now (a replay or backfill of old traffic)
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerConfig:
-    """Trigger policy.
+    """Trigger policy (the stage builds it from ``SCV_*`` settings; docs/actions.md).
 
     ``churn_max_age_s`` bounds how long a cancellation intent waits for a web visit: an
     offer months after the call is noise, and an unbounded flag would never be cleared for
     people who never come back (None disables the limit). ``churn_visit_grace_s`` is how long
     (processing time) a visit stays fresh enough for an onsite offer when the cancellation
     call, a consent grant or the merge that joins call and visit is processed after it.
+    ``visit_types`` are the web event types that count as a visit (the stage passes them to
+    ``apply_event``, which keeps the latest one).
+
+    The two lags judge in *event time* against the processing clock, so that a replay or
+    backfill of old traffic does not act today on what happened long ago:
+    ``churn_visit_max_lag_s`` is how old a visit may be for an onsite offer (the person must
+    still be on the site) and ``cart_max_lag_s`` how old a cart's last change may be for a
+    reminder. Both default to None (no bound) here, for tests on synthetic times; the
+    settings carry the real defaults.
     """
 
     cooldown_s: float = 86400.0
     require_consent_purpose: str = "marketing"
     churn_max_age_s: float | None = 30 * 86400.0
     churn_visit_grace_s: float = 300.0
+    churn_visit_max_lag_s: float | None = None
+    cart_max_lag_s: float | None = None
+    visit_types: frozenset[str] = VISIT_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +92,13 @@ def _gate(
     now: float,
     cfg: TriggerConfig,
     suppressed: list[Suppressed] | None,
+    stale: bool = False,
 ) -> str | None:
     """The reason to suppress an action, or None if it may fire (checked in this order)."""
     if aid in state.fired:
         reason = DUPLICATE
+    elif stale:
+        reason = STALE
     elif objected(state):
         reason = OBJECTED
     elif not has_consent(state, cfg.require_consent_purpose):
@@ -119,7 +135,8 @@ def on_event(
     blocks it the flag is *kept*, so a later visit (after the person grants marketing, or
     after the cooldown) can still save them; a duplicate (this call's offer was already made,
     e.g. before a merge or on a redelivered call event) clears it, because the intent has
-    been handled.
+    been handled. A visit too old in event time (``churn_visit_max_lag_s``: a replay) keeps it
+    too: the flag waits for the person's next visit.
     """
     if state.churn is None:
         return []
@@ -148,7 +165,11 @@ def pending_churn(
         if suppressed is not None:
             suppressed.append(Suppressed(aid, CHURN_SAVE, EXPIRED, call_id))
         return []
-    reason = _gate(state, CHURN_SAVE, aid, call_id, now, cfg, suppressed)
+    # Event time: a visit replayed months later is no session to make an offer in. The flag
+    # stays for the person's next visit (the maximum age still applies to it).
+    lag = cfg.churn_visit_max_lag_s
+    stale = lag is not None and now - float(visit["ts"]) > lag
+    reason = _gate(state, CHURN_SAVE, aid, call_id, now, cfg, suppressed, stale)
     if reason == DUPLICATE:
         state.churn = None
     if reason is not None:
@@ -194,11 +215,12 @@ def due(
     """Abandoned-cart actions for open carts whose ``due_at`` has passed.
 
     Every due cart becomes ``abandoned`` whether or not an action is emitted, so it is
-    decided exactly once: a reminder that consent, cooldown or a missing channel blocked is
-    not retried later (a stale reminder is worse than none). The channel is email if the
-    profile has an email identifier, else sms if it has a phone; the address itself is not
-    in the payload — the activation service looks it up by profile id, which keeps personal
-    data off ``actions.v1``.
+    decided exactly once: a reminder that consent, cooldown, a missing channel or the cart's
+    age (``cart_max_lag_s``, event time) blocked is not retried later (a stale reminder is
+    worse than none). The channel is email if the profile has an email identifier, else sms
+    if it has a phone; the address itself is not in the payload — the activation service
+    looks it up by profile id, which keeps personal data off ``actions.v1``. A cart whose
+    events listed no ``items`` carries the lines they named (``items_complete`` false).
     """
     actions: list[Action] = []
     due_carts = sorted(
@@ -211,7 +233,9 @@ def due(
         cart["status"] = ABANDONED
         cart["due_at"] = None
         aid = action_id(ABANDONED_CART, cart_id)
-        if _gate(state, ABANDONED_CART, aid, cart_id, now, cfg, suppressed) is not None:
+        lag = cfg.cart_max_lag_s
+        stale = lag is not None and now - float(cart["updated_ts"]) > lag
+        if _gate(state, ABANDONED_CART, aid, cart_id, now, cfg, suppressed, stale) is not None:
             continue
         if state.identifiers.get("email"):
             channel = "email"
@@ -234,6 +258,7 @@ def due(
                     "items": [dict(i) if isinstance(i, dict) else i for i in items],
                     "currency": cart.get("currency"),
                     "value": _cart_value(items),
+                    "items_complete": cart.get("complete", True) is not False,
                 },
                 trigger_event_id=str(cart.get("event_id") or ""),
                 event_ts=float(cart["updated_ts"]),
@@ -252,6 +277,7 @@ __all__ = [
     "NO_CHANNEL",
     "NO_CONSENT",
     "OBJECTED",
+    "STALE",
     "Suppressed",
     "TriggerConfig",
     "action_id",

@@ -161,6 +161,18 @@ class _Muted:
         return None
 
 
+def trigger_config(settings: Settings) -> TriggerConfig:
+    """The action rules of ``settings`` for the pure triggers (0 there means no bound)."""
+    return TriggerConfig(
+        cooldown_s=settings.action_cooldown_s,
+        churn_max_age_s=settings.churn_max_age_s or None,
+        churn_visit_grace_s=settings.churn_visit_grace_s,
+        churn_visit_max_lag_s=settings.churn_visit_max_lag_s or None,
+        cart_max_lag_s=settings.cart_max_lag_s or None,
+        visit_types=settings.visit_types(),
+    )
+
+
 def _tick(key: bytes) -> bytes:
     """A due-cart check, as the message a profile's partition would get."""
     return orjson.dumps({"kind": "tick", "profile_id": key.decode()})
@@ -178,7 +190,7 @@ class ProfilesStage:
         self.origin = OriginSink(out, [self.topics.profile_events])
         self.out: Sink = self.origin
         self.inputs = [self.topics.profile_events]
-        self.trigger_config = TriggerConfig(cooldown_s=settings.action_cooldown_s)
+        self.trigger_config = trigger_config(settings)
         self.cart_window_s = settings.cart_window_s
         self._events = self.topics.profile_events
         self._profiles = self.topics.profiles
@@ -279,7 +291,8 @@ class ProfilesStage:
             state = state or new_state(pid, event.ts)
             accepted = [parse_ident(k) for k in msg.get("accepted", [])]
             anchor = parse_ident(msg["anchor"]) if msg.get("anchor") else None
-            file_event(state, anchor, event, accepted, now, self.cart_window_s)
+            visits = config.visit_types
+            file_event(state, anchor, event, accepted, now, self.cart_window_s, visits)
             seq = int(msg.get("seq") or 0)
             if "identifiers" in msg and seq >= state.ids_seq:  # the resolver's list wins
                 state.identifiers = identifiers_by_type(msg["identifiers"])

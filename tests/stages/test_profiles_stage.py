@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from prometheus_client import REGISTRY
 from stagekit import Msg, Outbox, feed, load_examples
 
 from scv.domain.model import NormalizedEvent, ident_key
 from scv.domain.normalize import normalize
 from scv.domain.profile import ProfileState, snapshot
-from scv.domain.triggers import ABANDONED_CART, action_id
+from scv.domain.triggers import ABANDONED_CART, CHURN_SAVE, action_id
 from scv.streams.worker import Pipeline
 from scv.topics import Topics
 
@@ -23,9 +24,11 @@ A, B = "p_survivor", "p_absorbed"
 #: The ``make_pipeline`` fixture (conftest): a pipeline with other settings.
 MakePipeline = Callable[..., Pipeline]
 
+#: Live traffic: a cart changed a minute ago. (A cart from 2024 is a replay of old traffic,
+#: suppressed as stale: see test_replayed_old_cart_is_stale_and_counted.)
 CART_ADD: dict[str, Any] = {
     "event_id": "web-cart",
-    "timestamp": "2024-05-01T09:02:00Z",
+    "timestamp": time.time() - 60,
     "type": "cart_add",
     "anonymous_id": "ck-b",
     "session_id": "sess-b",
@@ -344,3 +347,119 @@ def test_split_rebuilds_the_kept_part_and_hands_the_rest_over(
     snapshots = {m.key: m.json() for m in sent[before:] if m.topic == topics.profiles}
     assert snapshots[A.encode()]["event_count"] == 1
     assert snapshots[B.encode()]["traits"]["first_name"] == "Eve"
+
+
+def test_cart_without_items_still_leads_to_abandoned_cart(
+    make_pipeline: MakePipeline, sent: Outbox
+) -> None:
+    """The schema makes ``cart.items`` optional: a collector that sends only the cart id and
+    the product added must still get its reminder, carrying what is known."""
+    pipeline = make_pipeline(cart_window_s=0.0)
+    t = Topics(pipeline.settings)
+    key = B.encode()
+    bare = {k: v for k, v in CART_ADD.items() if k != "cart"}
+    now = time.time()
+    first = bare | {
+        "event_id": "web-bare-1",
+        "timestamp": now - 60,
+        "cart": {"cart_id": "cart-bare", "currency": "GBP"},
+        "product": {"sku": "SKU-9", "name": "Toaster", "price": 24.5},
+    }
+    second = bare | {
+        "event_id": "web-bare-2",
+        "timestamp": now - 30,
+        "cart": {"cart_id": "cart-bare"},
+        "product": {"sku": "SKU-9", "price": 24.5},
+    }
+    to_profiles(pipeline, event_msg(B, web_event(first)), key=key)
+    to_profiles(pipeline, event_msg(B, web_event(second)), key=key)
+    [cart] = sent.to(t.profiles)[-1].json()["open_carts"]
+    assert cart["cart_id"] == "cart-bare"
+
+    to_profiles(pipeline, tick(B), key=key)
+    [action_msg] = sent.to(t.actions)
+    action = action_msg.json()
+    assert action["action_id"] == action_id(ABANDONED_CART, "cart-bare")
+    assert action["trigger_event_id"] == "web-bare-2"
+    payload = action["payload"]
+    assert payload["items"] == [{"sku": "SKU-9", "name": "Toaster", "qty": 2, "price": 24.5}]
+    assert (payload["value"], payload["currency"], payload["items_complete"]) == (
+        49.0,
+        "GBP",
+        False,
+    )
+
+
+def suppressed(action_type: str, reason: str) -> float:
+    labels = {"type": action_type, "reason": reason}
+    return REGISTRY.get_sample_value("scv_actions_suppressed_total", labels) or 0.0
+
+
+def test_replayed_old_cart_is_stale_and_counted(make_pipeline: MakePipeline, sent: Outbox) -> None:
+    """A backfill of 2024 traffic today: the cart is opened (its order may still follow) but
+    no reminder goes out for it, and the suppression is counted with its reason."""
+    pipeline = make_pipeline(cart_window_s=0.0)
+    t = Topics(pipeline.settings)
+    before = suppressed(ABANDONED_CART, "stale")
+    old = CART_ADD | {"timestamp": "2024-05-01T09:02:00Z", "event_id": "web-cart-2024"}
+    to_profiles(pipeline, event_msg(B, web_event(old)), key=B.encode())
+    to_profiles(pipeline, tick(B), key=B.encode())
+    assert sent.to(t.actions) == []
+    assert suppressed(ABANDONED_CART, "stale") - before == 1
+    assert stored(pipeline, B)["carts"]["cart-1"]["status"] == "abandoned"  # decided once
+
+    # The bound is a setting: 0 turns it off (the reminder then goes out today).
+    off = make_pipeline(cart_window_s=0.0, cart_max_lag_s=0)
+    to_profiles(off, event_msg(A, web_event(old)), key=A.encode())
+    to_profiles(off, tick(A), key=A.encode())
+    assert [m.json()["profile_id"] for m in sent.to(t.actions)] == [A]
+
+
+def churn_story(call_ts: float, visit_ts: float, visit_type: str = "page_view") -> list[bytes]:
+    """A cancellation call, then a visit by the same customer (as resolved events)."""
+    ident = [("customer_id", "C-77")]
+    call = NormalizedEvent(
+        "call-77",
+        "callcenter",
+        "call",
+        call_ts,
+        ident,
+        consent={"marketing": True},
+        payload={"disposition": {"cancel_intent": True}},
+    )
+    visit = NormalizedEvent(
+        f"visit-{visit_type}", "web", visit_type, visit_ts, ident, payload={"session_id": "s-77"}
+    )
+    return [event_msg(A, call), event_msg(A, visit)]
+
+
+def test_replayed_old_visit_gets_no_churn_offer_and_a_live_one_does(
+    make_pipeline: MakePipeline, sent: Outbox
+) -> None:
+    pipeline = make_pipeline()
+    t = Topics(pipeline.settings)
+    before = suppressed(CHURN_SAVE, "stale")
+    months_ago = time.time() - 120 * 86400
+    for msg in churn_story(months_ago, months_ago + 3600):  # a replay of that day
+        to_profiles(pipeline, msg, key=A.encode())
+    assert sent.to(t.actions) == []
+    assert suppressed(CHURN_SAVE, "stale") - before == 1
+    assert stored(pipeline, A)["churn"] is not None  # waits for a visit of today
+
+    live = make_pipeline()
+    for msg in churn_story(time.time() - 600, time.time() - 5):
+        to_profiles(live, msg, key=A.encode())
+    [action] = sent.to(t.actions)
+    assert action.json()["type"] == CHURN_SAVE
+
+
+def test_visit_types_come_from_the_settings(make_pipeline: MakePipeline, sent: Outbox) -> None:
+    t = Topics(make_pipeline().settings)
+    now = time.time()
+    logins = make_pipeline(churn_visit_types="login")
+    for msg in churn_story(now - 600, now - 5, "page_view"):
+        to_profiles(logins, msg, key=A.encode())
+    assert sent.to(t.actions) == []  # a page view is no visit with these settings
+    for msg in churn_story(now - 600, now - 4, "login")[1:]:
+        to_profiles(logins, msg, key=A.encode())
+    assert [m.json()["type"] for m in sent.to(t.actions)] == [CHURN_SAVE]

@@ -29,7 +29,7 @@ def sample(name: str, **labels: str) -> float:
 def web(event_id: str, **fields: Any) -> bytes:
     body = {
         "event_id": event_id,
-        "timestamp": "2024-05-01T09:00:00Z",
+        "timestamp": time.time() - 60,  # live: an old cart would be suppressed as stale
         "type": "page_view",
         "session_id": "s-1",
     }

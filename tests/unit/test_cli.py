@@ -65,6 +65,55 @@ def test_config_masks_the_sasl_password(
 
 
 @pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"SCV_CHURN_VISIT_TYPES": "page_view,basket"}, "SCV_CHURN_VISIT_TYPES='page_view,basket'"),
+        ({"SCV_CHURN_VISIT_TYPES": "page_view,,login"}, "SCV_CHURN_VISIT_TYPES="),
+        ({"SCV_CHURN_VISIT_MAX_LAG_S": "-1"}, "SCV_CHURN_VISIT_MAX_LAG_S='-1'"),
+        ({"SCV_CHURN_VISIT_MAX_LAG_S": "60"}, "SCV_CHURN_VISIT_MAX_LAG_S must be 0 or at least"),
+        ({"SCV_CHURN_VISIT_GRACE_S": "soon"}, "SCV_CHURN_VISIT_GRACE_S='soon'"),
+        ({"SCV_CHURN_MAX_AGE_S": "-5"}, "SCV_CHURN_MAX_AGE_S='-5'"),
+        ({"SCV_CART_MAX_LAG_S": "600"}, "SCV_CART_MAX_LAG_S must be 0 or above SCV_CART_WINDOW_S"),
+        ({"SCV_ACTION_COOLDOWN_S": "-1"}, "SCV_ACTION_COOLDOWN_S='-1'"),
+        ({"SCV_BATCH_MAX": "0"}, "SCV_BATCH_MAX='0'"),
+    ],
+)
+def test_a_bad_setting_stops_with_one_line_naming_it(
+    env: dict[str, str],
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fresh_settings: None,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scv config: bad setting: ")
+    assert says in err
+
+
+def test_action_settings_reach_the_trigger_rules() -> None:
+    from scv.streams.profiles import trigger_config
+
+    default = trigger_config(Settings())
+    assert (default.cart_max_lag_s, default.churn_visit_max_lag_s) == (7 * 86400.0, 1800.0)
+    assert (default.churn_visit_grace_s, default.churn_max_age_s) == (300.0, 30 * 86400.0)
+    assert default.visit_types == {"page_view", "product_view", "cart_add", "login"}
+    off = trigger_config(
+        Settings(
+            cart_max_lag_s=0,
+            churn_visit_max_lag_s=0,
+            churn_max_age_s=0,
+            action_cooldown_s=60,
+            churn_visit_types=" login , page_view",
+        )
+    )
+    assert (off.cart_max_lag_s, off.churn_visit_max_lag_s, off.churn_max_age_s) == (None,) * 3
+    assert off.cooldown_s == 60 and off.visit_types == {"login", "page_view"}
+
+
+@pytest.mark.parametrize(
     "args", [["--topic", "raw.web.v1"], ["--topic", "raw.web.v1", "--watch", "d", "f.jsonl"]]
 )
 def test_replay_wants_files_or_a_folder(

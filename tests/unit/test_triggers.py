@@ -16,6 +16,7 @@ from scv.domain.triggers import (
     EXPIRED,
     NO_CHANNEL,
     NO_CONSENT,
+    STALE,
     Suppressed,
     TriggerConfig,
     action_id,
@@ -301,3 +302,121 @@ def test_state_round_trip_keeps_idempotency() -> None:
     back = ProfileState.from_dict(s.to_dict())
     assert back.fired == [action_id(ABANDONED_CART, "k1")]
     assert ABANDONED_CART in back.last_action_ts
+
+
+def bare_cart_ev(ts: float, cart_id: str, product: dict[str, Any] | None) -> NormalizedEvent:
+    """A cart_add without ``items`` (the schema makes them optional)."""
+    payload: dict[str, Any] = {"cart": {"cart_id": cart_id, "currency": "GBP"}}
+    if product is not None:
+        payload["product"] = product
+    return ev("web", "cart_add", ts, [("anonymous_id", "cookie1")], payload=payload)
+
+
+def test_cart_without_items_fires_with_what_is_known() -> None:
+    s = customer()
+    apply(s, bare_cart_ev(10, "k1", {"sku": "A", "name": "Kettle", "price": 20.0}), now=100)
+    apply(s, bare_cart_ev(11, "k1", {"sku": "B"}), now=101)  # no price: counts 0
+    [a] = due(s, 101 + WINDOW, CFG)
+    assert a.action_id == action_id(ABANDONED_CART, "k1")
+    assert a.payload["items"] == [
+        {"sku": "A", "qty": 1, "name": "Kettle", "price": 20.0},
+        {"sku": "B", "qty": 1},
+    ]
+    assert (a.payload["value"], a.payload["currency"]) == (20.0, "GBP")
+    assert a.payload["items_complete"] is False
+    assert a.trigger_event_id == s.carts["k1"]["event_id"]
+
+    nothing_named = customer("p2")
+    apply(nothing_named, bare_cart_ev(10, "k2", None), now=100)
+    [b] = due(nothing_named, 100 + WINDOW, CFG)  # an empty line list, still a reminder
+    assert (b.payload["items"], b.payload["value"], b.payload["items_complete"]) == ([], 0.0, False)
+
+
+def test_listed_cart_says_its_items_are_complete() -> None:
+    s = customer()
+    apply(s, cart_ev(10, "k1"), now=0)
+    [a] = due(s, WINDOW, CFG)
+    assert a.payload["items_complete"] is True
+
+
+LIVE = 1_750_000_000.0  # "now" in the staleness tests
+MONTHS = 120 * 86400.0
+FRESH = TriggerConfig(churn_visit_max_lag_s=1800.0, cart_max_lag_s=7 * 86400.0)
+
+
+def test_replayed_months_old_cart_is_stale_and_decided_once() -> None:
+    """A backfill opens old carts with a window from when they are seen (so their orders can
+    still close them) but sends no reminder for them: the cart changed months ago."""
+    s = customer()
+    apply(s, cart_ev(LIVE - MONTHS, "old"), now=LIVE)
+    sup: list[Suppressed] = []
+    assert due(s, LIVE + WINDOW, FRESH, sup) == []
+    assert sup == [Suppressed(action_id(ABANDONED_CART, "old"), ABANDONED_CART, STALE, "old")]
+    assert s.carts["old"]["status"] == "abandoned" and next_due(s) is None
+    assert ABANDONED_CART not in s.last_action_ts  # no cooldown started by it
+
+    apply(s, cart_ev(LIVE + 5, "live"), now=LIVE + 5)  # live traffic still fires
+    [a] = due(s, LIVE + 5 + WINDOW, FRESH)
+    assert a.payload["cart_id"] == "live"
+
+
+def test_cart_bound_and_order_of_reasons() -> None:
+    s = customer()
+    apply(s, cart_ev(LIVE - 7 * 86400.0 + 100, "k1"), now=LIVE)  # a week minus 100 s ago
+    assert len(due(s, LIVE + 99, FRESH)) == 1  # just inside the bound
+
+    again = customer("p2")  # a backfill re-reading a cart that was reminded at the time
+    apply(again, cart_ev(LIVE - MONTHS, "k2"), now=LIVE)
+    again.fired.append(action_id(ABANDONED_CART, "k2"))
+    sup: list[Suppressed] = []
+    assert due(again, LIVE + WINDOW, FRESH, sup) == []
+    assert [x.reason for x in sup] == [DUPLICATE]  # reported as what it is
+
+
+def test_replayed_months_old_visit_gets_no_offer_but_a_live_one_does() -> None:
+    s = customer()
+    call_ts = LIVE - MONTHS
+    apply(s, cancel_call(call_ts), now=LIVE)
+    sup: list[Suppressed] = []
+    old = visit(call_ts + 3600)  # the visit after the call, replayed months later
+    apply_event(s, old, list(old.identifiers), LIVE + 1, WINDOW)
+    assert on_event(s, old, LIVE + 1, FRESH, sup) == []
+    assert sup == [Suppressed(action_id(CHURN_SAVE, "call1"), CHURN_SAVE, STALE, "call1")]
+    assert s.churn is not None  # the flag waits for a visit of today ...
+    live = visit(LIVE + 60)
+    apply_event(s, live, list(live.identifiers), LIVE + 61, WINDOW)
+    sup.clear()
+    assert on_event(s, live, LIVE + 61, FRESH, sup) == []
+    assert [x.reason for x in sup] == [EXPIRED]  # ... which months later is past the max age
+
+    recent = customer("p2")  # a call of a week ago and a visit now: the offer is made
+    apply(recent, cancel_call(LIVE - 7 * 86400.0), now=LIVE)
+    e = visit(LIVE - 10)
+    apply_event(recent, e, list(e.identifiers), LIVE, WINDOW)
+    assert [a.type for a in on_event(recent, e, LIVE, FRESH)] == [CHURN_SAVE]
+
+
+def test_visit_lag_is_event_time_not_when_it_was_seen() -> None:
+    """A call processed shortly after a visit that happened 40 minutes ago: that session is
+    over even though the worker saw the visit a second ago."""
+    s = customer()
+    apply(s, visit(LIVE - 2400), now=LIVE)
+    sup: list[Suppressed] = []
+    call = cancel_call(LIVE - 2500)
+    apply_event(s, call, list(call.identifiers), LIVE + 1, WINDOW)
+    assert on_event(s, call, LIVE + 1, FRESH, sup) == []
+    assert [x.reason for x in sup] == [STALE] and s.churn is not None
+    assert [a.type for a in pending_churn(s, LIVE + 1, CFG)] == [CHURN_SAVE]  # no bound
+
+
+def test_visit_types_are_configurable() -> None:
+    logins_only = TriggerConfig(visit_types=frozenset({"login"}))
+    s = customer()
+    apply(s, cancel_call(100))
+    view = visit(110)
+    apply_event(s, view, list(view.identifiers), 1000, WINDOW, logins_only.visit_types)
+    assert s.last_visit is None or s.last_visit["ts"] < 100  # a page view is no visit now
+    assert on_event(s, view, 1000, logins_only) == []
+    login = visit(120, "login")
+    apply_event(s, login, list(login.identifiers), 1001, WINDOW, logins_only.visit_types)
+    assert [a.type for a in on_event(s, login, 1001, logins_only)] == [CHURN_SAVE]
