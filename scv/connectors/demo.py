@@ -12,9 +12,11 @@ against it (see :mod:`scv.connectors.truth`).
 Design rules that keep the truth honest:
 
 * every identifier value (cookie, device, email, phone, customer id) belongs to one person;
-  the only deliberate exception is a household's shared ``device_id``, and every event on a
-  shared device also carries the person's own ``customer_id`` (the resolver must not merge
-  two customer ids), so the device is never the only thing tying two people together;
+  the deliberate exceptions are what a household shares: a tablet's ``device_id``, and with
+  ``households`` (a share of people living in households of 2-4) a family email, a landline
+  and a tablet's browser cookie. Each member has their own customer id (the resolver must
+  not merge two), and family values are what members really type: orders to the family
+  address, calls from the landline, mailings to the family inbox, logins on the tablet;
 * junk values (``test@test.com``, ``0000000000``, the call-centre's own number …) are sprinkled
   over many people, so any link made through them is a false merge;
 * some events are legitimately unlinkable by identifiers (a cookie that never logs in, a call
@@ -156,6 +158,16 @@ class _Person:
     linked: list[str] = field(default_factory=list)
     known_emails: list[str] = field(default_factory=list)  # addresses linked by an event
     shared_device: str | None = None
+    household: _Household | None = None
+
+
+@dataclass(slots=True)
+class _Household:
+    """What 2-4 people living together share; each keeps their own ids as well."""
+
+    family_email: str
+    landline: str  # canonical E.164, a London number
+    tablet: str | None  # the browser cookie of a tablet every member logs in on
 
 
 # A planned event: (source, payload without timestamp, person index or -1).
@@ -243,6 +255,30 @@ class _Generator:
             device=device,
             consent=rng.random() < 0.8,
         )
+
+    def form_households(self, persons: list[_Person], share: float) -> None:
+        """Put about ``share`` of ``persons`` into households of 2-4 living at one address,
+        most with one surname, sharing a family email, a landline and (half) a tablet."""
+        rng = self.rng
+        pool = [p for p in persons if rng.random() < share]
+        rng.shuffle(pool)
+        while len(pool) >= 2:
+            size = min(len(pool), rng.choices((2, 3, 4), (50, 30, 20))[0])
+            members, pool = pool[:size], pool[size:]
+            head = members[0]
+            family = self._email(f"{head.last}.family".lower().replace("'", ""), _MAIL_DOMAINS)
+            while True:
+                landline = f"+4420{rng.choice('378')}{rng.randrange(10**7):07d}"
+                if landline not in self.used_phones:
+                    self.used_phones.add(landline)
+                    break
+            tablet = self.cookie() if rng.random() < 0.5 else None
+            home = _Household(family, landline, tablet)
+            for p in members:
+                p.household = home
+                p.address = dict(head.address)
+                if rng.random() < 0.7:
+                    p.last = head.last
 
     def _email(self, local: str, domains: tuple[str, ...]) -> str:
         rng = self.rng
@@ -491,10 +527,14 @@ class _Generator:
             ev["customer_id"] = p.cid
         if not account or rng.random() < 0.75:
             email = p.emails[0] if rng.random() < 0.85 else p.emails[-1]
+            if p.household is not None and rng.random() < 0.5:
+                email = p.household.family_email  # the address the family orders with
             ev["email"] = self.email_as_typed(email)
             p.known_emails.append(email)
         if rng.random() < 0.7:
-            ev["phone"] = self.phone_as_typed(p.phone)
+            home = p.household
+            phone = home.landline if home is not None and rng.random() < 0.4 else p.phone
+            ev["phone"] = self.phone_as_typed(phone)
         ev["first_name"] = self.name_as_typed(p.first)
         ev["last_name"] = self.name_as_typed(p.last)
         if rng.random() < 0.4:
@@ -583,7 +623,9 @@ class _Generator:
         # caller (few know their customer number), so only those can place the call.
         withheld = rng.random() < WITHHELD_SHARE
         if not withheld:
-            ev["phone"] = self.phone_as_typed(p.phone)
+            home = p.household
+            phone = home.landline if home is not None and rng.random() < 0.6 else p.phone
+            ev["phone"] = self.phone_as_typed(phone)
         ev["agent_id"] = rng.choice(self.agents)
         if withheld or rng.random() < 0.9:
             ev["first_name"] = self.name_as_typed(p.first)
@@ -640,6 +682,18 @@ class _Generator:
         )
         return out
 
+    def tablet_session(self, p: _Person, idx: int) -> _Session:
+        """The family tablet: one browser cookie, each member logging in with their own
+        customer id (or browsing anonymously without an account)."""
+        assert p.household is not None and p.household.tablet is not None
+        cookie, session = p.household.tablet, self.uid("s-", 48)
+        out: _Session = []
+        if p.cid:
+            page = {"url": f"{_SITE}/account/login", "title": "Sign in"}
+            out.append(("web", self.web(p, "login", cookie, session, cid=p.cid, page=page), idx))
+        out += self.browse(p, idx, cookie, session, self.rng.randint(1, 3), device=None)
+        return out
+
     def consent_update(self, p: _Person, idx: int) -> _Session:
         assert p.cid is not None
         cookie = self.rng.choice(p.logged or p.cookies)
@@ -684,6 +738,9 @@ class _Generator:
             free.append(self.consent_update(p, idx))
         if p.shared_device and p.cid:
             free.append(self.shared_device_session(p, idx))
+        if p.household is not None and p.household.tablet is not None:
+            for _ in range(rng.choices((1, 2), (70, 30))[0]):
+                free.append(self.tablet_session(p, idx))
         ordered = shop[:1]
         rest = shop[1:] + free
         rng.shuffle(rest)
@@ -846,6 +903,7 @@ def generate(
     malformed_rate: float = 0.01,
     junk_rate: float = 0.01,
     seconds_span: float | None = None,
+    households: float = 0.0,
 ) -> Iterator[DemoEvent]:
     """Exactly ``n_events`` raw events of ``people`` persons, in timestamp order.
 
@@ -854,7 +912,9 @@ def generate(
     time, so causality within a person holds (browse → login → order; a cancel call before the
     churn visit) while the stream looks like live traffic. ``junk_rate`` is the share of events
     with a blocked identifier (half on real people's events, half junk-only traffic of nobody);
-    ``malformed_rate`` the share of messages the normaliser must send to the DLQ.
+    ``malformed_rate`` the share of messages the normaliser must send to the DLQ;
+    ``households`` the share of people living in households of 2-4 that share a family
+    email, a landline and (half of them) a tablet's browser cookie.
 
     The whole run is planned before the first event is yielded (about 0.5 KB per event).
     """
@@ -870,6 +930,8 @@ def generate(
     budget = n_events - n_malformed - n_junk_only
 
     persons = [gen.person(i) for i in range(n_people)]
+    if households > 0:
+        gen.form_households(persons, households)
     # A few households share a tablet; both partners need accounts (they log in on it).
     registered = [p for p in persons if p.cid]
     rng.shuffle(registered)
