@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz chaos clean
+.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz households chaos clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -62,10 +62,15 @@ bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 25 min); 
 	$(BIN)/scv bench api --workers 2 --under-load --json var/bench-api-2.json
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/bench-demo.json
 	$(BIN)/scv demo --events 20000 --seed 7 --matching --json var/bench-demo-matching.json
+	$(BIN)/scv bench backfill --events 35000 --households 0.5 --runs 5 --json var/bench-backfill.json
 	for d in febrl3 febrl4; do \
 	  $(BIN)/scv bench accuracy --dataset $$d --json var/bench-accuracy-$$d.json && \
 	  $(BIN)/scv bench accuracy --dataset $$d --no-ssn --json var/bench-accuracy-$$d-no-ssn.json || exit 1; \
 	done
+
+households: $(STAMP) ## 1,000 generated households through the stages in random arrival orders: every run ends, as in event-time order (var/households.json, about 1 min)
+	@mkdir -p var
+	$(BIN)/python tests/stages/households_run.py --scenarios 1000 --json var/households.json
 
 $(VENV)/.fuzz-installed: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,fuzz]'

@@ -73,8 +73,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         cart_window_s=args.cart_window,
         matching=args.matching,
+        households=args.households,
     )
     return _report(summary, args.json)
+
+
+def cmd_bench_backfill(args: argparse.Namespace) -> int:
+    from scv.bench.backfill import run_backfill
+
+    report = run_backfill(args.events, args.seed, args.households, args.runs, args.stall)
+    _report(report, args.json)
+    return 0 if all(r["drained"] for r in report["runs"]) else 1
 
 
 def _report(report: dict[str, Any], json_path: str | None) -> int:
@@ -403,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--matching", action="store_true", help="turn on probabilistic matching (SCV_MATCHING)"
     )
+    p.add_argument(
+        "--households",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of people living in households of 2-4 that share a family email, a "
+        "landline and a tablet (default 0)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -496,6 +513,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_chaos)
+
+    p = bench.add_parser(
+        "backfill",
+        help="household-rich demo traffic replayed from four files at once (scv replay), "
+        "several times; exit 1 unless every run drains",
+    )
+    p.add_argument("--events", type=int, default=35_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--households", type=float, default=0.5, metavar="SHARE")
+    p.add_argument("--runs", type=int, default=5, help="runs, each on a fresh broker and worker")
+    p.add_argument(
+        "--stall", type=float, default=60.0, help="give a run up after this long without progress"
+    )
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_backfill)
 
     p = sub.add_parser("model", help="probabilistic matching models")
     model = p.add_subparsers(dest="model", required=True)

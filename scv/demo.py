@@ -252,10 +252,12 @@ def run_demo(
     matching: bool = False,
     work_dir: Path | None = None,
     timeout: float = 600.0,
+    households: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the whole pipeline on ``events`` generated events and return the summary."""
+    """Run the whole pipeline on ``events`` generated events and return the summary
+    (``households``: the share of people living in households, see ``generate``)."""
     summary = run_pipeline(
-        generate(events, seed),
+        generate(events, seed, households=households),
         name="demo",
         workers=workers,
         bootstrap=bootstrap,
@@ -264,4 +266,4 @@ def run_demo(
         work_dir=work_dir,
         timeout=timeout,
     )
-    return summary | {"seed": seed, "matching": matching}
+    return summary | {"seed": seed, "matching": matching, "households": households}

@@ -8,8 +8,8 @@ partitions, and checks every run against the event-time reference:
 
 * it ends, with at most ``LIMIT_PER_EVENT`` internal messages per input event;
 * the resolver forms the same identifier groups and finds the same generic values;
-* the profile stage holds one state per resolver group, with the same identifiers, and the
-  same events and orders on each.
+* every profile state with events has the identifiers of one resolver group, and holds the
+  same events and orders as in the reference.
 
 ``tests/stages/households_run.py`` runs the same property over more scenarios and prints
 the most internal messages per event it saw.
@@ -39,10 +39,10 @@ def check(scenario: Scenario, order: int) -> Result:
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         reference = run(scenario, Path(a), None)
         result = run(scenario, Path(b), order)
-    assert reference.profiles.keys() == reference.groups, "the reference's stages disagree"
+    assert reference.profiles.keys() <= reference.groups, "the reference's stages disagree"
     assert result.groups == reference.groups
     assert result.generic == reference.generic
-    assert set(result.profiles) == result.groups, "profile states differ from the graph"
+    assert result.profiles.keys() <= result.groups, "profile states differ from the graph"
     assert result.profiles == reference.profiles
     return result
 
