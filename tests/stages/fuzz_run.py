@@ -14,7 +14,6 @@ JSON then says ``"ok": false`` and the falsifying batch is printed; the exit cod
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 from fuzzkit import Case, Outcome, check, fuzz_settings, new_pipeline, run_cases
 from hostile import batches
 from hypothesis import HealthCheck, given, seed, settings
-from stagekit import Outbox
+from stagekit import Outbox, report
 
 SETTINGS = fuzz_settings(Path("unused-with-memory-store"))
 
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = summary(totals, batches_run, time.monotonic() - started)
     result |= {"crashes": crashes, "failures": failures, "seed": args.seed, "ok": not failures}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    report(result, args.json)
     if failure:
         print(failure, file=sys.stderr)
         return 1

@@ -11,7 +11,6 @@ event-time reference (``test_household_arrival_order.check``). A failure stops t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -22,6 +21,7 @@ from typing import Any
 from householdkit import Scenario, scenarios
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from stagekit import report
 from test_household_arrival_order import check
 
 
@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "ok": failure is None,
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    report(out, args.json)
     if failure:
         print(failure, file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ In the style of bytewax's testing sources and sinks: :class:`Msg` stands in for 
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,3 +92,13 @@ def feed(
         Msg(topic, value, key, partition, offset) for offset, value in enumerate(values)
     ]
     pipeline.process(batch)
+
+
+def report(result: dict[str, Any], path: Path | None) -> None:
+    """A long run's result (``make fuzz``, ``make households``): JSON on stdout, and in
+    ``path`` if given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")

@@ -13,9 +13,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 from stagekit import Outbox, Sent, feed, load_examples
+from test_profiles_stage import event_msg, web_event
 
-from scv.domain.model import ident_key
-from scv.domain.normalize import normalize
 from scv.domain.parts import Adoption
 from scv.schemas import validator
 from scv.streams.worker import Pipeline
@@ -31,18 +30,6 @@ def storms() -> float:
     return REGISTRY.get_sample_value("scv_handover_storms_total") or 0.0
 
 
-def event_msg(pid: str, raw: dict[str, Any]) -> bytes:
-    event = normalize("web", orjson.dumps(raw))
-    body = {
-        "kind": "event",
-        "profile_id": pid,
-        "event": event.to_dict(),
-        "accepted": [ident_key(i) for i in event.identifiers],
-        "dropped": [],
-    }
-    return orjson.dumps(body)
-
-
 def absorbs(pipeline: Pipeline, sent: Outbox, absorbed: list[str]) -> list[bytes]:
     """The ``absorb`` hand-overs the absorbed profiles' owners send: each absorbed profile
     gets an event (with an email), then a merge into ``A``."""
@@ -50,7 +37,7 @@ def absorbs(pipeline: Pipeline, sent: Outbox, absorbed: list[str]) -> list[bytes
     out = []
     for i, pid in enumerate(absorbed):
         raw = WEB[4] | {"event_id": f"web-{i}", "anonymous_id": f"ck-{i}", "email": EMAIL}
-        feed(pipeline, t.profile_events, event_msg(pid, raw), key=pid.encode())
+        feed(pipeline, t.profile_events, event_msg(pid, web_event(raw)), key=pid.encode())
         merge = {"kind": "merge", "profile_id": pid, "survivor": A, "reason": {}, "seq": i + 1}
         n = len(sent)
         feed(pipeline, t.profile_events, orjson.dumps(merge), key=pid.encode())
