@@ -21,7 +21,7 @@ from scv.settings import Settings, get_settings
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from scv.broker import EmbeddedBroker
+    from scv.brokers import EmbeddedBroker
 
     settings = get_settings()
     port = settings.broker_port if args.port is None else args.port

@@ -20,7 +20,7 @@ import orjson
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from scv.broker import EmbeddedBroker, free_port
+from scv.brokers import free_port, local_broker
 from scv.connectors.demo import DemoEvent, generate
 from scv.connectors.truth import pairwise_scores
 from scv.kafka import producer_config
@@ -146,7 +146,7 @@ def local_pipeline(
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
     with contextlib.ExitStack() as stack:
         if bootstrap is None:
-            broker = stack.enter_context(EmbeddedBroker(log_path=work / "broker.log"))
+            broker = stack.enter_context(local_broker(Settings(), work))
             bootstrap = broker.bootstrap
         overrides: dict[str, Any] = {
             "bootstrap_servers": bootstrap,

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from scv.broker import EmbeddedBroker, free_port
+from scv.brokers import EmbeddedBroker, free_port
 from scv.connectors.demo import generate
 from scv.kafka import client_config, producer_config
 from scv.runner import WorkerProcess

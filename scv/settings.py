@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scv.brokers.fetch import KAFKA_VERSION
+
 #: The suppression key a local setup uses when ``SCV_SUPPRESSION_KEY`` is unset (the worker
 #: warns: anyone with the code can test a guessed identifier against this key's hashes).
 LOCAL_SUPPRESSION_KEY = "scv-local-suppression-key"
@@ -218,9 +220,26 @@ class Settings(BaseSettings):
         "later than this after the call clears the flag, suppressed as expired. 0 = no limit.",
     )
 
-    # --- Embedded broker -----------------------------------------------------------------
+    # --- Local broker --------------------------------------------------------------------
+    broker: Literal["tansu", "kafka"] = Field(
+        "tansu",
+        description="The broker `scv run`, `scv demo`, `scv bench` and the tests start when "
+        "they start one: tansu (embedded, memory only, no dependencies) or kafka (Apache "
+        "Kafka in KRaft mode with data on disk; needs Java 17+, and Maven the first time, "
+        "to fetch it into ~/.cache/scv).",
+    )
     broker_host: str = Field("127.0.0.1", description="Embedded tansu listen host.")
     broker_port: int = Field(9092, description="Embedded tansu port (0 picks a free one).")
+    kafka_version: str = Field(
+        KAFKA_VERSION,
+        pattern=r"^4\.\d+\.\d+$",
+        description="The Apache Kafka 4.x release SCV_BROKER=kafka fetches from Maven Central.",
+    )
+    kafka_home: Path | None = Field(
+        None,
+        description="An Apache Kafka install (the folder holding libs/) to run instead of "
+        "fetching SCV_KAFKA_VERSION.",
+    )
 
     @field_validator("churn_visit_types")
     @classmethod

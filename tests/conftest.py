@@ -14,25 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker, local_broker
 from scv.settings import Settings
 
 _counter = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """One in-memory tansu broker on a free port for the whole test session."""
-    log_path: Path = tmp_path_factory.mktemp("tansu") / "tansu.log"
-    embedded = EmbeddedBroker(port=0, log_path=log_path).start()
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker on free ports for the whole test session: tansu (in memory), or with
+    ``SCV_BROKER=kafka`` (``make test-kafka``) a one-node Apache Kafka with data on disk."""
+    settings = Settings()
+    work: Path = tmp_path_factory.mktemp(settings.broker)
+    running = local_broker(settings, work).start()
     try:
-        yield embedded
+        yield running
     finally:
-        embedded.stop()
+        running.stop()
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+def settings(broker: Broker, tmp_path: Path) -> Settings:
     """Settings pointing at the test broker, isolated per test.
 
     ``session_timeout_s=2`` because tansu delays a group join by about half the session

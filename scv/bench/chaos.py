@@ -36,7 +36,7 @@ import orjson
 from confluent_kafka import Producer
 
 from scv.bench.outcome import Outcome, compare, stale_snapshots
-from scv.broker import EmbeddedBroker
+from scv.brokers import local_broker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline
 from scv.kafka import producer_config
@@ -293,7 +293,7 @@ def run_chaos(
     }
     with ExitStack() as stack:
         if bootstrap is None:
-            broker = stack.enter_context(EmbeddedBroker(log_path=work / "broker.log"))
+            broker = stack.enter_context(local_broker(Settings(), work))
             bootstrap = broker.bootstrap
         common: dict[str, Any] = {
             "workers": workers,

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scv.bench.baseline import run_baseline
 from scv.bench.stages import run_stages
-from scv.broker import EmbeddedBroker
+from scv.brokers import EmbeddedBroker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline, produce_events
 from scv.kafka import producer_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pipeline import Pipeline
 
-from scv.broker import EmbeddedBroker, free_port
+from scv.brokers import Broker, free_port
 from scv.runner import WorkerProcess
 from scv.settings import Settings
 from scv.topics import create_topics
@@ -26,7 +26,7 @@ CART_WINDOW_S = 3.0
 
 @pytest.fixture(scope="module")
 def pipeline(
-    broker: EmbeddedBroker,
+    broker: Broker,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Pipeline]:

@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 
 from scv.bench.accuracy import run_accuracy
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 
 pytestmark = pytest.mark.integration
 
 
-def test_febrl4_without_ssn_streamed_through_the_pipeline(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_febrl4_without_ssn_streamed_through_the_pipeline(broker: Broker, tmp_path: Path) -> None:
     """1,500 of the 10,000 records of both files, without the national id: only names,
     birth dates and addresses can link them."""
     report = run_accuracy(

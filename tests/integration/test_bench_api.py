@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 
 from scv.bench.api import run_api_bench
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 
 pytestmark = pytest.mark.integration
 
 
-def test_api_bench_times_every_lookup_idle_and_under_load(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_api_bench_times_every_lookup_idle_and_under_load(broker: Broker, tmp_path: Path) -> None:
     report = run_api_bench(
         600, 50, workers=1, seed=3, under_load=True, bootstrap=broker.bootstrap, work_dir=tmp_path
     )

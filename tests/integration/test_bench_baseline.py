@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scv.bench.baseline import demo_messages, run_baseline
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 from scv.runner import read_topic
 from scv.settings import Settings
 
@@ -28,7 +28,7 @@ def messages() -> list[tuple[bytes | None, bytes]]:
 
 
 def test_table_mode_writes_one_count_per_event(
-    broker: EmbeddedBroker, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]
+    broker: Broker, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]
 ) -> None:
     result = run_baseline(
         broker.bootstrap,
@@ -55,7 +55,7 @@ def test_table_mode_writes_one_count_per_event(
 
 
 def test_decode_only_mode_makes_no_table_writes(
-    broker: EmbeddedBroker, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]
+    broker: Broker, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]
 ) -> None:
     result = run_baseline(
         broker.bootstrap,

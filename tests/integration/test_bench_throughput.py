@@ -9,12 +9,12 @@ import pytest
 
 from scv.bench.memory import PER_EVENT, run_memory
 from scv.bench.throughput import run_latency, run_throughput, split_stages
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 
 pytestmark = pytest.mark.integration
 
 
-def test_throughput_counts_what_came_out(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_throughput_counts_what_came_out(broker: Broker, tmp_path: Path) -> None:
     report = run_throughput(1500, seed=3, bootstrap=broker.bootstrap, work_dir=tmp_path)
     assert report["events"] == 1500 and report["events_per_second"] > 0
     assert report["profiles"] > 0 and report["identifiers"] >= report["profiles"]
@@ -25,7 +25,7 @@ def test_throughput_counts_what_came_out(broker: EmbeddedBroker, tmp_path: Path)
 
 
 def test_two_workers_splitting_the_stages_build_the_same_profiles(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     """One worker normalises and resolves, the other keeps the profiles: the same events give
     the same profiles as one worker running every stage, and each worker did its share."""
@@ -47,9 +47,7 @@ def test_two_workers_splitting_the_stages_build_the_same_profiles(
     assert not list((tmp_path / "split" / "worker0").rglob("*profiles*"))
 
 
-def test_latency_is_measured_from_the_visit_to_the_action(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_latency_is_measured_from_the_visit_to_the_action(broker: Broker, tmp_path: Path) -> None:
     report = run_latency(400, 3000, seed=11, bootstrap=broker.bootstrap, work_dir=tmp_path)
     assert report["achieved_rate"] == pytest.approx(400, rel=0.1)
     assert report["churn_save_actions"] > 0
@@ -57,7 +55,7 @@ def test_latency_is_measured_from_the_visit_to_the_action(
     assert 0 < quantiles["p50"] <= quantiles["p95"] <= quantiles["p99"]
 
 
-def test_memory_is_read_at_both_sizes(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_memory_is_read_at_both_sizes(broker: Broker, tmp_path: Path) -> None:
     report = run_memory(600, 3000, bootstrap=broker.bootstrap, work_dir=tmp_path)
     small, large = report["points"]
     assert (small["profiles"], large["profiles"]) == (600 // PER_EVENT, 3000 // PER_EVENT)

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from scv.broker import EmbeddedBroker, free_port
+from scv.brokers import Broker, EmbeddedBroker, free_port
 from scv.kafka import admin_config, consumer_config, producer_config
 from scv.settings import Settings
 from scv.topics import TopicLayoutError, Topics, TopicSpec, create_topics, describe, topic_specs
@@ -18,10 +18,11 @@ from scv.topics import TopicLayoutError, Topics, TopicSpec, create_topics, descr
 pytestmark = pytest.mark.integration
 
 
-def test_broker_answers_metadata(broker: EmbeddedBroker) -> None:
+def test_broker_answers_metadata(broker: Broker) -> None:
     assert broker.running
     metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=5)
-    assert [b.port for b in metadata.brokers.values()] == [broker.port]
+    listed = sorted(f"{b.host}:{b.port}" for b in metadata.brokers.values())
+    assert listed == sorted(broker.bootstrap.split(","))
 
 
 def test_create_topics_creates_everything_and_is_idempotent(settings: Settings) -> None:
@@ -149,9 +150,10 @@ def test_context_manager_and_fixed_port(tmp_path: Path) -> None:
     assert pid is not None and not _alive(pid)
 
 
-def test_taken_port_is_reported(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_taken_port_is_reported(broker: Broker, tmp_path: Path) -> None:
     """The running broker must not be mistaken for a newly started one."""
-    clash = EmbeddedBroker(port=broker.port, log_path=tmp_path / "clash.log")
+    port = int(broker.bootstrap.split(",")[0].rpartition(":")[2])
+    clash = EmbeddedBroker(port=port, log_path=tmp_path / "clash.log")
     with pytest.raises(RuntimeError, match="already in use"):
         clash.start(timeout=10)
     assert not clash.running

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scv.bench.chaos import run_chaos
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +30,7 @@ FAILURES = (
 )
 
 
-def test_killed_workers_lose_nothing_and_repeat_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_killed_workers_lose_nothing_and_repeat_nothing(broker: Broker, tmp_path: Path) -> None:
     report = run_chaos(
         1500, kills=2, workers=2, rate=120.0, bootstrap=broker.bootstrap, work_dir=tmp_path
     )

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 from scv.connectors.demo import generate
 from scv.demo import run_pipeline
 from scv.domain.normalize import normalize_phone
@@ -46,9 +46,7 @@ def personal_values(doc: dict[str, Any]) -> set[str]:
     return found
 
 
-def test_a_demo_runs_at_info_without_logging_personal_data(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_a_demo_runs_at_info_without_logging_personal_data(broker: Broker, tmp_path: Path) -> None:
     events = list(generate(EVENTS, SEED))
     pii: set[str] = set()
     for ev in events:

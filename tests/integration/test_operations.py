@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pipeline import Pipeline, now_iso, uid
 from prometheus_client.parser import text_string_to_metric_families
 
-from scv.broker import EmbeddedBroker
+from scv.brokers import Broker
 from scv.connectors.progress import human_bytes
 from scv.kafka import consumer_config, producer_config
 from scv.runner import read_topic, settings_env
@@ -143,9 +143,7 @@ def _fired(pipeline: Pipeline, address: str) -> list[dict[str, Any]] | None:
     return pipeline.actions(profile["profile_id"]) or None
 
 
-def test_consumer_lag_comes_from_the_clients_statistics(
-    broker: EmbeddedBroker, settings: Settings
-) -> None:
+def test_consumer_lag_comes_from_the_clients_statistics(broker: Broker, settings: Settings) -> None:
     """Committed 3 of 10 messages: lag 7; an empty partition: 0, not missing."""
     topic = settings.topic("lag-probe")
     create_topics(settings, [TopicSpec(topic, 2)])

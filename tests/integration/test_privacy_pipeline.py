@@ -10,7 +10,7 @@ import orjson
 import pytest
 from pipeline import Pipeline, now_iso, uid
 
-from scv.broker import free_port
+from scv.brokers import free_port
 from scv.runner import WorkerProcess, read_topic
 from scv.settings import Settings
 from scv.steward import build_command, send_command

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from pipeline import Pipeline, now_iso, uid
 
-from scv.broker import EmbeddedBroker, free_port
+from scv.brokers import Broker, free_port
 from scv.domain.graph import new_profile_id
 from scv.kafka import partition_for
 from scv.runner import WorkerProcess
@@ -69,7 +69,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work: Path = tmp_path_factory.mktemp("api2")
     base = Settings(
         bootstrap_servers=broker.bootstrap,

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from pipeline import Pipeline, now_iso, uid
 
-from scv.broker import free_port
+from scv.brokers import free_port
 from scv.runner import read_topic
 
 PROMETHEUS = shutil.which("prometheus")

@@ -14,7 +14,7 @@ import pytest
 from pipeline import Pipeline, now_iso, uid
 from rocksdict import Options, Rdict
 
-from scv.broker import free_port
+from scv.brokers import free_port
 from scv.runner import WorkerProcess
 from scv.settings import Settings
 from scv.streams.state import CHECKPOINT

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
-from scv.broker import free_port
+from scv.brokers import free_port
 from scv.settings import Settings
 from scv.streams.output import Ticket
 from scv.streams.worker import Worker

