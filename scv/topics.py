@@ -14,6 +14,7 @@ through string literals, so the ``SCV_TOPIC_PREFIX`` is applied everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,8 +246,9 @@ def create_topics(
                     errors.append(f"{name}: {error.name()} {error.str()}")
         if errors:
             raise RuntimeError("could not create topics: " + "; ".join(errors))
-        if any(state == "exists" for state in result.values()):
-            existing = _partition_counts(admin, settings, timeout)
+        # Usable when this returns: every topic in the metadata (and those created
+        # concurrently elsewhere checked like existing ones).
+        existing = _listed(admin, settings, list(result), timeout)
 
     problems = []
     for spec in specs:
@@ -265,6 +267,33 @@ def create_topics(
     if created:
         log.info("created topics: %s", ", ".join(created))
     return result
+
+
+def _topic_configs(
+    admin: AdminClient, names: list[str], timeout: float
+) -> list[tuple[ConfigResource, dict[str, Any]]]:
+    """Each topic's configuration. A topic just created elsewhere may not be known to the
+    broker asked yet (UNKNOWN_TOPIC_OR_PART for a moment): asked again until ``timeout``.
+    Other refusals (ACLs) are logged and the topic left out."""
+    deadline = time.monotonic() + timeout
+    out: list[tuple[ConfigResource, dict[str, Any]]] = []
+    todo = list(names)
+    while todo:
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in todo]
+        futures: dict[Any, Any] = admin.describe_configs(resources, request_timeout=timeout)
+        todo = []
+        for resource, future in futures.items():
+            try:
+                out.append((resource, future.result()))
+            except KafkaException as exc:
+                unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                if unknown and time.monotonic() < deadline:
+                    todo.append(resource.name)
+                else:
+                    log.warning("cannot check cleanup.policy of %s: %s", resource.name, exc)
+        if todo:
+            time.sleep(0.1)
+    return out
 
 
 def describe(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
@@ -297,6 +326,19 @@ def _partition_counts(admin: AdminClient, settings: Settings, timeout: float) ->
     }
 
 
+def _listed(
+    admin: AdminClient, settings: Settings, names: list[str], timeout: float
+) -> dict[str, int]:
+    """Partition counts once the metadata lists ``names``: a topic another client just
+    created reaches every broker's metadata a moment later (Apache Kafka; tansu at once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _partition_counts(admin, settings, timeout)
+        if all(name in counts for name in names) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
 def _partition_problem(spec: TopicSpec, actual: int) -> str:
     if spec.partitions_setting:
         fix = f"delete it or change {spec.partitions_setting}"
@@ -315,15 +357,8 @@ def _cleanup_policy_problems(
     """
     if not specs:
         return []
-    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in specs]
     problems: list[str] = []
-    futures: dict[Any, Any] = admin.describe_configs(resources, request_timeout=timeout)
-    for resource, future in futures.items():
-        try:
-            entries = future.result()
-        except KafkaException as exc:
-            log.warning("cannot check cleanup.policy of %s: %s", resource.name, exc)
-            continue
+    for resource, entries in _topic_configs(admin, [spec.name for spec in specs], timeout):
         entry = entries.get("cleanup.policy")
         policy = entry.value if entry is not None else None
         if policy is None or "compact" not in policy:
