@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools run test test-unit test-integration check fmt demo bench fuzz households chaos clean
+.PHONY: help venv tools kafka run test test-kafka test-unit test-integration check fmt demo bench fuzz households chaos clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -28,11 +28,26 @@ tools: ## Install Debian's chromium, chromium-driver and prometheus (page and sc
 	    --no-install-recommends -o DPkg::Lock::Timeout=300 chromium chromium-driver prometheus \
 	  || { echo "could not install chromium, chromium-driver and prometheus: the tests need them"; exit 1; }; }
 
+kafka: $(STAMP) ## Install Java 17 and Maven if missing, and fetch Apache Kafka into ~/.cache/scv (once)
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian's openjdk-17-jre-headless and maven for Apache Kafka"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends -o DPkg::Lock::Timeout=300 openjdk-17-jre-headless maven \
+	  || { echo "could not install Java and Maven: Apache Kafka needs them"; exit 1; }; }
+	$(BIN)/scv broker --kafka --fetch-only
+
 run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo source (Ctrl-C stops)
 	$(BIN)/scv run
 
 test: $(STAMP) tools ## Run the default test suite (unit, stage and broker-backed integration tests)
 	$(BIN)/python -m pytest -q
+
+test-kafka: $(STAMP) tools kafka ## The broker-backed integration tests, the 20k demo and make chaos on Apache Kafka
+	@mkdir -p var
+	SCV_BROKER=kafka $(BIN)/python -m pytest -q tests/integration
+	SCV_BROKER=kafka $(BIN)/scv demo --events 20000 --seed 7 --json var/demo-kafka.json --check
+	SCV_BROKER=kafka $(BIN)/scv bench chaos --events 20000 --kills 7 --json var/chaos-kafka.json
 
 test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages

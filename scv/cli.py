@@ -21,20 +21,40 @@ from scv.settings import Settings, get_settings
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from scv.brokers import EmbeddedBroker
+    from scv.brokers import ApacheKafka, Broker, EmbeddedBroker, KafkaSetupError
+    from scv.brokers.fetch import kafka_libs
 
     settings = get_settings()
-    port = settings.broker_port if args.port is None else args.port
-    with EmbeddedBroker(args.host or settings.broker_host, port) as broker:
-        print(f"tansu ready: bootstrap {broker.bootstrap}", flush=True)
-        if args.create_topics:
-            from scv.topics import create_topics
-
-            created = create_topics(
-                settings.model_copy(update={"bootstrap_servers": broker.bootstrap})
+    kafka = args.kafka or settings.broker == "kafka"
+    try:
+        if args.fetch_only:
+            if kafka:
+                libs = kafka_libs(settings.kafka_version, settings.kafka_home)
+                print(f"Apache Kafka jars in {libs}")
+            return 0
+        broker: Broker
+        if kafka:
+            work = Path(args.data) if args.data else None
+            broker = ApacheKafka(
+                args.nodes, work_dir=work, version=settings.kafka_version, home=settings.kafka_home
             )
-            print(f"topics: {len(created)} ready", flush=True)
-        _wait_for_signal()
+        else:
+            port = settings.broker_port if args.port is None else args.port
+            broker = EmbeddedBroker(args.host or settings.broker_host, port)
+        with broker:
+            print(f"{broker.kind} ready: bootstrap {broker.bootstrap}", flush=True)
+            if args.create_topics:
+                from scv.topics import create_topics
+
+                update: dict[str, Any] = {"bootstrap_servers": broker.bootstrap}
+                if kafka and args.nodes == 3:
+                    update["replication_factor"] = 3
+                created = create_topics(settings.model_copy(update=update))
+                print(f"topics: {len(created)} ready", flush=True)
+            _wait_for_signal()
+    except KafkaSetupError as exc:
+        print(f"scv broker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -75,7 +95,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         matching=args.matching,
         households=args.households,
     )
-    return _report(summary, args.json)
+    _report(summary, args.json)
+    if args.check:
+        failed = demo_problems(summary)
+        if failed:
+            print(f"scv demo: check failed: {'; '.join(failed)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def demo_problems(summary: dict[str, Any]) -> list[str]:
+    """What ``scv demo --check`` refuses: a person merged with another, an action sent
+    twice, a DLQ that is not exactly the malformed input, or profiles that are not there."""
+    problems = []
+    if summary["pairwise_precision"] < 1.0:
+        problems.append(f"pairwise_precision {summary['pairwise_precision']} < 1.0")
+    if summary["duplicate_actions"]:
+        problems.append(f"{summary['duplicate_actions']} duplicate actions")
+    if summary["dlq"] != summary["malformed_in"]:
+        problems.append(f"dlq {summary['dlq']} != malformed_in {summary['malformed_in']}")
+    if summary["events_resolved"] < 0.9 * summary["events_in"] or not summary["profiles"]:
+        problems.append(f"only {summary['events_resolved']} events resolved")
+    return problems
 
 
 def cmd_bench_backfill(args: argparse.Namespace) -> int:
@@ -382,9 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="run the embedded tansu broker until interrupted")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None, help="0 picks a free port")
+    p = sub.add_parser(
+        "broker",
+        help="run a local broker until interrupted: tansu, or Apache Kafka (--kafka or "
+        "SCV_BROKER=kafka)",
+    )
+    p.add_argument("--host", default=None, help="tansu: listen host")
+    p.add_argument("--port", type=int, default=None, help="tansu: port (0 picks a free one)")
+    p.add_argument("--kafka", action="store_true", help="Apache Kafka in KRaft mode")
+    p.add_argument("--nodes", type=int, default=1, choices=[1, 3], help="Apache Kafka nodes")
+    p.add_argument("--data", default=None, help="Apache Kafka: keep the data in this folder")
+    p.add_argument(
+        "--fetch-only", action="store_true", help="Apache Kafka: fetch the jars and exit"
+    )
     p.add_argument("--create-topics", action="store_true", help="also create scv's topics")
     p.set_defaults(func=cmd_broker)
 
@@ -411,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cart-window", type=float, default=8.0, help="abandoned-cart window, seconds")
     p.add_argument(
         "--matching", action="store_true", help="turn on probabilistic matching (SCV_MATCHING)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless precision is 1.0, no action is sent twice and the DLQs hold "
+        "exactly the malformed input (for the default traffic, without --households)",
     )
     p.add_argument(
         "--households",

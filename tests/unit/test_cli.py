@@ -183,3 +183,24 @@ def test_a_drain_that_gives_up_is_one_line_on_stderr_and_exit_1(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"{prefix}{message}; worker log: /tmp/scv-demo-x/worker0.log\n"
+
+
+def test_demo_check_names_what_is_wrong() -> None:
+    from scv.cli import demo_problems
+
+    good = {
+        "pairwise_precision": 1.0,
+        "duplicate_actions": 0,
+        "dlq": 200,
+        "malformed_in": 200,
+        "events_resolved": 19605,
+        "events_in": 20000,
+        "profiles": 1822,
+    }
+    assert demo_problems(good) == []
+    bad = good | {"pairwise_precision": 0.99, "duplicate_actions": 2, "dlq": 201}
+    assert demo_problems(bad) == [
+        "pairwise_precision 0.99 < 1.0",
+        "2 duplicate actions",
+        "dlq 201 != malformed_in 200",
+    ]
