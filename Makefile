@@ -41,7 +41,7 @@ run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo sou
 	$(BIN)/scv run
 
 test: $(STAMP) tools ## Run the default test suite (unit, stage and broker-backed integration tests)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not kafka"
 
 test-kafka: $(STAMP) tools kafka ## The broker-backed integration tests, the 20k demo and make chaos on Apache Kafka
 	@mkdir -p var
@@ -53,7 +53,7 @@ test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages
 
 test-integration: $(STAMP) tools ## Run only the broker-backed integration tests
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -m "not kafka" tests/integration
 
 check: $(STAMP) ## Lint (ruff) and type-check (mypy)
 	$(BIN)/ruff check scv tests

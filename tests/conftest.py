@@ -48,3 +48,12 @@ def settings(broker: Broker, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "state",
         session_timeout_s=2.0,
     )
+
+
+@pytest.fixture(scope="session")
+def kafka(broker: Broker) -> Broker:
+    """The session broker, which tests marked ``kafka`` need to be Apache Kafka
+    (``make test-kafka`` starts it; ``make test`` leaves those tests out)."""
+    if broker.kind != "kafka":
+        pytest.fail("this test needs Apache Kafka: run it with SCV_BROKER=kafka (make test-kafka)")
+    return broker
