@@ -324,9 +324,8 @@ class ApacheKafka:
                 cmd.append("--standalone")
             done = _run(cmd, self.work_dir)
             if done.returncode != 0:
-                raise KafkaSetupError(
-                    f"formatting node {node.node_id} failed: {done.stdout.strip()[-400:]}"
-                )
+                said = (done.stdout + done.stderr).strip()[-400:]
+                raise KafkaSetupError(f"formatting node {node.node_id} failed: {said}")
 
     def _spawn(self, node: Node) -> None:
         assert self._java is not None and self._libs is not None
@@ -349,10 +348,14 @@ class ApacheKafka:
 
 def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what
-    ``StorageTool random-uuid`` prints), without starting a JVM for it."""
+    ``StorageTool random-uuid`` prints), without starting a JVM for it. Not one that starts
+    with ``-``: the format command would read it as an option."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _run(cmd: list[str], cwd: Path) -> Any:
