@@ -168,6 +168,10 @@ def _end_offsets(
             for msg in consumer.consume(1000, 0.2):
                 if msg.error() is None:
                     pending.discard((msg.topic() or "", msg.partition() or 0))
+            # A transaction marker at the end is no message: the position passes it.
+            for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+                if tp.offset >= probe[(tp.topic, tp.partition)]:
+                    pending.discard((tp.topic, tp.partition))
         for (t, p), high in probe.items():
             _, cached = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             listed[(t, p)] = max(high, cached)
@@ -293,6 +297,11 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[Re
                     out.append(Record(topic, part, offset, _b(key), _b(value), headers, ts))
                 if offset + 1 >= remaining[part]:
                     del remaining[part]
+            # Past the end without a message there: a transaction marker (or an aborted
+            # transaction's records, which read_committed skips).
+            for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
+                if tp.offset >= remaining[tp.partition]:
+                    del remaining[tp.partition]
         if remaining:
             raise TimeoutError(f"{topic}: could not read to the end in {timeout}s")
         return out

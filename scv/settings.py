@@ -103,6 +103,36 @@ class Settings(BaseSettings):
         "batch without parsing its records: tansu spent 3.1 µs per message uncompressed, "
         "0.3 with lz4, and on a small machine the worker shares those cores.",
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once: scv's own commit protocol, with idempotent effects (any "
+        "Kafka-compatible broker, tansu included). exactly_once: each worker's outputs, "
+        "changelog writes and input offsets commit in one Kafka transaction (KIP-447), and "
+        "a worker the group has replaced is fenced; needs a broker with working "
+        "transactions (Apache Kafka, Confluent, MSK, Redpanda; not tansu). "
+        "docs/guarantees.md.",
+    )
+    commit_interval_s: float = Field(
+        0.1,
+        gt=0,
+        description="exactly_once: how long a transaction gathers batches before it commits; "
+        "outputs become visible to read_committed consumers then, so each hop waits up to "
+        "this (docs/performance.md has the cost per commit).",
+    )
+    transactional_id: str | None = Field(
+        None,
+        description="exactly_once: this worker's transactional.id. It must be stable across "
+        "restarts of one worker and differ between workers, so that a restarted worker "
+        "aborts what its predecessor left open. Default: SCV_APP_ID, the host name and a "
+        "hash of SCV_DATA_DIR.",
+    )
+    transaction_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="exactly_once: how long the broker keeps a transaction of a worker that "
+        "died open before aborting it; read_committed consumers of its partitions wait for "
+        "that (at most this long) unless the worker restarts sooner.",
+    )
     rocksdb_block_cache_mb: int = Field(
         2, ge=1, description="RocksDB block cache shared by all of a worker's tables (MB)."
     )
@@ -267,6 +297,17 @@ class Settings(BaseSettings):
                 "SCV_CHURN_VISIT_MAX_LAG_S must be 0 or at least SCV_CHURN_VISIT_GRACE_S"
             )
         return self
+
+    def worker_transactional_id(self) -> str:
+        """``SCV_TRANSACTIONAL_ID``, or one derived from what stays the same when this
+        worker restarts (the app, the host, the state directory)."""
+        if self.transactional_id:
+            return self.transactional_id
+        import hashlib
+        import socket
+
+        where = hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:10]
+        return f"{self.app_id}-{socket.gethostname()}-{where}"
 
     def visit_types(self) -> frozenset[str]:
         """``SCV_CHURN_VISIT_TYPES`` as a set."""

@@ -328,7 +328,13 @@ def restore(settings: Settings, units: list[Unit], timeout: float = 300.0) -> in
         consumer_config(
             settings,
             f"{settings.app_id}-restore",
-            **{"enable.auto.commit": False, "fetch.wait.max.ms": 10, "auto.offset.reset": "error"},
+            **{
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+                "auto.offset.reset": "error",
+                # what an aborted transaction wrote is not state (librdkafka's default too)
+                "isolation.level": "read_committed",
+            },
         )
     )
     try:
@@ -407,12 +413,13 @@ def _replay(
                 high = _high(consumer, tp)
                 if high >= 0 and log_.position > high:  # tansu: no out-of-range error
                     _rebuild(consumer, recovery, log_.position)
-                elif high >= 0 and log_.position >= high:
+                elif high >= 0 and max(log_.position, _position(consumer, tp)) >= high:
                     log_.done = True
         for tp, recovery in sent.items():
             if recovery.sent is not None and not recovery.sent.done:
                 high = _high(consumer, tp)
-                recovery.sent.done = 0 <= high <= recovery.sent.position
+                at = max(recovery.sent.position, _position(consumer, tp))
+                recovery.sent.done = 0 <= high <= at
         if time.monotonic() > deadline:
             pending = [tp for tp, (_, lg) in logs.items() if not lg.done]
             pending += [tp for tp, r in sent.items() if r.sent and not r.sent.done]
@@ -422,6 +429,13 @@ def _replay(
 
 def _high(consumer: Consumer, tp: tuple[str, int]) -> int:
     return int(consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1])
+
+
+def _position(consumer: Consumer, tp: tuple[str, int]) -> int:
+    """The consumer's position: past the last record read and past transaction markers
+    after it (exactly once puts one after each transaction's records), which no record
+    read shows."""
+    return int(consumer.position([TopicPartition(*tp)])[0].offset)
 
 
 def _read_sent(recovery: _Recovery, msg: Any) -> None:

@@ -105,6 +105,17 @@ CACHE_LOOKUPS = Counter(
     "record from RocksDB and decodes it (what SCV_PROFILE_CACHE_SIZE is sized by).",
     ["table", "result"],
 )
+TRANSACTIONS = Counter(
+    "scv_transactions_total",
+    "exactly_once: worker transactions by outcome (committed; aborted: the work since the "
+    "last commit is done again; fenced: the group or a newer instance took the work over).",
+    ["outcome"],
+)
+TRANSACTION_SECONDS = Histogram(
+    "scv_transaction_commit_seconds",
+    "exactly_once: time to add the offsets to a transaction and commit it.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 READY = Gauge("scv_worker_ready", "1 once assigned partitions are restored, 0 during rebalance.")
 
 #: A DLQ reason's class is the text before its first ``:``, if that looks like a code word.

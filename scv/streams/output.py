@@ -13,14 +13,22 @@ delivery means consumers handle a duplicate after a crash anyway.
 Partitioning is murmur2 (``scv.kafka.PARTITIONER``), like the Java clients, so keys land on
 the partition whose state owns them. :class:`Sink` is the interface the stages see; tests
 hand them a recording sink instead.
+
+Exactly once (``SCV_PROCESSING_GUARANTEE=exactly_once``): the producer is transactional
+(``transactional.id`` stable per worker, so a restarted worker aborts what its predecessor
+left open). The first send opens a transaction; :meth:`Output.commit` adds the consumed
+offsets (with the consumer's group metadata, so a worker the group has replaced is fenced:
+KIP-447) and commits; :meth:`Output.abort` drops everything since. Idempotence keeps the
+order with five requests in flight.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from scv.kafka import producer_config
 from scv.settings import Settings
@@ -80,19 +88,56 @@ class Output:
         self._settings = settings
         self._producer: Producer | None = None
         self._ticket = Ticket()
+        self.transactional = settings.processing_guarantee == "exactly_once"
+        #: a transaction is open (exactly once), since ``began`` (monotonic seconds)
+        self.in_transaction = False
+        self.began = 0.0
 
     def _get(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer(
-                producer_config(
-                    self._settings,
-                    **{
-                        "max.in.flight.requests.per.connection": 1,
-                        "linger.ms": self._settings.linger_ms,
-                    },
-                )
+            settings = self._settings
+            if self.transactional:
+                extra: dict[str, Any] = {
+                    "transactional.id": settings.worker_transactional_id(),
+                    "transaction.timeout.ms": round(settings.transaction_timeout_s * 1000),
+                    "enable.idempotence": True,
+                }
+            else:
+                extra = {"max.in.flight.requests.per.connection": 1}
+            producer = Producer(
+                producer_config(settings, **{"linger.ms": settings.linger_ms, **extra})
             )
+            if self.transactional:
+                # Fences an older producer with this id and aborts what it left open.
+                producer.init_transactions(max(30.0, 3 * settings.transaction_timeout_s))
+            self._producer = producer
         return self._producer
+
+    def begin(self) -> None:
+        """Open a transaction (exactly once; the first send does it)."""
+        self._get().begin_transaction()
+        self.in_transaction = True
+        self.began = time.monotonic()
+
+    def commit(self, offsets: list[TopicPartition], group: Any, timeout: float = 60.0) -> None:
+        """Exactly once: the consumed ``offsets`` join the transaction, which then commits
+        (everything sent is delivered first). ``group`` is the consumer's group metadata: a
+        worker whose generation is stale is refused. Raises ``KafkaException``."""
+        producer = self._get()
+        if not self.in_transaction:
+            self.begin()
+        if offsets:
+            producer.send_offsets_to_transaction(offsets, group, timeout)
+        producer.commit_transaction(timeout)
+        self.in_transaction = False
+        self._ticket = Ticket()
+
+    def abort(self, timeout: float = 60.0) -> None:
+        """Exactly once: drop the open transaction (what it sent is never read committed)."""
+        if self._producer is not None and self.in_transaction:
+            self._producer.abort_transaction(timeout)
+        self.in_transaction = False
+        self._ticket = Ticket()
 
     def send(
         self,
@@ -104,6 +149,8 @@ class Output:
         on_offset: OnOffset | None = None,
     ) -> None:
         producer = self._get()
+        if self.transactional and not self.in_transaction:
+            self.begin()
         ticket = self._ticket
         if on_offset is None:
             on_delivery = ticket.on_delivery

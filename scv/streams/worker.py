@@ -15,6 +15,7 @@ capped a worker at about 1,700 events/s (docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -25,7 +26,14 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import REGISTRY
 
 from scv.kafka import consumer_config
@@ -217,6 +225,11 @@ class FullCollections:
             self.last = time.monotonic()
 
 
+class Fenced(RuntimeError):
+    """Exactly once: this worker may no longer write (a newer instance of it, or the group,
+    took its work over)."""
+
+
 class Worker:
     """The consumer loop around a :class:`Pipeline`."""
 
@@ -228,13 +241,19 @@ class Worker:
             REGISTRY.register(metrics.MatcherCollector(self.pipeline.resolve.matcher))
         self.stopping = threading.Event()
         self.ready = threading.Event()
+        #: exactly once: offsets go into each transaction, never through the group's commits
+        self.eos = settings.processing_guarantee == "exactly_once"
+        offsets: dict[str, Any] = (
+            {"enable.auto.commit": False, "isolation.level": "read_committed"}
+            if self.eos
+            else {"enable.auto.commit": True, "enable.auto.offset.store": False}
+        )
         self.consumer = Consumer(
             consumer_config(
                 settings,
                 settings.app_id,
                 **{
-                    "enable.auto.commit": True,
-                    "enable.auto.offset.store": False,
+                    **offsets,
                     "fetch.wait.max.ms": settings.fetch_max_wait_ms,
                     "partition.assignment.strategy": "range",
                     "statistics.interval.ms": metrics.LAG_INTERVAL_MS,
@@ -242,6 +261,10 @@ class Worker:
             )
             | {"stats_cb": metrics.LAG.on_stats}  # consumer lag (not a dotted librdkafka name)
         )
+        #: exactly once: the input positions the last transaction committed
+        self._committed: dict[tuple[str, int], int] = {}
+        self._idle_check = 0.0
+        self.fenced = False
         self._last_due = 0.0
         #: batches whose output is on its way: (ticket, input offsets to store once delivered)
         self._unsettled: deque[tuple[Ticket, list[TopicPartition]]] = deque()
@@ -266,7 +289,9 @@ class Worker:
         consumer.assign(partitions)
         # Stored for the group too: a crash may have come before the last commit's offsets
         # were, and an idle input would otherwise show that lag until new messages came.
-        self._store(resume)
+        # (Exactly once: the next transaction commits them.)
+        if not self.eos:
+            self._store(resume)
         took = time.monotonic() - started
         log.info(
             "assigned %d partition(s); %d changelog message(s) restored in %.2fs",
@@ -283,6 +308,15 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
         metrics.READY.set(0)
+        if self.eos:
+            # The generation is still valid here: commit what the partitions did (a failed
+            # commit rolls everything back), then hand them over.
+            if not self.fenced:
+                self._commit()
+            for tp in partitions:
+                self.pipeline.close(tp.topic, tp.partition)
+                self._committed.pop((tp.topic, tp.partition), None)
+            return
         self.output.flush()
         self._settle()
         self._finish_commits()
@@ -300,6 +334,16 @@ class Worker:
         self.ready.clear()
         metrics.READY.set(0)
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        if self.eos:
+            # The open transaction holds the lost partitions' work: it can only be dropped,
+            # and with it what the others did since the last commit.
+            keep = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in lost]
+            self._abort(f"{len(lost)} partition(s) lost")
+            for tp in partitions:
+                self.pipeline.close(tp.topic, tp.partition)
+                self._committed.pop((tp.topic, tp.partition), None)
+            self._reopen(keep)
+            return
         self._unsettled = deque(
             (ticket, [o for o in offsets if (o.topic, o.partition) not in lost])
             for ticket, offsets in self._unsettled
@@ -335,6 +379,11 @@ class Worker:
                 if due_check:
                     self._last_due = now
                     self.pipeline.check_due(now)
+                if self.eos:
+                    self._transact(idle=not batch)
+                    self.output.poll(0)
+                    collections.tick(idle=not batch)
+                    continue
                 if batch or due_check:
                     self._unsettled.append((self.output.mark(), self._offsets(batch)))
                 self.output.poll(0)
@@ -342,8 +391,99 @@ class Worker:
                 for unit in self.committer.step(t for t, _ in self._unsettled):
                     self._store(unit.offsets())
                 collections.tick(idle=not batch)
+        except Fenced:
+            log.error("stopped: fenced (see above); nothing since the last commit is kept")
         finally:
             self.close()
+
+    # --- exactly once --------------------------------------------------------------------
+    def _transact(self, idle: bool) -> None:
+        """Commit the open transaction once it is ``SCV_COMMIT_INTERVAL_S`` old. When idle,
+        also commit positions that moved past transaction markers since the last commit, so
+        the group's lag reaches 0."""
+        out, now = self.output, time.monotonic()
+        if out.in_transaction:
+            if now - out.began >= self.settings.commit_interval_s:
+                self._commit()
+        elif idle and now >= self._idle_check:
+            self._idle_check = now + self.settings.commit_interval_s
+            self._commit()  # only if the positions moved
+
+    def _positions(self) -> list[TopicPartition]:
+        """Where the consumer is on each assigned partition: past the last message processed
+        and past transaction markers after it."""
+        return [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+
+    def _commit(self) -> bool:
+        """One transaction: the units' sealed writes and commit markers to the changelogs,
+        the consumed positions with the group's metadata, commit; then RocksDB. A failure
+        aborts and rolls back (or, fenced for good, stops the worker)."""
+        units = [u for u in self.pipeline.units.values() if u.seal()]
+        offsets = self._positions()
+        moved = any(self._committed.get((tp.topic, tp.partition)) != tp.offset for tp in offsets)
+        if not units and not moved and not self.output.in_transaction:
+            return True  # nothing to commit
+        for unit in units:
+            unit.send_writes(self.output)
+            unit.send_markers(self.output)
+        started = time.perf_counter()
+        try:
+            self.output.commit(offsets, self.consumer.consumer_group_metadata())
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal() or not err.txn_requires_abort():
+                self._fence(err)
+            self._abort(str(err))
+            self._reopen(self.consumer.assignment())
+            return False
+        metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
+        metrics.TRANSACTIONS.labels("committed").inc()
+        for unit in units:
+            unit.apply()
+        self._committed = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+        return True
+
+    def _abort(self, why: str) -> None:
+        """Drop the open transaction; the caller rolls the state back."""
+        if not self.output.in_transaction:
+            return
+        log.warning("transaction aborted (%s): the work since the last commit is redone", why)
+        try:
+            self.output.abort()
+        except KafkaException as exc:
+            self._fence(exc.args[0])
+        metrics.TRANSACTIONS.labels("aborted").inc()
+
+    def _fence(self, err: KafkaError) -> None:
+        self.fenced = True
+        metrics.TRANSACTIONS.labels("fenced").inc()
+        log.error("fenced: %s; another worker has taken over this work", err)
+        raise Fenced(str(err))
+
+    def _reopen(self, partitions: list[TopicPartition]) -> None:
+        """Roll the state of ``partitions`` back to their last commit: close the tables
+        (what was not committed goes), restore them, and resume every input there."""
+        for tp in partitions:
+            self.pipeline.close(tp.topic, tp.partition)
+        units = []
+        for tp in partitions:
+            units += self.pipeline.open(tp.topic, tp.partition)
+        restore(self.settings, units)
+        stateless = [
+            TopicPartition(tp.topic, tp.partition)
+            for tp in partitions
+            if self.pipeline.position_of(tp.topic, tp.partition) is None
+        ]
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in (self.consumer.committed(stateless, 10) if stateless else [])
+        }
+        for tp in partitions:
+            position = self.pipeline.position_of(tp.topic, tp.partition)
+            if position is None:
+                position = committed.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+                position = OFFSET_BEGINNING if position < 0 else position
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, position))
 
     def _settle(self) -> None:
         """Store the input offsets of every batch whose output is all delivered, in order.
@@ -386,9 +526,15 @@ class Worker:
 
     def close(self) -> None:
         """Deliver what is pending, leave the group (committing what is stored), close the
-        tables."""
+        tables. Exactly once: commit the open transaction, unless fenced."""
         self.ready.clear()
         try:
+            if self.eos:
+                if not self.fenced:
+                    with contextlib.suppress(Fenced):
+                        self._commit()
+                self.consumer.close()
+                return
             self.output.flush()
             self._settle()
             self._finish_commits()
