@@ -24,6 +24,7 @@ order with five requests in flight.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -129,6 +130,18 @@ class Output:
         if offsets:
             producer.send_offsets_to_transaction(offsets, group, timeout)
         producer.commit_transaction(timeout)
+        self.in_transaction = False
+        self._ticket = Ticket()
+
+    def reset(self) -> None:
+        """Exactly once, after an error the producer cannot recover from (its epoch was
+        fenced, e.g. the broker aborted a transaction that outlived its timeout): drop it
+        with what it holds; the next send starts a new one, whose ``init_transactions``
+        takes the id over."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.purge()
         self.in_transaction = False
         self._ticket = Ticket()
 

@@ -265,6 +265,7 @@ class Worker:
         self._committed: dict[tuple[str, int], int] = {}
         self._idle_check = 0.0
         self.fenced = False
+        self._fences: list[float] = []  # when the producer was last replaced (fatal errors)
         self._last_due = 0.0
         #: batches whose output is on its way: (ticket, input offsets to store once delivered)
         self._unsettled: deque[tuple[Ticket, list[TopicPartition]]] = deque()
@@ -369,16 +370,22 @@ class Worker:
                 batch = [m for m in msgs if m.error() is None]
                 if len(batch) < len(msgs):
                     self._report_errors(msgs)
-                if batch:
-                    started = time.perf_counter()
-                    self.pipeline.process(batch)
-                    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-                    metrics.BATCH_MESSAGES.observe(len(batch))
-                now = time.time()
-                due_check = now - self._last_due >= settings.cart_check_interval_s
-                if due_check:
-                    self._last_due = now
-                    self.pipeline.check_due(now)
+                try:
+                    if batch:
+                        started = time.perf_counter()
+                        self.pipeline.process(batch)
+                        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+                        metrics.BATCH_MESSAGES.observe(len(batch))
+                    now = time.time()
+                    due_check = now - self._last_due >= settings.cart_check_interval_s
+                    if due_check:
+                        self._last_due = now
+                        self.pipeline.check_due(now)
+                except KafkaException as exc:
+                    if not self.eos:
+                        raise
+                    self._recover(exc.args[0])  # a send refused in a failed transaction
+                    continue
                 if self.eos:
                     self._transact(idle=not batch)
                     self.output.poll(0)
@@ -427,21 +434,53 @@ class Worker:
             unit.send_writes(self.output)
             unit.send_markers(self.output)
         started = time.perf_counter()
-        try:
-            self.output.commit(offsets, self.consumer.consumer_group_metadata())
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal() or not err.txn_requires_abort():
-                self._fence(err)
-            self._abort(str(err))
-            self._reopen(self.consumer.assignment())
-            return False
+        deadline = time.monotonic() + 2 * self.settings.transaction_timeout_s
+        while True:
+            try:
+                self.output.commit(offsets, self.consumer.consumer_group_metadata())
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                retry = err.retriable() and not (err.fatal() or err.txn_requires_abort())
+                if retry and time.monotonic() < deadline:  # e.g. a broker restarting
+                    time.sleep(0.5)
+                    continue
+                self._recover(err)
+                return False
         metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
         metrics.TRANSACTIONS.labels("committed").inc()
         for unit in units:
             unit.apply()
         self._committed = {(tp.topic, tp.partition): tp.offset for tp in offsets}
         return True
+
+    def _recover(self, err: KafkaError) -> None:
+        """A transaction that cannot commit: drop it, roll every assigned unit back to its
+        last commit and go on. The producer itself is replaced when its epoch was fenced
+        (the broker aborted a transaction that outlived SCV_TRANSACTION_TIMEOUT_S during an
+        outage); if that keeps happening, another live worker uses this transactional.id,
+        and this one stops."""
+        if err.fatal():
+            now = time.monotonic()
+            self._fences = [t for t in self._fences if now - t < 60.0] + [now]
+            metrics.TRANSACTIONS.labels("fenced").inc()
+            if len(self._fences) > 3:
+                self.fenced = True
+                log.error(
+                    "fenced: %s; %d times in a minute: another worker has transactional.id "
+                    "%s (set SCV_TRANSACTIONAL_ID per worker); stopping",
+                    err,
+                    len(self._fences),
+                    self.settings.worker_transactional_id(),
+                )
+                raise Fenced(str(err))
+            log.warning(
+                "producer fenced (%s): a new one takes over; redoing since the last commit", err
+            )
+            self.output.reset()
+        else:
+            self._abort(str(err))
+        self._reopen(self.consumer.assignment())
 
     def _abort(self, why: str) -> None:
         """Drop the open transaction; the caller rolls the state back."""
@@ -450,15 +489,9 @@ class Worker:
         log.warning("transaction aborted (%s): the work since the last commit is redone", why)
         try:
             self.output.abort()
-        except KafkaException as exc:
-            self._fence(exc.args[0])
+        except KafkaException:
+            self.output.reset()  # the abort itself failed: the next producer aborts it
         metrics.TRANSACTIONS.labels("aborted").inc()
-
-    def _fence(self, err: KafkaError) -> None:
-        self.fenced = True
-        metrics.TRANSACTIONS.labels("fenced").inc()
-        log.error("fenced: %s; another worker has taken over this work", err)
-        raise Fenced(str(err))
 
     def _reopen(self, partitions: list[TopicPartition]) -> None:
         """Roll the state of ``partitions`` back to their last commit: close the tables
