@@ -194,8 +194,7 @@ class Table:
         for partition in list(self.open_partitions):
             self.close(partition)
 
-    @staticmethod
-    def apply(part: Partition, entries: Mapping[bytes, bytes | None]) -> None:
+    def apply(self, part: Partition, entries: Mapping[bytes, bytes | None]) -> None:
         """Write ``entries`` to a partition's database (one RocksDB write batch)."""
         if isinstance(part.db, Rdict):
             batch = WriteBatch(raw_mode=True)
@@ -217,7 +216,23 @@ class Table:
         if due:
             if isinstance(part.db, Rdict):
                 _purge(part.db, due)
+                part.db = self._reopen(part.db)
             part.purge -= due
+
+    def _reopen(self, db: Rdict) -> Rdict:
+        """``db`` closed and opened again, so RocksDB writes a new MANIFEST.
+
+        The MANIFEST records each SST file's smallest and largest key. After a purge, the
+        purged key can still be named there, as the boundary of a file the compaction
+        replaced. Only a new MANIFEST forgets it, and RocksDB writes one when the database is
+        opened. A web-thread read of the closed handle fails and is answered "retry"
+        (``scv.streams.api.read``).
+        """
+        path = db.path()
+        db.close()  # _purge flushed: nothing is left only in memory
+        reopened = Rdict(path, self._options)
+        reopened.set_write_options(_NO_WAL)
+        return reopened
 
 
 def _no_wal() -> WriteOptions:
@@ -242,8 +257,8 @@ def _purge(db: Rdict, keys: set[bytes]) -> None:
     compaction reaches them, which may be never (there is no write-ahead log: see
     :func:`_no_wal`). After an erasure the memtable is flushed and the key's range is
     compacted down through every level. Only the erased keys' ranges are compacted, so the
-    cost does not grow with the table. (A key that was a file boundary is also named in the
-    MANIFEST until the database is next opened.)
+    cost does not grow with the table. A key that was a file boundary is also named in the
+    MANIFEST: :meth:`Table.apply` then opens the database again.
     """
     db.flush(True)
     # Forced, or RocksDB may move files into the last level without rewriting them (the

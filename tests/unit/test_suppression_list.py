@@ -77,8 +77,9 @@ def _commit(table: Table, part: Partition) -> None:
 
 
 def test_purged_keys_leave_the_rocksdb_files(tmp_path: Path) -> None:
-    """A delete only hides a value; a purged key's old bytes are gone from every file (log
-    and tables) once the write is applied."""
+    """A delete only hides a value; a purged key's old bytes are gone from every file (log,
+    tables and MANIFEST, which names each table file's first and last key) once the write
+    is applied."""
     table = Table("t", 1, None, tmp_path, rocksdb_options(Settings()))
     part = table.open(0)
     for i in range(500):
@@ -95,12 +96,16 @@ def test_purged_keys_leave_the_rocksdb_files(tmp_path: Path) -> None:
     _commit(table, part)  # no purge asked: the old value is still on disk
     assert files_holding(b"SECRET-PROFILE-OF-ALICE")
 
+    # Her key sorts first: the MANIFEST names it as a table file's boundary.
+    assert any(name.startswith("MANIFEST") for name in files_holding(b"alice.erased"))
+
     part[b"email:alice.erased@acme-corp.co.uk"] = b"x"
     del part[b"email:alice.erased@acme-corp.co.uk"]
     part.purge.add(b"email:alice.erased@acme-corp.co.uk")
     part.purge.add(b"k0002")  # written by a later commit: purged only once that applies
     _commit(table, part)
     assert files_holding(b"SECRET-PROFILE-OF-ALICE") == []
+    assert files_holding(b"alice.erased") == []
     assert part.get(b"k0001") == b"filler" * 20  # the rest is untouched
     assert part.purge == {b"k0002"}
     table.close_all()
