@@ -203,6 +203,10 @@ def cmd_bench_chaos(args: argparse.Namespace) -> int:
         kill_seed=args.kill_seed,
         rate=args.rate,
         bootstrap=args.bootstrap,
+        brokers=args.brokers,
+        broker_kills=args.broker_kills,
+        rolling_restart=args.rolling_restart,
+        cluster_restart=args.cluster_restart,
     )
     _report(report, args.json)
     return 0 if report["ok"] else 1
@@ -233,13 +237,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
     from scv.connectors.backfill import replay_files, watch_folder
-    from scv.kafka import producer_config
+    from scv.kafka import source_producer_config
 
     if bool(args.files) == bool(args.watch):
         print("scv replay: give FILE... or --watch DIR (not both)", file=sys.stderr)
         return 2
     settings = get_settings()
-    producer = Producer(producer_config(settings))
+    producer = Producer(source_producer_config(settings))
     topic = settings.topic(args.topic)
     if args.watch:
         return watch_folder(Path(args.watch), topic, producer, args)
@@ -568,6 +572,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="events/s in the faulty run (default: spread the events over about 7 s per kill)",
     )
     p.add_argument("--bootstrap", default=None, help="use this broker instead of an embedded one")
+    p.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        choices=[1, 3],
+        help="Apache Kafka nodes (3: replication factor 3, min.insync.replicas 2; needs "
+        "SCV_BROKER=kafka)",
+    )
+    p.add_argument(
+        "--broker-kills",
+        type=int,
+        default=0,
+        help="kill -9 this many nodes during the faulty run (the first leads the resolver's "
+        "partition) and start them again with their data",
+    )
+    p.add_argument("--rolling-restart", action="store_true", help="also restart every node in turn")
+    p.add_argument(
+        "--cluster-restart", action="store_true", help="also stop every node, then start them"
+    )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_chaos)
 

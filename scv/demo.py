@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scv.brokers import free_port, local_broker
 from scv.connectors.demo import DemoEvent, generate
 from scv.connectors.truth import pairwise_scores
-from scv.kafka import producer_config
+from scv.kafka import source_producer_config
 from scv.runner import DrainTimeout, WorkerProcess, latest_by_key, read_topic, wait_drained
 from scv.settings import Settings
 from scv.topics import Topics, create_topics
@@ -35,7 +35,7 @@ def produce_events(
     settings: Settings, events: Iterator[DemoEvent], on_event: Callable[[DemoEvent], None]
 ) -> int:
     topics = Topics(settings)
-    producer = Producer(producer_config(settings))
+    producer = Producer(source_producer_config(settings))
     count = 0
     for ev in events:
         producer.produce(topics.raw(ev.source), value=ev.value, key=ev.key)
@@ -145,11 +145,14 @@ def local_pipeline(
     started = time.time()
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"scv-{name}-"))
     with contextlib.ExitStack() as stack:
+        tansu = False
         if bootstrap is None:
             broker = stack.enter_context(local_broker(Settings(), work))
-            bootstrap = broker.bootstrap
+            bootstrap, tansu = broker.bootstrap, broker.kind == "tansu"
         overrides: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
+            # in memory, on this machine: no failover to guard against (SCV_IDEMPOTENT_OUTPUT)
+            **({"idempotent_output": False} if tansu else {}),
             "app_id": f"scv-{name}-{int(started)}",
             "topic_prefix": f"{name}{int(started)}-",
             "session_timeout_s": 4.0,

@@ -151,6 +151,13 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def source_producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """What produces *into* scv (replay, the demo source, benchmarks' traffic): idempotent,
+    so a retry after a broker failure (the broker wrote the batch, the answer was lost)
+    does not deliver an event twice, which would count it twice in a profile."""
+    return producer_config(settings, **{"enable.idempotence": True, **overrides})
+
+
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """librdkafka consumer settings for ``group_id``.
 

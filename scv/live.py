@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from scv.brokers import EmbeddedBroker, free_port
 from scv.connectors.demo import generate
-from scv.kafka import client_config, producer_config
+from scv.kafka import client_config, source_producer_config
 from scv.runner import WorkerProcess
 from scv.settings import Settings, get_settings
 from scv.topics import Topics, create_topics
@@ -95,6 +95,7 @@ def run_live(
                 "bootstrap_servers": broker.bootstrap,
                 "cart_window_s": cart_window_s,
                 "session_timeout_s": min(base.session_timeout_s, 4.0),
+                "idempotent_output": False,  # the embedded tansu does not fail over
             }
         )
         create_topics(settings)
@@ -116,7 +117,7 @@ def run_live(
         tally = Tally(settings)
         stack.callback(tally.close)
         topics = Topics(settings)
-        producer = Producer(producer_config(settings))
+        producer = Producer(source_producer_config(settings))
         started = time.monotonic()
         produced = 0
         chunk = 0

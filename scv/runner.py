@@ -23,6 +23,7 @@ from scv.drain import DrainTimeout as DrainTimeout  # re-exported: what wait_dra
 from scv.drain import DrainWatch, Verdict
 from scv.kafka import client_config, consumer_config
 from scv.settings import Settings
+from scv.topics import Topics
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -203,6 +204,25 @@ def partition_lags(settings: Settings, topics: Iterable[str]) -> dict[tuple[str,
             (end.topic, end.partition): end.offset - max(done.offset, 0)
             for end, done in zip(ends, committed, strict=True)
         }
+    finally:
+        consumer.close()
+
+
+def committed_total(settings: Settings) -> int | None:
+    """The worker group's committed offsets summed over every stage input (None while the
+    broker cannot answer): it grows as long as the pipeline makes progress."""
+    consumer = Consumer(consumer_config(settings, settings.app_id, **{"enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(timeout=5)
+        tps = [
+            TopicPartition(topic, p)
+            for topic in Topics(settings).dead_lettered
+            if topic in meta.topics
+            for p in meta.topics[topic].partitions
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, 5))
+    except KafkaException:
+        return None
     finally:
         consumer.close()
 

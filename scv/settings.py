@@ -53,7 +53,14 @@ class Settings(BaseSettings):
     stage_partitions: int = Field(
         4, description="Partitions of profile-keyed topics (profiles, actions, resolved events)."
     )
-    replication_factor: int = Field(1, description="Replication factor for created topics.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of created topics (the broker's default if unset). "
+        "With SCV_REPLICATION_FACTOR=3, 2 keeps every acknowledged write on two brokers and "
+        "lets one broker fail without stopping the pipeline.",
+    )
 
     # --- Worker --------------------------------------------------------------------------
     app_id: str = Field(
@@ -96,6 +103,15 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a worker's producer gathers output into one request; each hop "
         "of an event waits at most this (one request is in flight at a time).",
+    )
+    idempotent_output: bool = Field(
+        True,
+        description="at_least_once: the worker's producer is idempotent, so a retry after a "
+        "broker failover (the broker wrote a batch, its answer was lost) cannot write an "
+        "action or an audit record twice. Off, one request is in flight at a time and such "
+        "a retry may repeat a record; the local pipelines scv starts on tansu turn it off "
+        "(an in-memory broker on the same machine does not fail over, and idempotence cost "
+        "7.5-12.6 µs per message there). exactly_once is always idempotent.",
     )
     compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
         "lz4",
@@ -287,6 +303,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _windows_fit(self) -> Settings:
+        if self.min_insync_replicas and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                "SCV_MIN_INSYNC_REPLICAS must not exceed SCV_REPLICATION_FACTOR: no write "
+                "could be acknowledged"
+            )
         if 0 < self.cart_max_lag_s <= self.cart_window_s:
             raise ValueError(
                 "SCV_CART_MAX_LAG_S must be 0 or above SCV_CART_WINDOW_S: every reminder "

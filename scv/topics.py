@@ -219,6 +219,8 @@ def create_topics(
 
     result: dict[str, str] = {}
     missing = [spec for spec in specs if spec.name not in existing]
+    isr = settings.min_insync_replicas
+    replicas = {"min.insync.replicas": str(isr)} if isr else {}
     if missing:
         futures = admin.create_topics(
             [
@@ -226,7 +228,7 @@ def create_topics(
                     spec.name,
                     num_partitions=spec.partitions,
                     replication_factor=settings.replication_factor,
-                    config=spec.topic_config,
+                    config=spec.topic_config | replicas,
                 )
                 for spec in missing
             ],

@@ -35,11 +35,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from scv.bench.outcome import Outcome, compare, stale_snapshots
-from scv.brokers import local_broker
+from scv.bench.broker_faults import BrokerChaos, summary
+from scv.bench.broker_faults import BrokerFault as BrokerFaultRecord
+from scv.bench.outcome import Outcome, compare, repeated, stale_snapshots
+from scv.brokers import ApacheKafka, local_broker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline
-from scv.kafka import producer_config
+from scv.kafka import source_producer_config
 from scv.runner import WorkerProcess, latest_by_key, read_topic, wait_drained
 from scv.settings import Settings
 from scv.topics import Topics
@@ -80,7 +82,7 @@ def produce_paced(
 ) -> None:
     """Produce ``events`` at ``rate`` per second (in slices of 50 ms), then set ``done``."""
     topics = Topics(settings)
-    producer = Producer(producer_config(settings))
+    producer = Producer(source_producer_config(settings))
     started = time.monotonic()
     try:
         for i, ev in enumerate(events):
@@ -90,7 +92,14 @@ def produce_paced(
                     time.sleep(delay)
                 producer.poll(0)
             producer.produce(topics.raw(ev.source), value=ev.value, key=ev.key)
-        producer.flush(60)
+        # Every event delivered, even across a broker outage (a full cluster restart takes
+        # tens of seconds): the source must not be what loses data.
+        deadline = time.monotonic() + 600
+        while producer.flush(10) and time.monotonic() < deadline:
+            pass
+        left = len(producer)
+        if left:
+            raise RuntimeError(f"{left} demo events undelivered after 600 s")
     finally:
         done.set()
 
@@ -104,10 +113,38 @@ class Killer:
         self.started = time.monotonic()
         self.restarts: list[Restart] = []
         self._log_from = [0] * len(procs)  # where each worker's current life starts in its log
+        #: workers that exited without being killed (restarted, as a supervisor would):
+        #: (worker, seconds since start, the end of its log)
+        self.self_exits: list[tuple[int, float, str]] = []
+        self._lock = threading.Lock()
+        self._watching = threading.Event()
+
+    def supervise(self) -> None:
+        """Until :meth:`stop_supervising`: restart any worker that exited by itself (a
+        pod's restart policy). Each is a finding: workers should ride out broker faults."""
+        self._watching.set()
+
+        def watch() -> None:
+            while self._watching.is_set():
+                with self._lock:
+                    for i, proc in enumerate(self.procs):
+                        if proc.proc is not None and proc.proc.poll() is not None:
+                            at = round(time.monotonic() - self.started, 2)
+                            self.self_exits.append((i, at, proc.tail(5)))
+                            log_ = self.procs[i].log_path
+                            self._log_from[i] = log_.stat().st_size if log_.exists() else 0
+                            proc.start()
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, name="supervisor", daemon=True).start()
+
+    def stop_supervising(self) -> None:
+        self._watching.clear()
 
     def kill(self, i: int) -> bool:
         """SIGKILL worker ``i``'s process group; whether it was ready just before."""
         proc = self.procs[i]
+        self._lock.acquire()  # the supervisor must not restart it: restart() releases
         was_ready = self._ready_in_log(i)
         assert proc.proc is not None
         os.killpg(proc.proc.pid, signal.SIGKILL)
@@ -118,10 +155,13 @@ class Killer:
         return was_ready
 
     def restart(self, i: int, downtime: float) -> float:
-        time.sleep(downtime)
-        log = self.procs[i].log_path
-        self._log_from[i] = log.stat().st_size if log.exists() else 0
-        self.procs[i].start()
+        try:
+            time.sleep(downtime)
+            log = self.procs[i].log_path
+            self._log_from[i] = log.stat().st_size if log.exists() else 0
+            self.procs[i].start()
+        finally:
+            self._lock.release()
         return time.monotonic()
 
     def wait_ready(self, i: int, since: float, timeout: float = 180.0) -> tuple[float, int, bool]:
@@ -211,7 +251,10 @@ def collect(settings: Settings) -> Outcome:
         for k, v in latest_by_key(read_topic(settings, topics.changelog("profiles"), 120)).items()
         if not k.startswith(b"\xff")  # bookkeeping keys (checkpoints, commits)
     }
-    return Outcome(profiles, actions, states, sum(n - 1 for n in merges.values()))
+    audited = [topics.merges, topics.audit, topics.review]
+    audited += [topics.dlq(t) for t in topics.dead_lettered]
+    duplicates = {t: repeated(r.value for r in read_topic(settings, t, 120)) for t in audited}
+    return Outcome(profiles, actions, states, sum(n - 1 for n in merges.values()), duplicates)
 
 
 def _run(
@@ -226,8 +269,12 @@ def _run(
     kills: int = 0,
     kill_seed: int = 0,
     timeout: float = 900.0,
+    kafka: ApacheKafka | None = None,
+    broker_faults: tuple[int, bool, bool] = (0, False, False),
 ) -> tuple[Outcome, dict[str, Any]]:
-    """One run: produce (paced when ``rate``), kill on schedule, drain, collect."""
+    """One run: produce (paced when ``rate``), kill workers (and with ``kafka``, break
+    brokers: ``broker_faults`` = (node kills, a rolling restart, a full stop)) on schedule,
+    drain, collect."""
     with ExitStack() as stack:
         settings, procs, _ = stack.enter_context(
             local_pipeline(
@@ -243,23 +290,33 @@ def _run(
         )
         producer.start()
         killer = Killer(procs, random.Random(kill_seed))
+        killer.supervise()
+        produce_s = len(events) / rate if rate else 1.0
+        brokers = None
+        if kafka is not None and any(broker_faults):
+            brokers = BrokerChaos(kafka, settings, random.Random(kill_seed + 2))
+            brokers.start(*broker_faults, window_s=produce_s)
         if kills:
-            produce_s = len(events) / rate if rate else 1.0
             rng = random.Random(kill_seed + 1)
             in_recovery = (
                 set(rng.sample(range(1, kills), max(1, kills // 4))) if kills > 1 else set()
             )
             killer.run(kills, produce_s, in_recovery)
         producer.join()
+        if brokers is not None:
+            brokers.join()
         for proc in procs:
             proc.wait_ready(180)
         drain(settings, timeout)
+        killer.stop_supervising()
         seconds = round(time.monotonic() - started, 2)
         outcome = collect(settings)
     info = {
         "seconds": seconds,
         "kills": len(killer.restarts),
         "restarts": [asdict(r) for r in killer.restarts],
+        "self_exits": [{"worker": i, "at_s": at, "log": tail} for i, at, tail in killer.self_exits],
+        "broker_faults": [asdict(f) for f in brokers.faults] if brokers else [],
     }
     return outcome, info
 
@@ -274,8 +331,20 @@ def run_chaos(
     rate: float | None = None,
     bootstrap: str | None = None,
     work_dir: Path | None = None,
+    brokers: int = 1,
+    broker_kills: int = 0,
+    rolling_restart: bool = False,
+    cluster_restart: bool = False,
 ) -> dict[str, Any]:
-    """The reference run, the faulty run, and their comparison (see the module docstring)."""
+    """The reference run, the faulty run, and their comparison (see the module docstring).
+
+    With ``brokers=3`` (Apache Kafka, ``SCV_BROKER=kafka``) both runs use a three-node
+    cluster, topics with replication factor 3 and ``min.insync.replicas`` 2, and the faulty
+    run also kills brokers (:mod:`scv.bench.broker_faults`).
+    """
+    faults = (broker_kills, rolling_restart, cluster_restart)
+    if any(faults) and brokers != 3:
+        raise ValueError("broker faults need a cluster: --brokers 3 (with SCV_BROKER=kafka)")
     work = work_dir or Path(tempfile.mkdtemp(prefix="scv-chaos-"))
     # Events from the past, as real traffic is: a profile whose first message is a merge
     # hand-over starts with processing time as created_ts, which a later event corrects
@@ -291,10 +360,14 @@ def run_chaos(
         "churn_visit_max_lag_s": 0,
         "cart_max_lag_s": 0,
     }
+    kafka: ApacheKafka | None = None
     with ExitStack() as stack:
         if bootstrap is None:
-            broker = stack.enter_context(local_broker(Settings(), work))
+            broker = stack.enter_context(local_broker(Settings(), work, nodes=brokers))
             bootstrap = broker.bootstrap
+            kafka = broker if isinstance(broker, ApacheKafka) else None
+        if brokers == 3:
+            overrides |= {"replication_factor": 3, "min_insync_replicas": 2}
         common: dict[str, Any] = {
             "workers": workers,
             "bootstrap": bootstrap,
@@ -310,11 +383,14 @@ def run_chaos(
             rate=pace,
             kills=kills,
             kill_seed=kill_seed,
+            kafka=kafka,
+            broker_faults=faults,
             **common,
         )
     for name, outcome in (("reference", ref), ("faulty", got)):  # for a post-mortem
         (work / f"{name}-outcome.json").write_bytes(orjson.dumps(asdict(outcome)))
     profiles, actions = compare(ref, got)
+    exactly_once = Settings().processing_guarantee == "exactly_once"
     failures = {
         "lost_profile_updates": profiles["lost_events"] + stale_snapshots(got),
         "duplicate_actions": actions["duplicate_actions"],
@@ -328,6 +404,10 @@ def run_chaos(
         "ready_before_restore": sum(1 for r in info["restarts"] if r["ready_before_restore"]),
         # nothing to compare would compare equal: a broken setup must not pass
         "reference_empty": int(not ref.profiles),
+        # exactly once: not even the audit trail repeats (at least once allows it)
+        "duplicate_records": sum(got.duplicates.values()) if exactly_once else 0,
+        # workers must ride out broker faults by themselves
+        "worker_self_exits": len(info["self_exits"]),
     }
     ready = [r["time_to_ready_s"] for r in info["restarts"] if r["time_to_ready_s"] is not None]
     return {
@@ -347,6 +427,16 @@ def run_chaos(
             "action_consent": actions["order_sensitive_consent"],
         },
         "duplicate_merge_records": got.duplicate_merges,
+        "duplicates_by_topic": got.duplicates,
+        "processing_guarantee": "exactly_once" if exactly_once else "at_least_once",
+        "broker": {
+            "kind": kafka.kind if kafka else Settings().broker,
+            "nodes": brokers,
+            "version": kafka.version if kafka else None,
+        },
+        "broker_faults": info["broker_faults"],
+        "broker_recovery": summary([BrokerFaultRecord(**f) for f in info["broker_faults"]]),
+        "self_exits": info["self_exits"],
         "profiles": profiles,
         "actions": actions,
         "work_dir": str(work),

@@ -59,6 +59,32 @@ class Outcome:
     actions: list[dict[str, Any]]
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicate_merges: int = 0
+    #: repeated records per audit topic (merges, audit, review, the DLQs): at least once
+    #: allows them, exactly once does not
+    duplicates: dict[str, int] = field(default_factory=dict)
+
+
+#: Fields of an audit record that are processing wall-clock: a repeat differs only there.
+VOLATILE_RECORD_FIELDS = ("processed_at",)
+
+
+def repeated(values: Iterable[bytes | None]) -> int:
+    """How many records repeat an earlier one (a JSON object compared without its
+    processing-time fields; anything else byte for byte)."""
+    seen: Counter[bytes] = Counter()
+    for value in values:
+        if value is None:
+            continue
+        try:
+            body = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict):
+            for name in VOLATILE_RECORD_FIELDS:
+                body.pop(name, None)
+            value = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        seen[value] += 1
+    return sum(n - 1 for n in seen.values())
 
 
 def identity_key(profile: Mapping[str, Any]) -> tuple[str, ...]:

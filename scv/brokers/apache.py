@@ -217,18 +217,24 @@ class ApacheKafka:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every node (SIGTERM, SIGKILL after ``timeout``); a temporary folder goes
         too. Idempotent."""
-        for node in self.nodes:
-            node.child.signal(signal.SIGCONT)
-            node.child.signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            node.child.stop(max(1.0, deadline - time.monotonic()))
+        self.stop_nodes([n.node_id for n in self.nodes], timeout)
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def stop_nodes(self, node_ids: list[int], timeout: float = 30.0) -> None:
+        """A clean shutdown of these nodes at once (their data stays). At once: a node
+        stopped after the others would wait for a controller quorum that has gone."""
+        nodes = [self.node(i) for i in node_ids]
+        for node in nodes:
+            node.child.signal(signal.SIGCONT)
+            node.child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            node.child.stop(max(1.0, deadline - time.monotonic()))
+
     def stop_node(self, node_id: int, timeout: float = 30.0) -> None:
         """A clean shutdown of one node (its data stays)."""
-        self.node(node_id).child.stop(timeout)
+        self.stop_nodes([node_id], timeout)
 
     def kill_node(self, node_id: int) -> None:
         """``kill -9`` one node: no controlled shutdown, its data stays on disk."""

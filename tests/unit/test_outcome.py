@@ -204,3 +204,14 @@ def test_what_consent_gates_may_differ_only_where_consent_differs_by_arrival() -
     assert [e["identifiers"] for e in profiles["examples"]] == [["customer_id:C2"]]
     assert actions["order_sensitive_consent"] == 1  # act_a
     assert actions["extra_actions"] == 1  # act_b
+
+
+def test_repeated_records_are_counted_without_their_processing_time() -> None:
+    from scv.bench.outcome import repeated
+
+    a = b'{"kind":"erasure","command_id":"c1","processed_at":1.0}'
+    redo = b'{"processed_at":2.5,"command_id":"c1","kind":"erasure"}'  # same record, later
+    other = b'{"kind":"erasure","command_id":"c2","processed_at":1.0}'
+    assert repeated([a, other]) == 0
+    assert repeated([a, redo, other]) == 1
+    assert repeated([b"raw bytes", b"raw bytes", None, b"\xff"]) == 1
