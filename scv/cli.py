@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from scv.connectors.febrl import DATASETS
 from scv.drain import DrainTimeout
+from scv.kafka import KafkaRefused
 from scv.settings import Settings, get_settings
 
 
@@ -760,6 +761,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(filter(None, [args.command, getattr(args, "bench", None)]))
         print(f"scv {command}: {exc}", file=sys.stderr)
         return 1
+    except KafkaRefused as exc:  # wrong credentials or a missing ACL: retrying cannot help
+        print(f"scv {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:  # a bad SCV_* value: one line at start-up, no traceback
         if exc.title != Settings.__name__:
             raise
