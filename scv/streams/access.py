@@ -11,7 +11,7 @@ KIP-430), and stops with one line naming what is refused (:class:`~scv.kafka.Kaf
 Only a refusal stops the worker. A broker that does not report authorized operations
 (tansu, or any broker without an authorizer reports them all), a topic that does not exist
 yet, or a broker that does not answer within the check's time leaves the worker to start as
-before. The ACLs themselves are listed in docs/configuration.md ("ACLs").
+before. The ACLs themselves are listed in docs/configuration.md#acls.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def refused_line(settings: Settings, lacking: Mapping[Resource, list[AclOperatio
     who = f"user {settings.sasl_username!r}" if settings.sasl_username else "this client"
     return (
         f"{who} is not authorized by Kafka at {settings.bootstrap_servers} to "
-        f"{'; '.join(parts)} (docs/configuration.md, ACLs, lists what a worker needs)"
+        f"{'; '.join(parts)} (docs/configuration.md#acls lists what a worker needs)"
     )
 
 

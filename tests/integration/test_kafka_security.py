@@ -5,7 +5,7 @@ TLS with a CA and broker certificate made here with ``openssl`` (PEM key and tru
 SCRAM-SHA-512 users created when the storage is formatted, and the StandardAuthorizer with
 ``allow.everyone.if.no.acl.found=false``, so a principal may do only what an ACL allows.
 ``admin`` is the super user; it creates scv's topics and grants the ``scv`` user exactly
-what docs/configuration.md ("ACLs") says a worker needs: READ and WRITE on topics with the
+what docs/configuration.md#acls says a worker needs: READ and WRITE on topics with the
 prefix, READ on the group ``SCV_APP_ID``.
 
 Then a real ``scv worker`` runs as ``scv`` and turns events into profiles, and workers that
@@ -128,7 +128,7 @@ def _allow(
 
 
 def _acls(settings: Settings) -> list[AclBinding]:
-    """What docs/configuration.md ("ACLs") tells an operator to grant scv's principal, and
+    """What docs/configuration.md#acls tells an operator to grant scv's principal, and
     the grants of the two users that lack one."""
     topic, group, prefixed = ResourceType.TOPIC, ResourceType.GROUP, ResourcePatternType.PREFIXED
     read, write = AclOperation.READ, AclOperation.WRITE
