@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from scv.connectors.febrl import DATASETS
 from scv.drain import DrainTimeout
+from scv.kafka import KafkaRefused
 from scv.settings import Settings, get_settings
 
 
@@ -366,6 +367,64 @@ host is `127.0.0.1`; the worker logs a warning when it listens elsewhere without
 
 **Logs.** At `info` the worker logs no email, phone or name: DLQ lines give topic, partition,
 offset and a reason that names fields, never values.
+
+## ACLs
+
+On a cluster with an authorizer (and `allow.everyone.if.no.acl.found=false`), the worker's
+principal (`User:<SCV_SASL_USERNAME>` with SASL) needs exactly this:
+
+| resource | pattern | operations |
+|---|---|---|
+| topics `SCV_TOPIC_PREFIX` | prefixed | `Read`, `Write` |
+| group `SCV_APP_ID` | literal (or prefixed) | `Read` |
+
+```sh
+kafka-acls.sh --bootstrap-server $BROKERS --command-config admin.properties --add \\
+  --allow-principal User:scv --operation Read --operation Write \\
+  --topic "$SCV_TOPIC_PREFIX" --resource-pattern-type prefixed
+kafka-acls.sh --bootstrap-server $BROKERS --command-config admin.properties --add \\
+  --allow-principal User:scv --operation Read --group "$SCV_APP_ID"
+```
+
+Every topic scv uses starts with `SCV_TOPIC_PREFIX`: the pipeline's, the DLQs, the table
+changelogs (`<prefix><SCV_APP_ID>-<table>-changelog`) and the workers directory
+(`<prefix><SCV_APP_ID>-workers`). Without a prefix, grant the same on the prefixes `raw.`,
+`identity.`, `profiles.`, `actions.v1`, `audit.v1` and `<SCV_APP_ID>-`. Nothing else is
+needed: no `Create` (topics are made up front, see below), no `IdempotentWrite` or
+transactional ids (scv's producers are neither), no cluster operation. The restore,
+directory and export consumers (groups `<SCV_APP_ID>-restore`, `-directory`, `-export`)
+assign partitions without joining their group or committing, so their groups need no ACL.
+
+Per topic, a worker reads its inputs (`raw.*.v1`, `identity.events.v1`,
+`identity.commands.v1`, `profiles.events.v1`), `actions.v1` (a restore reads back what it
+sent), the changelogs and the workers directory, and writes its outputs, the DLQs, the
+changelogs and the directory; `Read` and `Write` on the prefix is the simple grant, and
+`scv/streams/access.py` (`worker_needs`) lists the narrower one per stage. Other
+principals get their own ACLs: sources `Write` on `raw.*.v1`, `scv command` `Write` on
+`identity.commands.v1`, consumers of the outputs `Read` on them and on their own group.
+`scv topics create` needs `Create` on the prefix, and `DescribeConfigs` to check the
+compacted topics when they exist; run it as an administrator.
+
+**At start-up** `scv worker` asks the broker, as its own principal, whether it may do all
+of this (Kafka reports a client's authorized operations per topic and group). A refused
+login or a missing ACL stops it within seconds, with exit code 2 and one line (wrapped
+here), instead of a worker that retries forever and never gets ready:
+
+```text
+scv worker: Kafka at kafka:9093 refused the SASL login of SCRAM-SHA-512 user 'scv'
+  (authentication failed): …; check SCV_SASL_MECHANISM, SCV_SASL_USERNAME and SCV_SASL_PASSWORD
+scv worker: user 'scv' is not authorized by Kafka at kafka:9093 to READ group scv
+  (docs/configuration.md#acls lists what a worker needs)
+scv worker: user 'scv' is not authorized by Kafka at kafka:9093 to READ topic raw.web.v1
+  (docs/configuration.md#acls lists what a worker needs)
+```
+
+A failed TLS handshake (a wrong `SCV_SSL_CAFILE`, say) is reported the same way. A broker
+that does not report authorized operations, or does not answer within 20 s, is not judged:
+the worker starts as before. `make test-kafka` runs a worker against an Apache Kafka with a
+SASL_SSL listener (SCRAM-SHA-512, TLS) and exactly these ACLs, and three workers it refuses: a
+wrong password, no group ACL, no `Read` on one input
+(`tests/integration/test_kafka_security.py`).
 """
 
 
@@ -783,6 +842,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(filter(None, [args.command, getattr(args, "bench", None)]))
         print(f"scv {command}: {exc}", file=sys.stderr)
         return 1
+    except KafkaRefused as exc:  # wrong credentials or a missing ACL: retrying cannot help
+        print(f"scv {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:  # a bad SCV_* value: one line at start-up, no traceback
         if exc.title != Settings.__name__:
             raise

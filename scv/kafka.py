@@ -16,9 +16,12 @@ Every producer, consumer and admin client (confluent-kafka/librdkafka) and the F
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scv.settings import Settings
+
+if TYPE_CHECKING:  # the CLI imports this module: confluent_kafka only where it is used
+    from confluent_kafka import KafkaError
 
 #: librdkafka partitioner compatible with Faust/aiokafka and the Java client (murmur2 of the
 #: key; random partition for a null key).
@@ -124,6 +127,37 @@ def _ssl(settings: Settings) -> dict[str, Any]:
         if settings.ssl_key_password is not None:
             config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
     return config
+
+
+class KafkaRefused(RuntimeError):
+    """The broker refused scv's credentials (authentication, TLS) or its permissions (ACLs):
+    a configuration problem that retrying cannot fix. The message is one line for the
+    operator."""
+
+
+def refusal(settings: Settings, error: KafkaError) -> str | None:
+    """One line saying which setting to check when ``error`` (from a client's ``error_cb``)
+    is the broker refusing the client's credentials; None for anything else.
+
+    librdkafka retries a failed login forever and only logs it, so a worker with a wrong
+    password would wait for a broker that will never let it in.
+    """
+    from confluent_kafka import KafkaError
+
+    code = error.code()
+    servers = settings.bootstrap_servers
+    if code == KafkaError._AUTHENTICATION:
+        who = f"{settings.sasl_mechanism} user {settings.sasl_username!r}"
+        return (
+            f"Kafka at {servers} refused the SASL login of {who} (authentication failed): "
+            f"{error.str()}; check SCV_SASL_MECHANISM, SCV_SASL_USERNAME and SCV_SASL_PASSWORD"
+        )
+    if code == KafkaError._SSL:
+        return (
+            f"the TLS handshake with Kafka at {servers} failed: {error.str()}; check "
+            "SCV_SSL_CAFILE, SCV_SSL_CHECK_HOSTNAME and SCV_SSL_CERTFILE/SCV_SSL_KEYFILE"
+        )
+    return None
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from scv.kafka import consumer_config, producer_config
 from scv.settings import Settings
@@ -145,7 +145,10 @@ class Directory:
         if self._thread.is_alive():
             self._thread.join(5)
         if self._producer is not None:
-            self._announce(None)
+            try:
+                self._announce(None)
+            except KafkaException as exc:  # e.g. no ACL to write the topic: nothing to withdraw
+                log.warning("worker directory: could not withdraw this worker's entry: %s", exc)
             # A broker that never took an announcement will not take the withdrawal either:
             # do not hold up the shutdown for it.
             self._producer.flush(5 if self._reached else 0.2)

@@ -233,13 +233,14 @@ class Fenced(RuntimeError):
 class Worker:
     """The consumer loop around a :class:`Pipeline`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stopping: threading.Event | None = None) -> None:
         self.settings = settings
         self.output = Output(settings)
         self.pipeline = Pipeline(settings, self.output)
         if self.pipeline.resolve.matcher is not None:
             REGISTRY.register(metrics.MatcherCollector(self.pipeline.resolve.matcher))
-        self.stopping = threading.Event()
+        #: set to end :meth:`run` (SIGTERM)
+        self.stopping = stopping or threading.Event()
         self.ready = threading.Event()
         #: exactly once: offsets go into each transaction, never through the group's commits
         self.eos = settings.processing_guarantee == "exactly_once"
@@ -579,20 +580,30 @@ class Worker:
 
 
 def run_worker(settings: Settings) -> None:
-    """``scv worker``: the loop in this thread, the HTTP endpoints in another."""
+    """``scv worker``: the loop in this thread, the HTTP endpoints in another.
+
+    First the broker is asked whether it lets this worker in and do what it needs
+    (:mod:`scv.streams.access`): a refusal raises :class:`~scv.kafka.KafkaRefused`, which
+    ``scv`` reports in one line, instead of a worker that never becomes ready.
+    """
+    from scv.streams.access import check_worker_access
     from scv.streams.web import start_web
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     log.info("worker starting (pid %d; stages %s)", os.getpid(), settings.stages)
-    worker = Worker(settings)
+    stopping = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
-        worker.stopping.set()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    check_worker_access(settings, stopping)
+    if stopping.is_set():
+        return
+    worker = Worker(settings, stopping)
     web = start_web(settings, worker)
     try:
         worker.run()

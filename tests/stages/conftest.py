@@ -8,7 +8,7 @@ work, then the table flush). ``make_pipeline(**settings)`` builds one with other
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from stagekit import Outbox
 
 from scv.settings import Settings
+from scv.streams.access import WRITE, worker_needs
 from scv.streams.worker import Pipeline
 from scv.topics import Topics
 
@@ -28,7 +29,12 @@ def sent() -> Outbox:
 
 
 @pytest.fixture
-def make_pipeline(tmp_path: Path, sent: Outbox) -> MakePipeline:
+def make_pipeline(tmp_path: Path, sent: Outbox) -> Iterator[MakePipeline]:
+    """Builds pipelines; afterwards checks that they wrote only to topics the worker's ACL
+    check asks WRITE on (``scv.streams.access``), so that a new output cannot be missing
+    from it."""
+    writable: set[str] = set()
+
     def make(**overrides: Any) -> Pipeline:
         settings = Settings(
             store="memory://", topic_prefix="", data_dir=tmp_path / "state", **overrides
@@ -37,9 +43,12 @@ def make_pipeline(tmp_path: Path, sent: Outbox) -> MakePipeline:
         for topic in pipeline.tables_of:
             for p in range(pipeline.tables_of[topic][0].partitions):
                 pipeline.open(topic, p)
+        writable.update(t for t, ops in worker_needs(settings).topics.items() if WRITE in ops)
         return pipeline
 
-    return make
+    yield make
+    unchecked = sorted(set(sent.topics) - writable)
+    assert not unchecked, f"written, but not in scv.streams.access.worker_needs: {unchecked}"
 
 
 @pytest.fixture

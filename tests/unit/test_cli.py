@@ -185,6 +185,26 @@ def test_a_drain_that_gives_up_is_one_line_on_stderr_and_exit_1(
     assert captured.err == f"{prefix}{message}; worker log: /tmp/scv-demo-x/worker0.log\n"
 
 
+def test_a_refused_worker_is_one_line_on_stderr_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong credentials or a missing ACL: a configuration problem, reported like a bad
+    setting (tests/integration/test_kafka_security.py raises it for real)."""
+    import scv.streams.worker
+    from scv.kafka import KafkaRefused
+
+    line = "user 'scv' is not authorized by Kafka at k:9093 to READ group scv"
+
+    def refused(settings: object) -> None:
+        raise KafkaRefused(line)
+
+    monkeypatch.setattr(scv.streams.worker, "run_worker", refused)
+    assert main(["worker"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"scv worker: {line}\n"
+
+
 def test_demo_check_names_what_is_wrong() -> None:
     from scv.cli import demo_problems
 
