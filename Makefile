@@ -47,7 +47,9 @@ test-kafka: $(STAMP) tools kafka ## The broker-backed integration tests, the 20k
 	@mkdir -p var
 	SCV_BROKER=kafka $(BIN)/python -m pytest -q tests/integration
 	SCV_BROKER=kafka $(BIN)/scv demo --events 20000 --seed 7 --json var/demo-kafka.json --check
-	SCV_BROKER=kafka $(BIN)/scv bench chaos --events 20000 --kills 7 --json var/chaos-kafka.json
+	$(MAKE) --no-print-directory chaos SCV_BROKER=kafka CHAOS_EVENTS=10000 CHAOS_JSON=var/chaos-kafka.json
+	$(MAKE) --no-print-directory chaos SCV_BROKER=kafka SCV_PROCESSING_GUARANTEE=exactly_once \
+	  CHAOS_EVENTS=10000 CHAOS_JSON=var/chaos-kafka-exactly-once.json
 
 test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages
@@ -99,9 +101,14 @@ fuzz: $(VENV)/.fuzz-installed ## Hostile input: >= 100,000 bad events through th
 	  || { tail -40 var/fuzz-atheris.log; exit 1; }
 	@cat var/fuzz-atheris.json
 
-chaos: $(STAMP) ## SIGKILL workers 6+ times during the 20k demo; compare with a fault-free run (var/chaos.json, exit 1 unless all 0)
+CHAOS_EVENTS ?= 20000
+CHAOS_JSON   ?= var/chaos.json
+# On Apache Kafka (SCV_BROKER=kafka) chaos also runs a 3-node cluster and breaks it.
+CHAOS_KAFKA  := $(if $(filter kafka,$(SCV_BROKER)),--brokers 3 --broker-kills 3 --rolling-restart --cluster-restart)
+
+chaos: $(STAMP) ## SIGKILL workers 7 times during the 20k demo (SCV_BROKER=kafka: also 3 broker kills, a rolling and a full restart of 3 nodes); compare with a fault-free run (var/chaos.json, exit 1 unless all 0)
 	@mkdir -p var
-	$(BIN)/scv bench chaos --events 20000 --kills 7 --json var/chaos.json
+	$(BIN)/scv bench chaos --events $(CHAOS_EVENTS) --kills 7 $(CHAOS_KAFKA) --json $(CHAOS_JSON)
 
 clean: ## Remove the virtualenv, local state and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
