@@ -253,7 +253,10 @@ def collect(settings: Settings) -> Outcome:
     }
     audited = [topics.merges, topics.audit, topics.review]
     audited += [topics.dlq(t) for t in topics.dead_lettered]
-    duplicates = {t: repeated(r.value for r in read_topic(settings, t, 120)) for t in audited}
+    duplicates = {}
+    for t in audited:
+        records = read_topic(settings, t, 120)
+        duplicates[t] = repeated([r.value for r in records], [r.headers for r in records])
     return Outcome(profiles, actions, states, sum(n - 1 for n in merges.values()), duplicates)
 
 

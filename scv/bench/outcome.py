@@ -68,11 +68,17 @@ class Outcome:
 VOLATILE_RECORD_FIELDS = ("processed_at",)
 
 
-def repeated(values: Iterable[bytes | None]) -> int:
+def repeated(
+    values: Iterable[bytes | None], headers: Iterable[Mapping[str, bytes]] | None = None
+) -> int:
     """How many records repeat an earlier one (a JSON object compared without its
-    processing-time fields; anything else byte for byte)."""
+    processing-time fields; anything else byte for byte). With ``headers`` (one mapping per
+    value) they count too: two malformed inputs can have the same bytes (``[]``), while
+    their dead letters name different offsets."""
     seen: Counter[bytes] = Counter()
+    tags = iter(headers) if headers is not None else None
     for value in values:
+        tag = next(tags) if tags is not None else {}
         if value is None:
             continue
         try:
@@ -83,6 +89,11 @@ def repeated(values: Iterable[bytes | None]) -> int:
             for name in VOLATILE_RECORD_FIELDS:
                 body.pop(name, None)
             value = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        if tag:
+            value += b"\x00" + orjson.dumps(
+                {k: v.decode(errors="replace") for k, v in tag.items()},
+                option=orjson.OPT_SORT_KEYS,
+            )
         seen[value] += 1
     return sum(n - 1 for n in seen.values())
 

@@ -215,3 +215,7 @@ def test_repeated_records_are_counted_without_their_processing_time() -> None:
     assert repeated([a, other]) == 0
     assert repeated([a, redo, other]) == 1
     assert repeated([b"raw bytes", b"raw bytes", None, b"\xff"]) == 1
+    # the same malformed bytes from two inputs: two dead letters, no repeat
+    offsets = [{"scv.error.offset": b"7"}, {"scv.error.offset": b"9"}]
+    assert repeated([b"[]", b"[]"], offsets) == 0
+    assert repeated([b"[]", b"[]"], [offsets[0], offsets[0]]) == 1
