@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from scv.bench.baseline import demo_messages, run_baseline
-from scv.bench.quix import QUIXSTREAMS_VERSION, run_quix
+from scv.bench.quix import QUIXSTREAMS_VERSION, QuixSetupError, run_quix
+from scv.bench.throughput import _naive_quix
 from scv.brokers import Broker
 from scv.runner import latest_by_key, read_topic
 from scv.settings import Settings
@@ -109,3 +110,19 @@ def test_quix_app_makes_one_state_write_per_event(
         assert key is not None
         per_key[key] = per_key.get(key, 0) + 1
     assert sorted(counts.values()) == sorted(per_key.values())
+
+
+def test_a_quix_peer_that_cannot_run_is_reported_not_raised(
+    broker: Broker, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]
+) -> None:
+    """The bench goes on without the peer and says why: not installable, or failing."""
+    missing = tmp_path / "no-such-python"
+    failed = _naive_quix(
+        broker.bootstrap, messages[:50], python=str(missing), work_dir=tmp_path, broker_pids=[]
+    )
+    assert failed["not_run"].startswith("FileNotFoundError") and str(missing) in failed["not_run"]
+    why = QuixSetupError("could not install quixstreams==3.28.1: no network")
+    skipped = _naive_quix(
+        broker.bootstrap, messages[:50], python=why, work_dir=tmp_path, broker_pids=[]
+    )
+    assert skipped == {"not_run": str(why)}
