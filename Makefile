@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools kafka run test test-kafka test-unit test-integration check fmt demo bench fuzz households chaos clean
+.PHONY: help venv tools kafka quix run test test-kafka test-unit test-integration check fmt demo bench fuzz households chaos clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -37,13 +37,16 @@ kafka: $(STAMP) ## Install Java 17 and Maven if missing, and fetch Apache Kafka 
 	  || { echo "could not install Java and Maven: Apache Kafka needs them"; exit 1; }; }
 	$(BIN)/scv broker --kafka --fetch-only
 
+quix: $(STAMP) ## Install the naive Quix Streams peer of scv bench throughput into its own virtualenv under ~/.cache/scv (once)
+	@$(BIN)/python -c "from scv.bench.quix import quix_python; print('quixstreams peer:', quix_python())"
+
 run: $(STAMP) ## Run the whole pipeline on the embedded broker with the demo source (Ctrl-C stops)
 	$(BIN)/scv run
 
-test: $(STAMP) tools ## Run the default test suite (unit, stage and broker-backed integration tests)
+test: $(STAMP) tools quix ## Run the default test suite (unit, stage and broker-backed integration tests)
 	$(BIN)/python -m pytest -q -m "not kafka"
 
-test-kafka: $(STAMP) tools kafka ## The broker-backed integration tests, the 20k demo and make chaos on Apache Kafka
+test-kafka: $(STAMP) tools kafka quix ## The broker-backed integration tests, the 20k demo and make chaos on Apache Kafka
 	@mkdir -p var
 	SCV_BROKER=kafka $(BIN)/python -m pytest -q tests/integration
 	SCV_BROKER=kafka $(BIN)/scv demo --events 20000 --seed 7 --json var/demo-kafka.json --check
@@ -54,7 +57,7 @@ test-kafka: $(STAMP) tools kafka ## The broker-backed integration tests, the 20k
 test-unit: $(STAMP) ## Run only the fast unit and stage tests
 	$(BIN)/python -m pytest -q tests/unit tests/stages
 
-test-integration: $(STAMP) tools ## Run only the broker-backed integration tests
+test-integration: $(STAMP) tools quix ## Run only the broker-backed integration tests
 	$(BIN)/python -m pytest -q -m "not kafka" tests/integration
 
 check: $(STAMP) ## Lint (ruff) and type-check (mypy)
@@ -70,7 +73,7 @@ demo: $(STAMP) ## Run the 20k-event demo once and write var/demo.json
 	@mkdir -p var
 	$(BIN)/scv demo --events 20000 --seed 7 --json var/demo.json
 
-bench: $(STAMP) ## Heavier benchmarks, JSON in var/bench-*.json (about 25 min); not part of make test
+bench: $(STAMP) quix ## Heavier benchmarks, JSON in var/bench-*.json (about 25 min); not part of make test
 	@mkdir -p var
 	$(BIN)/scv bench throughput --events 50000 --workers 1 2 --latency-events 60000 --rounds 3 --split-stages \
 	  --json var/bench-throughput.json

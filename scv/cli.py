@@ -163,6 +163,8 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         args.latency_events,
         rounds=args.rounds,
         split=args.split_stages,
+        broker=args.broker,
+        quix=not args.no_quix,
     )
     return _report(report, args.json)
 
@@ -562,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = bench.add_parser(
         "throughput",
-        help="demo events as fast as possible through 1 and 2 workers, and a naive Faust agent",
+        help="demo events as fast as possible through 1 and 2 workers, a naive Faust agent and "
+        "a naive Quix Streams app",
     )
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run")
@@ -585,6 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run each worker count above one with the stages split between the workers "
         "(SCV_STAGES: normalize,resolve and profiles)",
+    )
+    p.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default=None,
+        help="the broker each round starts fresh: tansu (embedded) or kafka (one Apache Kafka "
+        "KRaft node); default SCV_BROKER (tansu)",
+    )
+    p.add_argument(
+        "--no-quix",
+        action="store_true",
+        help="leave out the naive Quix Streams peer (it runs in a virtualenv of its own, "
+        "made once under ~/.cache/scv with pip)",
     )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_throughput)

@@ -62,6 +62,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pids_cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU time the processes ``pids`` used so far, summed (an Apache Kafka cluster: one JVM
+    per node); 0.0 for each that is gone."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 class Subprocess:
     """A ``python -m MODULE worker`` child in its own process group, logging to a file."""
 
@@ -73,11 +79,15 @@ class Subprocess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """What :meth:`start` runs: ``python -m MODULE worker`` in this interpreter."""
+        return [sys.executable, "-m", self.module, "worker"]
+
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "worker"],
+            self.command(),
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

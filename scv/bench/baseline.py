@@ -36,7 +36,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from scv.kafka import producer_config
-from scv.runner import Subprocess, memory_mb, settings_env, wait_drained
+from scv.runner import Subprocess, memory_mb, pids_cpu_seconds, settings_env, wait_drained
 from scv.settings import Settings
 from scv.topics import TopicSpec, create_topics
 
@@ -80,6 +80,8 @@ class BaselineWorker(Subprocess):
     """One ``python -m scv.bench.baseline_app worker`` subprocess and its status file."""
 
     module = "scv.bench.baseline_app"
+    #: How errors name it.
+    name = "baseline worker"
 
     def __init__(self, env: dict[str, str], status_path: Path, log_path: Path) -> None:
         super().__init__(env, log_path)
@@ -99,11 +101,9 @@ class BaselineWorker(Subprocess):
             if status.get(key):
                 return status
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"baseline worker exited with {self.proc.returncode}: {self.tail()}"
-                )
-            time.sleep(0.05)
-        raise TimeoutError(f"baseline worker not {key} after {timeout}s: {self.status()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            time.sleep(0.01)
+        raise TimeoutError(f"{self.name} not {key} after {timeout}s: {self.status()}")
 
 
 def run_baseline(
@@ -115,6 +115,7 @@ def run_baseline(
     work_dir: Path,
     timeout: float,
     session_timeout_s: float = 4.0,
+    broker_pids: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Run the naive Faust agent over ``events`` on the broker at ``bootstrap``; report speed.
 
@@ -128,7 +129,9 @@ def run_baseline(
     the committed-offset figures ``drained_seconds`` / ``drained_events_per_second``, the
     start-up time ``startup_seconds`` (worker launch → ready), ``decode_errors`` and, in
     table mode, the table's ``table_keys``, ``table_sum`` (must equal ``events``) and
-    ``changelog_topic``.
+    ``changelog_topic``. ``cpu_us_per_event`` has the agent's CPU per event (first event →
+    flushed, every thread) and, given the broker's ``broker_pids``, the broker's (agent ready
+    → done, read from ``/proc``).
     """
     messages = demo_messages(events) if isinstance(events, int) else list(events)
     if not messages:
@@ -163,7 +166,9 @@ def run_baseline(
     try:
         worker.start()
         ready = worker.wait_for("ready", timeout)
+        broker_cpu = pids_cpu_seconds(broker_pids)
         done = worker.wait_for("done", timeout)
+        broker_cpu = pids_cpu_seconds(broker_pids) - broker_cpu
         drained_at = _wait_lag_zero(settings, topic, timeout)
         peak = memory_mb(worker.proc.pid).get("peak_rss_mb") if worker.proc is not None else None
     except BaseException:
@@ -187,12 +192,24 @@ def run_baseline(
         "startup_seconds": round(float(ready["ready_at"]) - launched, 2),
         "decode_errors": int(done["decode_errors"]),
         "partitions": partitions,
+        "cpu_us_per_event": peer_cpu(done, "cpu_flushed", count, broker_cpu, broker_pids),
     }
     if table_writes:
         result["table_keys"] = done["table_keys"]
         result["table_sum"] = done["table_sum"]
         result["changelog_topic"] = done["changelog_topic"]
     return result
+
+
+def peer_cpu(
+    done: dict[str, Any], end: str, count: int, broker_cpu: float, broker_pids: Sequence[int]
+) -> dict[str, float]:
+    """A peer's ``cpu_us_per_event``: its own (``cpu_first`` → ``end`` in its status) and the
+    broker's over the same run, when its pids were given."""
+    out = {"app": round((float(done[end]) - float(done["cpu_first"])) / count * 1e6, 1)}
+    if broker_pids:
+        out["broker"] = round(broker_cpu / count * 1e6, 1)
+    return out
 
 
 def _wait_lag_zero(settings: Settings, topic: str, timeout: float) -> float:

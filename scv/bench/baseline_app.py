@@ -118,6 +118,9 @@ class Progress:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.flushed_at: float | None = None
+        # CPU of this process (every thread) at the first event and after the flush
+        self.cpu_first: float | None = None
+        self.cpu_flushed: float | None = None
         self.ready_at: float | None = None
         self.done = False
         self.table_keys: int | None = None
@@ -137,6 +140,8 @@ class Progress:
             "first_at": self.first_at,
             "last_at": self.last_at,
             "flushed_at": self.flushed_at,
+            "cpu_first": self.cpu_first,
+            "cpu_flushed": self.cpu_flushed,
             "done": self.done,
             "table_keys": self.table_keys,
             "table_sum": self.table_sum,
@@ -173,7 +178,7 @@ async def finish() -> None:
     """After the expected event: flush the producer (changelog on the broker), sum the table."""
     if TABLE_WRITES:
         await app.producer.flush()
-    progress.flushed_at = time.time()
+    progress.flushed_at, progress.cpu_flushed = time.time(), time.process_time()
     if TABLE_WRITES:
         keys = total = 0
         for _, value in counts.items():
@@ -189,7 +194,7 @@ async def baseline_agent(stream: Any) -> None:
     """Decode every event; in table mode count it under its key (one table write)."""
     async for key, value in stream.items():
         if progress.first_at is None:
-            progress.first_at = time.time()
+            progress.first_at, progress.cpu_first = time.time(), time.process_time()
         try:
             orjson.loads(value)
         except orjson.JSONDecodeError:

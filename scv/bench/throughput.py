@@ -13,36 +13,41 @@ action's timestamp on ``actions.v1``, with the demo traffic paced at a fixed rat
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from scv.bench.baseline import run_baseline
+from scv.bench.quix import QuixSetupError, quix_python, run_quix
 from scv.bench.stages import run_stages
-from scv.brokers import EmbeddedBroker
+from scv.brokers import Broker, local_broker
 from scv.connectors.demo import DemoEvent, generate
 from scv.demo import local_pipeline, produce_events
 from scv.kafka import producer_config
 from scv.runner import (
     Record,
     WorkerProcess,
-    cpu_seconds,
     latest_by_key,
     memory_mb,
+    pids_cpu_seconds,
     read_topic,
     topic_sizes,
     wait_drained,
 )
+from scv.settings import Settings
 from scv.streams.metrics import cache_misses
 from scv.topics import TABLES, Topics
+
+log = logging.getLogger(__name__)
 
 
 def dir_bytes(path: Path) -> int:
@@ -69,11 +74,15 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 1), "p95": at(0.95), "p99": at(0.99)}
 
 
-def _pids(procs: Sequence[WorkerProcess], broker_pid: int | None) -> dict[str, int]:
-    pids = {f"worker{i}": p.proc.pid for i, p in enumerate(procs) if p.proc is not None}
+def _pids(
+    procs: Sequence[WorkerProcess], broker_pid: int | Sequence[int] | None
+) -> dict[str, list[int]]:
+    """The processes to read CPU time from, by name: each worker, the broker (tansu, or
+    every node's JVM of an Apache Kafka cluster, summed) and this process."""
+    pids = {f"worker{i}": [p.proc.pid] for i, p in enumerate(procs) if p.proc is not None}
     if broker_pid is not None:
-        pids["broker"] = broker_pid
-    pids["producer"] = os.getpid()  # this process: it produces the traffic and reads results
+        pids["broker"] = [broker_pid] if isinstance(broker_pid, int) else list(broker_pid)
+    pids["producer"] = [os.getpid()]  # this process: it produces the traffic, reads results
     return pids
 
 
@@ -85,12 +94,14 @@ def run_throughput(
     bootstrap: str | None = None,
     work_dir: Path | None = None,
     timeout: float = 900.0,
-    broker_pid: int | None = None,
+    broker_pid: int | Sequence[int] | None = None,
     stages: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Produce ``events`` demo events as fast as possible and measure how fast they come out.
 
     ``stages``: the stages each worker runs (``SCV_STAGES``); unset, every worker runs all.
+    ``broker_pid``: the broker's process, or processes (one JVM per Kafka node), whose CPU
+    is reported (summed) as ``broker``.
 
     Also the CPU each process spent per event until the output went quiet: on a two-core
     machine shared with the broker and this producer, a worker's µs per event says what it
@@ -107,12 +118,12 @@ def run_throughput(
     ) as (settings, procs, work):
         topics = Topics(settings)
         pids = _pids(procs, broker_pid)
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: pids_cpu_seconds(p) for name, p in pids.items()}
         started = time.time()
         produce_events(settings, iter(batch), lambda _: None)
         produced = time.time()
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu = {name: pids_cpu_seconds(p) - cpu_before[name] for name, p in pids.items()}
         rss = [memory_mb(p.proc.pid).get("peak_rss_mb") if p.proc else None for p in procs]
         # each miss reads and decodes a record: where the CPU per event grows with the graph
         pages = [p.metrics() for p in procs]
@@ -167,7 +178,7 @@ def run_latency(
     bootstrap: str | None = None,
     work_dir: Path | None = None,
     timeout: float = 900.0,
-    broker_pid: int | None = None,
+    broker_pid: int | Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms.
 
@@ -185,7 +196,7 @@ def run_latency(
         # became the queue the latency measured (docs/performance.md, Latency).
         producer = Producer(producer_config(settings))
         pids = _pids(procs, broker_pid)
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: pids_cpu_seconds(p) for name, p in pids.items()}
         started = time.time()
         for i, ev in enumerate(batch):
             delay = started + i / rate - time.time()
@@ -197,7 +208,7 @@ def run_latency(
             producer.poll(0)
         producer.flush(60)
         paced = time.time() - started
-        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / paced for name, pid in pids.items()}
+        cpu = {name: (pids_cpu_seconds(p) - cpu_before[name]) / paced for name, p in pids.items()}
         wait_drained(settings, topics.dead_lettered, timeout, settle=1.0)
         actions = read_topic(settings, topics.actions, timeout=60)
     latencies = []
@@ -290,12 +301,38 @@ def _paired(rounds: Sequence[dict[str, Any]], ratio: Any) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
-def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
-    """One report from rounds of (scv runs per worker count, naive baselines, latency).
+def _ran(peer: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return peer is not None and "events_per_second" in peer
+
+
+def _per_round(rnd: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """One round's rates side by side, with the ratios of scv (one worker, or the first
+    layout) to each naive peer taken within the round."""
+    scv = {label: run["events_per_second"] for label, run in zip(labels, rnd["scv"], strict=True)}
+    one = rnd["scv"][0]["events_per_second"]
+    faust = rnd["naive_faust"]["one_table_write"]["events_per_second"]
+    quix = rnd.get("naive_quix")
+    row: dict[str, Any] = {
+        "scv": scv,
+        "naive_faust": faust,
+        "naive_quix": quix["events_per_second"] if _ran(quix) else None,
+        "scv_vs_naive_faust": round(one / faust, 2) if faust else None,
+    }
+    if quix is not None:
+        row["scv_vs_naive_quix"] = round(one / quix["events_per_second"], 2) if _ran(quix) else None
+    return row
+
+
+def summarise(
+    rounds: Sequence[dict[str, Any]], cores: int, broker: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One report from rounds of (scv runs per worker count, naive peers, latency).
 
     Each figure is the median over rounds: the machine is noisy (±15 % between runs of the
     same code here), and one run says little. Ratios are taken within a round, then the
-    median of those is reported.
+    median of those is reported; ``per_round`` lists each round's rates and ratios. The naive
+    Quix Streams peer (``naive_quix``) is summarised over the rounds it ran in; where it did
+    not run, the report says why (``not_run``). ``broker`` says what the rounds ran on.
     """
     labels = [_label(r) for r in rounds[0]["scv"]]
     scv = [
@@ -312,13 +349,31 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
         base = rnd["naive_faust"]["one_table_write"]["events_per_second"]
         return rnd["scv"][0]["events_per_second"] / base if base else None
 
+    def vs_quix(rnd: dict[str, Any]) -> float | None:
+        quix = rnd.get("naive_quix")
+        if not _ran(quix) or not quix["events_per_second"]:
+            return None
+        return float(rnd["scv"][0]["events_per_second"] / quix["events_per_second"])
+
     report: dict[str, Any] = {
+        **({"broker": broker} if broker else {}),
         "events": rounds[0]["scv"][0]["events"],
         "rounds": len(rounds),
         "scv": scv,
         "naive_faust": naive,
+        # ``scv_vs_naive`` is the Faust agent's, the name reports had before the Quix peer
         "scv_vs_naive": _paired(rounds, vs_naive),
     }
+    report["scv_vs_naive_faust"] = report["scv_vs_naive"]
+    quix_rounds = [rnd["naive_quix"] for rnd in rounds if "naive_quix" in rnd]
+    if quix_rounds:
+        ran = [q for q in quix_rounds if _ran(q)]
+        if ran:
+            report["naive_quix"] = _median_run(ran, "events_per_second")
+            report["scv_vs_naive_quix"] = _paired(rounds, vs_quix)
+        else:
+            report["naive_quix"] = {"not_run": quix_rounds[0].get("not_run")}
+    report["per_round"] = [_per_round(rnd, labels) for rnd in rounds]
     if len(labels) > 1:
         report["scaling"] = {
             f"{w}_vs_{labels[0]}": _paired(
@@ -354,6 +409,42 @@ def summarise(rounds: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
     return report
 
 
+#: Events of the discarded scv run that warms up a JVM broker before a round's measurements.
+WARMUP_EVENTS = 10_000
+
+
+def broker_info(broker: Broker) -> dict[str, Any]:
+    """What a report ran on: the broker's kind, version and node count."""
+    return {"kind": broker.kind, "version": broker.version, "nodes": len(broker.pids)}
+
+
+def _naive_quix(
+    bootstrap: str,
+    messages: list[tuple[bytes | None, bytes]],
+    *,
+    python: str | QuixSetupError,
+    work_dir: Path,
+    broker_pids: Sequence[int],
+) -> dict[str, Any]:
+    """The naive Quix Streams peer's run, or why it did not run (``not_run``): a peer that
+    cannot be installed or fails on this broker is reported, never the end of the bench."""
+    if isinstance(python, QuixSetupError):
+        return {"not_run": str(python)}
+    try:
+        return run_quix(
+            bootstrap,
+            messages,
+            work_dir=work_dir,
+            timeout=600,
+            python=python,
+            broker_pids=broker_pids,
+        )
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        reason = " ".join(str(exc).split())
+        log.warning("the naive Quix Streams peer did not run: %s", reason[-2000:])
+        return {"not_run": f"{type(exc).__name__}: {reason[-600:]}"}
+
+
 def throughput_report(
     events: int = 50_000,
     workers: Sequence[int] = (1, 2),
@@ -361,12 +452,19 @@ def throughput_report(
     latency_events: int = 0,
     rounds: int = 3,
     split: bool = False,
+    broker: str | None = None,
+    quix: bool = True,
 ) -> dict[str, Any]:
     """scv with each worker count (with ``split``, each count above one again with the
-    stages split between the workers: :func:`split_stages`), then the naive Faust baseline,
-    on one embedded broker and the same traffic, so that the ratios compare like with like;
-    ``rounds`` times, each on a broker of its own, summarised with medians
-    (:func:`summarise`).
+    stages split between the workers: :func:`split_stages`), then the naive Faust agent
+    (one table write per event, and none) and the naive Quix Streams app (one state write
+    per event; ``quix=False`` leaves it out), on one broker and the same traffic, so that
+    the ratios compare like with like; ``rounds`` times, each on a broker of its own,
+    summarised with medians (:func:`summarise`).
+
+    ``broker`` is ``tansu`` or ``kafka`` (one Apache Kafka KRaft node); unset, the one
+    ``SCV_BROKER`` names. Each round starts it fresh, and the report says which it was; on
+    Kafka a discarded scv run of :data:`WARMUP_EVENTS` first warms the JVM up.
 
     With ``latency_events``, each round also measures churn_save latency at half the rate
     one worker sustained in it, on a fresh broker: tansu keeps every topic in memory, and
@@ -377,45 +475,78 @@ def throughput_report(
     single-writer ceiling; and the same for three times the events, a graph that outgrows
     the caches.
     """
+    settings = Settings() if broker is None else Settings(broker=broker)
     work = Path(tempfile.mkdtemp(prefix="scv-bench-"))
     messages = [(ev.key, ev.value) for ev in generate(events, seed)]
     layouts: list[tuple[int, list[str]]] = [(w, []) for w in workers]
     layouts += [(w, split_stages(w)) for w in workers if split and w > 1]
+    python: str | QuixSetupError = QuixSetupError("left out (quix=False)")
+    if quix:
+        try:
+            python = quix_python()  # installed once, before any round: never inside a clock
+        except QuixSetupError as exc:
+            python = exc
     results = []
+    info: dict[str, Any] = {}
     for n in range(rounds):
         here = work / f"round{n}"
-        with EmbeddedBroker(log_path=work / f"broker{n}.log") as broker:
+        with local_broker(settings, work / f"broker{n}") as running:
+            info = broker_info(running)
+            pids = running.pids
+            if running.kind == "kafka":
+                # A fresh JVM interprets its request paths until the JIT has compiled them:
+                # the first scv run on a new Kafka node did half the rate of the next ones
+                # (and cost the broker 2.5 times the CPU per event). Every side of the round
+                # is measured on a warm broker.
+                info["warmup_events"] = warmup = min(events, WARMUP_EVENTS)
+                run_throughput(
+                    warmup,
+                    seed=seed + 1,
+                    bootstrap=running.bootstrap,
+                    work_dir=here / "warmup",
+                    broker_pid=pids,
+                )
             runs = [
                 run_throughput(
                     events,
                     workers=w,
                     seed=seed,
-                    bootstrap=broker.bootstrap,
+                    bootstrap=running.bootstrap,
                     work_dir=here / f"scv{w}{'split' if stages else ''}",
-                    broker_pid=broker.pid,
+                    broker_pid=pids,
                     stages=stages,
                 )
                 for w, stages in layouts
             ]
             baseline = {
                 mode: run_baseline(
-                    broker.bootstrap, messages, table_writes=writes, work_dir=here, timeout=600
+                    running.bootstrap,
+                    messages,
+                    table_writes=writes,
+                    work_dir=here,
+                    timeout=600,
+                    broker_pids=pids,
                 )
                 for mode, writes in (("one_table_write", True), ("no_table", False))
             }
+            result: dict[str, Any] = {"scv": runs, "naive_faust": baseline}
+            if quix:
+                result["naive_quix"] = _naive_quix(
+                    running.bootstrap, messages, python=python, work_dir=here, broker_pids=pids
+                )
         latency = None
         if latency_events:
             half = round(runs[0]["events_per_second"] / 2)
-            with EmbeddedBroker(log_path=work / f"broker-latency{n}.log") as fresh:
+            with local_broker(settings, work / f"broker-latency{n}") as fresh:
                 latency = run_latency(
                     half,
                     latency_events,
                     bootstrap=fresh.bootstrap,
                     work_dir=here / "latency",
-                    broker_pid=fresh.pid,
+                    broker_pid=fresh.pids,
                 )
-        results.append({"scv": runs, "naive_faust": baseline, "latency": latency})
-    report = summarise(results, os.cpu_count() or 1)
+        results.append(result | {"latency": latency})
+    report = summarise(results, os.cpu_count() or 1, info)
     if latency_events:
         report["stages_without_broker"] = run_stages(events, seed)
         # The demo graph of ``events`` nearly fits the decoded-state caches; three times the

@@ -3,7 +3,8 @@
 broker scv is proven on: ``make test-kafka``).
 
 :func:`local_broker` starts the one ``SCV_BROKER`` names; both have ``bootstrap``,
-``start()``, ``stop()``, ``running``, ``log_path`` and ``kind``.
+``start()``, ``stop()``, ``running``, ``log_path``, ``kind``, ``version`` and ``pids`` (the
+processes to read CPU time from: tansu's, or one JVM per Kafka node).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Broker(Protocol):
     def bootstrap(self) -> str: ...
     @property
     def running(self) -> bool: ...
+    @property
+    def pids(self) -> list[int]: ...
+    @property
+    def version(self) -> str | None: ...
     @property
     def log_path(self) -> Path | None: ...
     def start(self, timeout: float = ...) -> Any: ...

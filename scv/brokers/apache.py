@@ -143,6 +143,12 @@ class ApacheKafka:
         return any(n.running for n in self.nodes)
 
     @property
+    def pids(self) -> list[int]:
+        """The process id of each node's JVM that runs: what a benchmark reads CPU time from
+        (a JVM's ``/proc/<pid>/stat`` counts all its threads)."""
+        return [pid for n in self.nodes if n.running and (pid := n.child.pid) is not None]
+
+    @property
     def log_path(self) -> Path:
         return self.nodes[0].log_path
 

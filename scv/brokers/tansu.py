@@ -51,6 +51,7 @@ class EmbeddedBroker:
         self._log_path = log_path
         self._binary = binary
         self._child: ChildProcess | None = None
+        self._version: str | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -69,12 +70,37 @@ class EmbeddedBroker:
         return self._child.pid if self._child is not None else None
 
     @property
+    def pids(self) -> list[int]:
+        """The broker's process ids (one for tansu): what a benchmark reads CPU time from."""
+        return [self.pid] if self.pid is not None else []
+
+    @property
     def running(self) -> bool:
         return self._child is not None and self._child.running
 
     @property
     def kind(self) -> str:
         return "tansu"
+
+    @property
+    def version(self) -> str | None:
+        """tansu's version (``tansu --version``, e.g. ``0.6.0``); ``None`` if it cannot say."""
+        if self._version is None:
+            import subprocess
+
+            try:
+                out = subprocess.run(
+                    [self._binary or _resolve_binary(), "--version"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                ).stdout.split()
+            except (OSError, RuntimeError, subprocess.TimeoutExpired):
+                return None
+            self._version = out[-1] if out else None
+        return self._version
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:

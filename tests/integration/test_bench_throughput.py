@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scv.bench.memory import PER_EVENT, run_memory
-from scv.bench.throughput import run_latency, run_throughput, split_stages
+from scv.bench.throughput import run_latency, run_throughput, split_stages, throughput_report
 from scv.brokers import Broker
 
 pytestmark = pytest.mark.integration
@@ -22,6 +22,24 @@ def test_throughput_counts_what_came_out(broker: Broker, tmp_path: Path) -> None
     assert report["peak_rss_mb"][0] > 0 and report["state_bytes_per_identifier"] > 0
     # read from the worker's /metrics: every new profile is read from the table once
     assert 0 < report["cache_misses_per_event"]["profiles"] <= 1
+
+
+def test_report_runs_scv_and_both_naive_peers_on_the_chosen_broker(broker: Broker) -> None:
+    """``scv bench throughput --broker``: a round on a fresh broker of the session's kind, scv
+    and the naive Faust and Quix Streams peers on it, their rates and ratios side by side, and
+    the broker's CPU read from its processes (every node's JVM on Kafka)."""
+    report = throughput_report(1500, workers=[1], seed=3, rounds=1, broker=broker.kind)
+    assert report["broker"]["kind"] == broker.kind and report["broker"]["version"]
+    assert report["broker"]["nodes"] == 1
+    assert report["scv"][0]["cpu_us_per_event"]["broker"] > 0
+    quix = report["naive_quix"]
+    assert quix["changelog_sum"] == quix["state_writes"] == 1500
+    assert report["naive_faust"]["one_table_write"]["table_sum"] == 1500
+    (row,) = report["per_round"]
+    assert row["scv"]["1"] == report["scv"][0]["events_per_second"]
+    assert row["naive_quix"] == quix["events_per_second"]
+    assert row["scv_vs_naive_quix"] == report["scv_vs_naive_quix"] > 0
+    assert row["scv_vs_naive_faust"] == report["scv_vs_naive"] == report["scv_vs_naive_faust"] > 0
 
 
 def test_two_workers_splitting_the_stages_build_the_same_profiles(

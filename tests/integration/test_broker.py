@@ -25,6 +25,14 @@ def test_broker_answers_metadata(broker: Broker) -> None:
     assert listed == sorted(broker.bootstrap.split(","))
 
 
+def test_broker_names_its_version_and_processes(broker: Broker) -> None:
+    """What the benchmarks report and read CPU time from: tansu's process, or one JVM per
+    Apache Kafka node."""
+    assert broker.version and broker.version[0].isdigit()
+    assert len(broker.pids) == (len(broker.bootstrap.split(",")) if broker.kind == "kafka" else 1)
+    assert all(Path(f"/proc/{pid}/stat").exists() for pid in broker.pids)
+
+
 def test_create_topics_creates_everything_and_is_idempotent(settings: Settings) -> None:
     specs = topic_specs(settings)
     first = create_topics(settings)

@@ -77,6 +77,46 @@ def test_rounds_are_summarised_by_medians_and_ratios_within_a_round() -> None:
     assert report["latency_at_half_max"]["p99_runs"] == [200, 300, 100]
 
 
+def test_the_quix_peer_is_paired_within_rounds_and_listed_per_round() -> None:
+    rounds = [
+        _round(10_000, 14_000, 5_000, 200) | {"naive_quix": {"events_per_second": 40_000.0}},
+        _round(8_000, 12_000, 4_000, 300) | {"naive_quix": {"events_per_second": 20_000.0}},
+        _round(12_000, 15_000, 6_000, 100) | {"naive_quix": {"events_per_second": 48_000.0}},
+    ]
+    broker = {"kind": "kafka", "version": "4.3.1", "nodes": 1}
+    report = summarise(rounds, cores=2, broker=broker)
+    assert report["broker"] == broker
+    assert report["naive_quix"]["events_per_second"] == 40_000
+    assert report["naive_quix"]["events_per_second_runs"] == [40_000, 20_000, 48_000]
+    assert report["scv_vs_naive_quix"] == 0.25  # 0.25, 0.4, 0.25 within the rounds
+    assert report["scv_vs_naive_faust"] == report["scv_vs_naive"] == 2.0
+    assert report["per_round"][1] == {
+        "scv": {"1": 8_000, "2": 12_000},
+        "naive_faust": 4_000,
+        "naive_quix": 20_000,
+        "scv_vs_naive_faust": 2.0,
+        "scv_vs_naive_quix": 0.4,
+    }
+
+
+def test_a_peer_that_did_not_run_is_reported_with_its_reason() -> None:
+    why = {"not_run": "QuixSetupError: could not install quixstreams"}
+    rounds = [
+        _round(10_000, 14_000, 5_000, 200) | {"naive_quix": why},
+        _round(8_000, 12_000, 4_000, 300) | {"naive_quix": {"events_per_second": 16_000.0}},
+    ]
+    report = summarise(rounds, cores=2)
+    assert report["naive_quix"]["events_per_second_runs"] == [16_000]
+    assert report["scv_vs_naive_quix"] == 0.5  # from the round it ran in
+    assert report["per_round"][0]["naive_quix"] is None
+    assert report["per_round"][0]["scv_vs_naive_quix"] is None
+    only_failed = summarise(rounds[:1], cores=2)
+    assert only_failed["naive_quix"] == why
+    assert "scv_vs_naive_quix" not in only_failed
+    # a report without the peer keeps its old shape
+    assert "naive_quix" not in summarise([_round(10_000, 14_000, 5_000, 200)], cores=2)
+
+
 def test_a_run_with_the_stages_split_is_named_apart_from_one_without() -> None:
     assert split_stages(2) == ["normalize,resolve", "profiles"]
     split = _run(2, 12_000.0, {"worker0": 52.0, "worker1": 50.0, "broker": 30.0})
