@@ -96,8 +96,12 @@ def run_throughput(
     timeout: float = 900.0,
     broker_pid: int | Sequence[int] | None = None,
     stages: Sequence[str] = (),
+    tansu: bool = False,
 ) -> dict[str, Any]:
     """Produce ``events`` demo events as fast as possible and measure how fast they come out.
+
+    ``tansu``: the broker is the embedded one, where the workers run without an idempotent
+    producer, as the local pipelines do (SCV_IDEMPOTENT_OUTPUT).
 
     ``stages``: the stages each worker runs (``SCV_STAGES``); unset, every worker runs all.
     ``broker_pid``: the broker's process, or processes (one JVM per Kafka node), whose CPU
@@ -115,6 +119,7 @@ def run_throughput(
         bootstrap=bootstrap,
         work_dir=work_dir,
         per_worker=[{"stages": s} for s in stages],
+        settings={"idempotent_output": False} if tansu else None,
     ) as (settings, procs, work):
         topics = Topics(settings)
         pids = _pids(procs, broker_pid)
@@ -179,8 +184,10 @@ def run_latency(
     work_dir: Path | None = None,
     timeout: float = 900.0,
     broker_pid: int | Sequence[int] | None = None,
+    tansu: bool = False,
 ) -> dict[str, Any]:
-    """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms.
+    """Pace ``events`` demo events at ``rate``/s; churn_save latency quantiles in ms
+    (``tansu``: as for :func:`run_throughput`).
 
     Also the CPU each process used while paced, as a share of one core: on a small machine
     the broker's share says how much of the latency is the broker's.
@@ -188,7 +195,12 @@ def run_latency(
 
     batch: list[DemoEvent] = list(generate(events, seed))
     sent_at: dict[str, float] = {}
-    with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir) as (settings, procs, _):
+    overrides = {"idempotent_output": False} if tansu else None
+    with local_pipeline("lat", bootstrap=bootstrap, work_dir=work_dir, settings=overrides) as (
+        settings,
+        procs,
+        _,
+    ):
         topics = Topics(settings)
         # The producer scv's own connectors use (linger 20 ms): the paced events are a source's
         # traffic. Its linger is inside the measured latency (``sent_at`` is taken before
@@ -515,6 +527,7 @@ def throughput_report(
                     work_dir=here / f"scv{w}{'split' if stages else ''}",
                     broker_pid=pids,
                     stages=stages,
+                    tansu=running.kind == "tansu",
                 )
                 for w, stages in layouts
             ]
@@ -544,6 +557,7 @@ def throughput_report(
                     bootstrap=fresh.bootstrap,
                     work_dir=here / "latency",
                     broker_pid=fresh.pids,
+                    tansu=fresh.kind == "tansu",
                 )
         results.append(result | {"latency": latency})
     report = summarise(results, os.cpu_count() or 1, info)
