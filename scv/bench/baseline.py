@@ -53,6 +53,33 @@ def demo_messages(count: int, seed: int = DEMO_SEED) -> list[tuple[bytes | None,
     return [(ev.key, ev.value) for ev in generate(count, seed)]
 
 
+def prepare_peer(
+    prefix: str,
+    events: int | Sequence[tuple[bytes | None, bytes]],
+    bootstrap: str,
+    work_dir: Path,
+    partitions: int,
+    session_timeout_s: float,
+    topic_config: dict[str, str] | None = None,
+) -> tuple[list[tuple[bytes | None, bytes]], str, Path, Settings, str]:
+    """What every peer run starts with: its messages, a unique name (its app id), a work
+    folder, settings, and its input topic created and filled: (messages, name, work,
+    settings, topic)."""
+    messages = demo_messages(events) if isinstance(events, int) else list(events)
+    if not messages:
+        raise ValueError(f"{prefix} needs at least one event")
+    name = f"{prefix}-{os.getpid()}-{int(time.time() * 1000)}-{next(_runs)}"
+    work = work_dir / name
+    work.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        bootstrap_servers=bootstrap, app_id=name, session_timeout_s=session_timeout_s
+    )
+    topic = f"{name}.raw"
+    create_topics(settings, [TopicSpec(topic, partitions, config=topic_config or {})])
+    produce(settings, topic, messages)
+    return messages, name, work, settings, topic
+
+
 def produce(settings: Settings, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Produce every message with scv's producer settings (murmur2 keys, large batches).
 
@@ -133,19 +160,10 @@ def run_baseline(
     flushed, every thread) and, given the broker's ``broker_pids``, the broker's (agent ready
     → done, read from ``/proc``).
     """
-    messages = demo_messages(events) if isinstance(events, int) else list(events)
-    if not messages:
-        raise ValueError("run_baseline needs at least one event")
     mode = "table" if table_writes else "notable"
-    name = f"baseline-{mode}-{os.getpid()}-{int(time.time() * 1000)}-{next(_runs)}"
-    work = work_dir / name
-    work.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        bootstrap_servers=bootstrap, app_id=name, session_timeout_s=session_timeout_s
+    messages, name, work, settings, topic = prepare_peer(
+        f"baseline-{mode}", events, bootstrap, work_dir, partitions, session_timeout_s
     )
-    topic = f"{name}.raw"
-    create_topics(settings, [TopicSpec(topic, partitions)])
-    produce(settings, topic, messages)
 
     env = (
         dict(os.environ)

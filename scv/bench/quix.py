@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import shutil
 import subprocess
@@ -45,11 +44,9 @@ from typing import Any
 
 import orjson
 
-from scv.bench.baseline import BaselineWorker, demo_messages, peer_cpu, produce
+from scv.bench.baseline import BaselineWorker, peer_cpu, prepare_peer
 from scv.brokers.fetch import cache_root
 from scv.runner import latest_by_key, memory_mb, pids_cpu_seconds, read_topic, wait_drained
-from scv.settings import Settings
-from scv.topics import TopicSpec, create_topics
 
 #: The Quix Streams release the peer runs (PyPI), in a virtualenv of its own.
 QUIXSTREAMS_VERSION = "3.28.1"
@@ -59,7 +56,6 @@ INPUT_TOPIC_CONFIG = {"retention.ms": "604800000", "retention.bytes": "-1"}
 
 _APP = Path(__file__).with_name("quix_app.py")
 _COMPLETE = ".complete"
-_runs = itertools.count(1)
 
 
 class QuixSetupError(RuntimeError):
@@ -139,19 +135,10 @@ def run_quix(
     ``changelog_keys`` and ``changelog_sum``, which must equal ``events``), and the
     ``quixstreams`` version.
     """
-    messages = demo_messages(events) if isinstance(events, int) else list(events)
-    if not messages:
-        raise ValueError("run_quix needs at least one event")
     python = python or quix_python()
-    name = f"quix-{os.getpid()}-{int(time.time() * 1000)}-{next(_runs)}"
-    work = work_dir / name
-    work.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        bootstrap_servers=bootstrap, app_id=name, session_timeout_s=session_timeout_s
+    messages, name, work, settings, topic = prepare_peer(
+        "quix", events, bootstrap, work_dir, partitions, session_timeout_s, INPUT_TOPIC_CONFIG
     )
-    topic = f"{name}.raw"
-    create_topics(settings, [TopicSpec(topic, partitions, config=INPUT_TOPIC_CONFIG)])
-    produce(settings, topic, messages)
 
     env = dict(os.environ) | {
         "SCV_QUIX_BOOTSTRAP": bootstrap,

@@ -22,11 +22,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from scv.brokers.fetch import KAFKA_VERSION, KafkaSetupError, java_binary, kafka_libs
-from scv.brokers.process import ChildProcess, free_port, port_open
+from scv.brokers.process import ChildProcess, StartStop, free_port, port_open
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class Node:
         return self.child.running
 
 
-class ApacheKafka:
+class ApacheKafka(StartStop):
     """``nodes`` KRaft nodes (broker + controller each) on free ports of ``host``.
 
     >>> with ApacheKafka(nodes=3) as kafka:  # doctest: +SKIP
@@ -288,17 +287,6 @@ class ApacheKafka:
 
         meta = AdminClient(self._client_config()).list_topics(topic, timeout=10)
         return int(meta.topics[topic].partitions[partition].leader)
-
-    def __enter__(self) -> ApacheKafka:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         up = sum(n.running for n in self.nodes)

@@ -20,9 +20,11 @@ import signal
 import socket
 import subprocess
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,24 @@ class ChildProcess:
         except OSError:
             return ""
         return "\n".join(_ANSI.sub("", text).splitlines()[-lines:])
+
+
+class StartStop(ABC):
+    """``with broker:`` starts it and stops it (both brokers are used this way)."""
+
+    @abstractmethod
+    def start(self, timeout: float = 120.0) -> Any: ...
+
+    @abstractmethod
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

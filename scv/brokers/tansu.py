@@ -16,9 +16,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
-from scv.brokers.process import ChildProcess, free_port, port_open
+from scv.brokers.process import ChildProcess, StartStop, free_port, port_open
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ _ADDR_IN_USE = "AddrInUse"
 _PORT_ATTEMPTS = 3
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartStop):
     """A tansu broker in a child process, listening on ``host:port``.
 
     >>> with EmbeddedBroker() as broker:  # doctest: +SKIP
@@ -160,17 +159,6 @@ class EmbeddedBroker:
         if self._child is not None:
             self._child.stop(timeout)
             self._child = None
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
