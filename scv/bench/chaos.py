@@ -294,6 +294,7 @@ def _run(
         producer.start()
         killer = Killer(procs, random.Random(kill_seed))
         killer.supervise()
+        stack.callback(killer.stop_supervising)  # before the workers stop, whatever happens
         produce_s = len(events) / rate if rate else 1.0
         brokers = None
         if kafka is not None and any(broker_faults):

@@ -26,6 +26,7 @@ order with five requests in flight.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from scv.kafka import producer_config
 from scv.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 #: Told the offset a message got, once it is on the broker (changelog checkpoints).
@@ -113,7 +116,13 @@ class Output:
             )
             if self.transactional:
                 # Fences an older producer with this id and aborts what it left open.
+                started = time.monotonic()
                 producer.init_transactions(max(30.0, 3 * settings.transaction_timeout_s))
+                log.info(
+                    "transactional producer %s ready in %.2fs",
+                    settings.worker_transactional_id(),
+                    time.monotonic() - started,
+                )
             self._producer = producer
         return self._producer
 

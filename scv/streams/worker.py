@@ -444,11 +444,15 @@ class Worker:
                 err = exc.args[0]
                 retry = err.retriable() and not (err.fatal() or err.txn_requires_abort())
                 if retry and time.monotonic() < deadline:  # e.g. a broker restarting
+                    log.info("transaction commit: %s; trying again", err)
                     time.sleep(0.5)
                     continue
                 self._recover(err)
                 return False
-        metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        if took > 5.0:
+            log.warning("transaction commit took %.1f s", took)
+        metrics.TRANSACTION_SECONDS.observe(took)
         metrics.TRANSACTIONS.labels("committed").inc()
         for unit in units:
             unit.apply()
@@ -480,6 +484,7 @@ class Worker:
             )
             self.output.reset()
         else:
+            log.warning("transaction failed (%s): rolling back to the last commit", err)
             self._abort(str(err))
         self._reopen(self.consumer.assignment())
 
@@ -497,6 +502,7 @@ class Worker:
     def _reopen(self, partitions: list[TopicPartition]) -> None:
         """Roll the state of ``partitions`` back to their last commit: close the tables
         (what was not committed goes), restore them, and resume every input there."""
+        started = time.monotonic()
         for tp in partitions:
             self.pipeline.close(tp.topic, tp.partition)
         units = []
@@ -518,6 +524,8 @@ class Worker:
                 position = committed.get((tp.topic, tp.partition), OFFSET_BEGINNING)
                 position = OFFSET_BEGINNING if position < 0 else position
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, position))
+        took = time.monotonic() - started
+        log.info("rolled %d partition(s) back to their last commit in %.2fs", len(partitions), took)
 
     def _settle(self) -> None:
         """Store the input offsets of every batch whose output is all delivered, in order.
