@@ -120,6 +120,15 @@ def demo_problems(summary: dict[str, Any]) -> list[str]:
     return problems
 
 
+def cmd_bench_guarantees(args: argparse.Namespace) -> int:
+    from scv.bench.guarantees import run_guarantees
+
+    report = run_guarantees(
+        args.events, rounds=args.rounds, intervals=tuple(args.intervals), seed=args.seed
+    )
+    return _report(report, args.json)
+
+
 def cmd_bench_backfill(args: argparse.Namespace) -> int:
     from scv.bench.backfill import run_backfill
 
@@ -668,6 +677,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_chaos)
+
+    p = bench.add_parser(
+        "guarantees",
+        help="at least once against exactly once (each commit interval) on Apache Kafka "
+        "(SCV_BROKER=kafka): rates, worker CPU, transactions",
+    )
+    p.add_argument("--events", type=int, default=30_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--intervals", type=float, nargs="+", default=[0.1, 0.5], help="commit intervals (s)"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_guarantees)
 
     p = bench.add_parser(
         "backfill",

@@ -97,11 +97,14 @@ def run_throughput(
     broker_pid: int | Sequence[int] | None = None,
     stages: Sequence[str] = (),
     tansu: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Produce ``events`` demo events as fast as possible and measure how fast they come out.
 
     ``tansu``: the broker is the embedded one, where the workers run without an idempotent
-    producer, as the local pipelines do (SCV_IDEMPOTENT_OUTPUT).
+    producer, as the local pipelines do (SCV_IDEMPOTENT_OUTPUT). ``overrides``: worker
+    settings (e.g. the processing guarantee); an exactly-once run also reports its
+    transactions (count, mean commit time).
 
     ``stages``: the stages each worker runs (``SCV_STAGES``); unset, every worker runs all.
     ``broker_pid``: the broker's process, or processes (one JVM per Kafka node), whose CPU
@@ -119,7 +122,7 @@ def run_throughput(
         bootstrap=bootstrap,
         work_dir=work_dir,
         per_worker=[{"stages": s} for s in stages],
-        settings={"idempotent_output": False} if tansu else None,
+        settings=({"idempotent_output": False} if tansu else {}) | (overrides or {}),
     ) as (settings, procs, work):
         topics = Topics(settings)
         pids = _pids(procs, broker_pid)
@@ -133,6 +136,7 @@ def run_throughput(
         # each miss reads and decodes a record: where the CPU per event grows with the graph
         pages = [p.metrics() for p in procs]
         misses = cache_misses(f for page in pages for f in text_string_to_metric_families(page))
+        transactions = transaction_figures(pages)
         snapshots = read_topic(settings, topics.profiles, timeout=120)
         identity = read_topic(settings, topics.identity_events, timeout=120)
         routed = read_topic(settings, topics.profile_events, timeout=120)
@@ -172,6 +176,24 @@ def run_throughput(
         "profiles": len(live),
         "identifiers": identifiers,
         "state_bytes_per_identifier": round(state / max(identifiers, 1), 1),
+        **({"transactions": transactions} if transactions["commits"] else {}),
+    }
+
+
+def transaction_figures(pages: Sequence[str]) -> dict[str, Any]:
+    """Exactly once: the workers' committed transactions and their mean commit time, from
+    their ``/metrics`` pages (scv_transaction_commit_seconds)."""
+    count = total = 0.0
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name == "scv_transaction_commit_seconds_count":
+                    count += sample.value
+                elif sample.name == "scv_transaction_commit_seconds_sum":
+                    total += sample.value
+    return {
+        "commits": int(count),
+        "mean_commit_ms": round(total / count * 1000, 2) if count else None,
     }
 
 

@@ -144,3 +144,17 @@ def test_cache_misses_are_summed_over_the_workers_pages() -> None:
     parsed = [f for page in pages for f in text_string_to_metric_families(page)]
     assert cache_misses(parsed) == {"identity-nodes": 2.0, "profiles": 7.0}
     assert cache_misses(text_string_to_metric_families("# nothing here\n")) == {}
+
+
+def test_transaction_figures_add_up_the_workers_commits() -> None:
+    from scv.bench.throughput import transaction_figures
+
+    page = (
+        "# TYPE scv_transaction_commit_seconds histogram\n"
+        'scv_transaction_commit_seconds_bucket{le="+Inf"} 40.0\n'
+        "scv_transaction_commit_seconds_count 40.0\n"
+        "scv_transaction_commit_seconds_sum 0.2\n"
+    )
+    other = page.replace("40.0", "10.0").replace("0.2", "0.3")
+    assert transaction_figures([page, other]) == {"commits": 50, "mean_commit_ms": 10.0}
+    assert transaction_figures(["# nothing\n"]) == {"commits": 0, "mean_commit_ms": None}
