@@ -132,7 +132,7 @@ class Output:
         self.in_transaction = True
         self.began = time.monotonic()
 
-    def commit(self, offsets: list[TopicPartition], group: Any, timeout: float = 60.0) -> None:
+    def commit(self, offsets: list[TopicPartition], group: Any, timeout: float = 20.0) -> None:
         """Exactly once: the consumed ``offsets`` join the transaction, which then commits
         (everything sent is delivered first). ``group`` is the consumer's group metadata: a
         worker whose generation is stale is refused. Raises ``KafkaException``."""
@@ -157,7 +157,7 @@ class Output:
         self.in_transaction = False
         self._ticket = Ticket()
 
-    def abort(self, timeout: float = 60.0) -> None:
+    def abort(self, timeout: float = 20.0) -> None:
         """Exactly once: drop the open transaction (what it sent is never read committed)."""
         if self._producer is not None and self.in_transaction:
             self._producer.abort_transaction(timeout)
