@@ -152,9 +152,9 @@ def test_erase_of_an_unknown_identifier_still_lists_it() -> None:
     """Nobody is found, yet the person asked: their identifier goes on the suppression list
     so that it is never processed later."""
     store = DictStore()
-    done = erase(erase_command({"type": "email", "value": "nobody@acme-corp.co.uk"}), store, RULES)
+    done = erase(erase_command({"type": "email", "value": "unseen@acme-corp.co.uk"}), store, RULES)
     assert done.profile_ids == []
-    assert done.keys == ["email:nobody@acme-corp.co.uk"]
+    assert done.keys == ["email:unseen@acme-corp.co.uk"]
     assert done.audit(1.0)["outcome"] == "nothing_found"
 
 

@@ -214,11 +214,11 @@ def test_priority_decides_which_identifier_is_dropped() -> None:
 
 def test_survivor_is_the_older_profile_not_the_first_created() -> None:
     store = DictStore()
-    late = resolve(ev("late", 500.0, ("email", "a@x.com")), store, DEFAULT)
+    late = resolve(ev("late", 500.0, ("email", "a@xmail.com")), store, DEFAULT)
     # A back-filled event with an older timestamp creates its profile afterwards.
     old = resolve(ev("old", 100.0, ("phone", "+447700900001")), store, DEFAULT)
     res = resolve(
-        ev("link", 600.0, ("email", "a@x.com"), ("phone", "+447700900001")), store, DEFAULT
+        ev("link", 600.0, ("email", "a@xmail.com"), ("phone", "+447700900001")), store, DEFAULT
     )
     assert res.profile_id == old.profile_id
     [merge] = res.merges
@@ -230,16 +230,16 @@ def test_survivor_is_the_older_profile_not_the_first_created() -> None:
 
 def test_survivor_tie_on_first_seen_goes_to_smaller_id() -> None:
     store = DictStore()
-    p1 = resolve(ev("e1", 5.0, ("email", "a@x.com")), store, DEFAULT).profile_id
-    p2 = resolve(ev("e2", 5.0, ("email", "b@x.com")), store, DEFAULT).profile_id
+    p1 = resolve(ev("e1", 5.0, ("email", "a@xmail.com")), store, DEFAULT).profile_id
+    p2 = resolve(ev("e2", 5.0, ("email", "b@xmail.com")), store, DEFAULT).profile_id
     assert p1 is not None and p2 is not None
-    res = resolve(ev("e3", 6.0, ("email", "b@x.com"), ("email", "a@x.com")), store, DEFAULT)
+    res = resolve(ev("e3", 6.0, ("email", "b@xmail.com"), ("email", "a@xmail.com")), store, DEFAULT)
     assert res.profile_id == min(p1, p2)
 
 
 def test_merge_chain_of_three_profiles_in_one_event() -> None:
     store = DictStore()
-    a = resolve(ev("a", 3.0, ("email", "a@x.com")), store, DEFAULT).profile_id
+    a = resolve(ev("a", 3.0, ("email", "a@xmail.com")), store, DEFAULT).profile_id
     b = resolve(ev("b", 1.0, ("phone", "+447700900002")), store, DEFAULT).profile_id
     c = resolve(ev("c", 2.0, ("anonymous_id", "ck"), ("device_id", "d")), store, DEFAULT).profile_id
     res = resolve(
@@ -247,7 +247,7 @@ def test_merge_chain_of_three_profiles_in_one_event() -> None:
             "abc",
             9.0,
             ("anonymous_id", "ck"),
-            ("email", "a@x.com"),
+            ("email", "a@xmail.com"),
             ("device_id", "d"),
             ("phone", "+447700900002"),
             ("customer_id", "C7"),
@@ -259,12 +259,12 @@ def test_merge_chain_of_three_profiles_in_one_event() -> None:
     # absorbed profiles in (first_seen, id) order: c (2.0) then a (3.0)
     assert [(m.survivor, m.absorbed) for m in res.merges] == [(b, c), (b, a)]
     assert res.merges[0].reason.identifiers == ["anonymous_id:ck", "device_id:d"]
-    assert res.merges[1].reason.identifiers == ["email:a@x.com"]
+    assert res.merges[1].reason.identifiers == ["email:a@xmail.com"]
     assert b is not None and list(store.nodes) == [b]
     node = store.nodes[b]
     assert node.absorbed == 2
     assert set(node.keys()) == {
-        "email:a@x.com",
+        "email:a@xmail.com",
         "phone:+447700900002",
         "anonymous_id:ck",
         "device_id:d",
@@ -336,15 +336,15 @@ def test_merge_cap_within_one_event() -> None:
 def test_merge_cap_zero_still_allows_growth() -> None:
     rules = _cap_rules(0)
     store = DictStore()
-    resolve(ev("a", 1.0, ("email", "a@x.com")), store, rules)
-    res = resolve(ev("b", 2.0, ("email", "a@x.com"), ("phone", "+447700900004")), store, rules)
-    assert res.accepted == [("email", "a@x.com"), ("phone", "+447700900004")]
+    resolve(ev("a", 1.0, ("email", "a@xmail.com")), store, rules)
+    res = resolve(ev("b", 2.0, ("email", "a@xmail.com"), ("phone", "+447700900004")), store, rules)
+    assert res.accepted == [("email", "a@xmail.com"), ("phone", "+447700900004")]
 
 
 def test_event_already_on_one_profile_is_a_no_op_without_writes() -> None:
     store = CountingStore()
     first = resolve(
-        ev("a", 1.0, ("customer_id", "C1"), ("email", "a@x.com"), ("anonymous_id", "ck")),
+        ev("a", 1.0, ("customer_id", "C1"), ("email", "a@xmail.com"), ("anonymous_id", "ck")),
         store,
         DEFAULT,
     )
@@ -352,7 +352,7 @@ def test_event_already_on_one_profile_is_a_no_op_without_writes() -> None:
     store.writes = 0
     store.node_gets.clear()
     # Same pair as before (the anchor customer_id with the email), later: no new evidence.
-    res = resolve(ev("b", 2.0, ("email", "a@x.com"), ("customer_id", "C1")), store, DEFAULT)
+    res = resolve(ev("b", 2.0, ("email", "a@xmail.com"), ("customer_id", "C1")), store, DEFAULT)
     assert res.profile_id == first.profile_id
     assert res.merges == [] and not res.created
     assert store.writes == 0
@@ -362,16 +362,16 @@ def test_event_already_on_one_profile_is_a_no_op_without_writes() -> None:
 
 def test_each_node_is_read_at_most_once_per_event() -> None:
     store = CountingStore()
-    resolve(ev("a", 1.0, ("email", "a@x.com"), ("anonymous_id", "a1")), store, DEFAULT)
-    resolve(ev("b", 2.0, ("email", "b@x.com"), ("anonymous_id", "b1")), store, DEFAULT)
+    resolve(ev("a", 1.0, ("email", "a@xmail.com"), ("anonymous_id", "a1")), store, DEFAULT)
+    resolve(ev("b", 2.0, ("email", "b@xmail.com"), ("anonymous_id", "b1")), store, DEFAULT)
     store.node_gets.clear()
     resolve(
         ev(
             "c",
             3.0,
-            ("email", "a@x.com"),
+            ("email", "a@xmail.com"),
             ("anonymous_id", "a1"),
-            ("email", "b@x.com"),
+            ("email", "b@xmail.com"),
             ("anonymous_id", "b1"),
         ),
         store,
@@ -382,7 +382,7 @@ def test_each_node_is_read_at_most_once_per_event() -> None:
 
 def test_redelivered_event_does_not_create_a_second_profile() -> None:
     store = DictStore()
-    event = ev("dup", 1.0, ("email", "a@x.com"), ("phone", "+447700900005"))
+    event = ev("dup", 1.0, ("email", "a@xmail.com"), ("phone", "+447700900005"))
     first = resolve(event, store, DEFAULT)
     snapshot = store.to_dict()
     again = resolve(event, store, DEFAULT)
@@ -398,63 +398,67 @@ def test_duplicate_identifiers_in_one_event() -> None:
         ev(
             "d",
             1.0,
-            ("email", "a@x.com"),
-            ("email", "a@x.com"),
+            ("email", "a@xmail.com"),
+            ("email", "a@xmail.com"),
             ("anonymous_id", "null"),
             ("anonymous_id", "null"),
         ),
         store,
         DEFAULT,
     )
-    assert res.accepted == [("email", "a@x.com")]
+    assert res.accepted == [("email", "a@xmail.com")]
     assert [d.identifier for d in res.dropped] == [("anonymous_id", "null")]
-    assert store.nodes[res.profile_id or ""].identifiers == {"email": ["a@x.com"]}
+    assert store.nodes[res.profile_id or ""].identifiers == {"email": ["a@xmail.com"]}
 
 
 def test_dangling_owner_is_treated_as_unowned() -> None:
     store = DictStore()
-    store.set_owner("email:a@x.com", "p_gone")
-    res = resolve(ev("a", 1.0, ("email", "a@x.com")), store, DEFAULT)
+    store.set_owner("email:a@xmail.com", "p_gone")
+    res = resolve(ev("a", 1.0, ("email", "a@xmail.com")), store, DEFAULT)
     assert res.created
-    assert store.owners == {"email:a@x.com": res.profile_id}
+    assert store.owners == {"email:a@xmail.com": res.profile_id}
 
 
 def test_profile_over_a_tightened_limit_is_reachable_but_cannot_grow() -> None:
     store = DictStore()
     loose = Rules(identifiers={"email": IdentifierRule(5, 10)})
     tight = Rules(identifiers={"email": IdentifierRule(1, 10)})
-    p = resolve(ev("a", 1.0, ("email", "a@x.com"), ("email", "b@x.com")), store, loose).profile_id
-    res = resolve(ev("b", 2.0, ("email", "a@x.com"), ("email", "c@x.com")), store, tight)
+    p = resolve(
+        ev("a", 1.0, ("email", "a@xmail.com"), ("email", "b@xmail.com")), store, loose
+    ).profile_id
+    res = resolve(ev("b", 2.0, ("email", "a@xmail.com"), ("email", "c@xmail.com")), store, tight)
     assert res.profile_id == p
-    assert res.accepted == [("email", "a@x.com")]
+    assert res.accepted == [("email", "a@xmail.com")]
     assert [d.reason for d in res.dropped] == ["limit:email"]
 
 
 def test_created_id_never_overwrites_a_live_profile() -> None:
     store = DictStore()
-    squatter = ProfileNode(new_profile_id("e1"), 0.0, {"email": ["z@x.com"]})
+    squatter = ProfileNode(new_profile_id("e1"), 0.0, {"email": ["z@xmail.com"]})
     store.put_node(squatter)
-    store.set_owner("email:z@x.com", squatter.profile_id)
-    res = resolve(ev("e1", 1.0, ("email", "a@x.com")), store, DEFAULT)
+    store.set_owner("email:z@xmail.com", squatter.profile_id)
+    res = resolve(ev("e1", 1.0, ("email", "a@xmail.com")), store, DEFAULT)
     assert res.created and res.profile_id not in (None, squatter.profile_id)
-    assert store.nodes[squatter.profile_id].identifiers == {"email": ["z@x.com"]}
+    assert store.nodes[squatter.profile_id].identifiers == {"email": ["z@xmail.com"]}
 
 
 def test_profile_node_round_trip() -> None:
-    node = ProfileNode("p_1", 1.5, {"email": ["a@x.com", "b@x.com"], "phone": ["+44"]}, 3)
+    node = ProfileNode("p_1", 1.5, {"email": ["a@xmail.com", "b@xmail.com"], "phone": ["+44"]}, 3)
     assert ProfileNode.from_dict(node.to_dict()) == node
     assert node.count("email") == 2 and node.count("customer_id") == 0
-    assert node.keys() == ["email:a@x.com", "email:b@x.com", "phone:+44"]
+    assert node.keys() == ["email:a@xmail.com", "email:b@xmail.com", "phone:+44"]
     d = node.to_dict()
-    d["identifiers"]["email"].append("c@x.com")
+    d["identifiers"]["email"].append("c@xmail.com")
     assert node.count("email") == 2  # to_dict copies
 
 
 def test_merge_event_serialises() -> None:
     store = DictStore()
-    resolve(ev("a", 1.0, ("email", "a@x.com")), store, DEFAULT)
+    resolve(ev("a", 1.0, ("email", "a@xmail.com")), store, DEFAULT)
     resolve(ev("b", 2.0, ("phone", "+447700900006")), store, DEFAULT)
-    res = resolve(ev("c", 3.0, ("email", "a@x.com"), ("phone", "+447700900006")), store, DEFAULT)
+    res = resolve(
+        ev("c", 3.0, ("email", "a@xmail.com"), ("phone", "+447700900006")), store, DEFAULT
+    )
     assert res.merges[0].to_dict() == {
         "kind": "merge",
         "survivor": new_profile_id("a"),
@@ -679,8 +683,8 @@ def test_fast_path_decides_as_the_general_path(events: list[NormalizedEvent], ru
 
 def test_fast_path_is_taken_for_known_identifiers() -> None:
     store = DictStore()
-    first = resolve(ev("a", 1.0, ("email", "a@x.com"), ("anonymous_id", "a1")), store, DEFAULT)
-    again = ev("b", 2.0, ("anonymous_id", "a1"), ("email", "a@x.com"))
+    first = resolve(ev("a", 1.0, ("email", "a@xmail.com"), ("anonymous_id", "a1")), store, DEFAULT)
+    again = ev("b", 2.0, ("anonymous_id", "a1"), ("email", "a@xmail.com"))
     res = resolver._on_one_profile(again, list(again.identifiers), store, DEFAULT)
     assert res is not None and res.profile_id == first.profile_id
     unknown = ev("c", 3.0, ("anonymous_id", "a1"), ("email", "new@x.com"))

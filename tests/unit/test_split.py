@@ -197,13 +197,13 @@ def test_earlier_event_replaces_the_evidence_of_a_known_pair() -> None:
 
 def test_merge_carries_both_sides_evidence() -> None:
     store = DictStore()
-    a = resolve(ev("a", 1.0, ANN, ("anonymous_id", "ka")), store, DEFAULT).profile_id
+    a = resolve(ev("a", 1.0, ANN, ("anonymous_id", "ka1")), store, DEFAULT).profile_id
     resolve(ev("b", 2.0, ("phone", "+447700900222"), ("anonymous_id", "kb")), store, DEFAULT)
     res = resolve(ev("c", 3.0, ANN, ("phone", "+447700900222")), store, DEFAULT)
     assert res.profile_id == a and len(res.merges) == 1
     node = store.nodes[a or ""]
     assert {(lk[0], lk[1], lk[3]) for lk in node.links} == {
-        ("anonymous_id:ka", "email:ann@acme-corp.co.uk", "a"),
+        ("anonymous_id:ka1", "email:ann@acme-corp.co.uk", "a"),
         ("anonymous_id:kb", "phone:+447700900222", "b"),
         ("email:ann@acme-corp.co.uk", "phone:+447700900222", "c"),
     }
