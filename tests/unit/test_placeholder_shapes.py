@@ -340,6 +340,8 @@ def placeholder_emails() -> Iterator[str]:
         yield f"{mash}123@{rng.choice(_DOMAINS)}"
         yield f"{mash}@{mash}.de"
         yield f"max@{mash}.de"
+    for mirrored in ("wert", "ertz", "sdfg", "dfgh", "hjkl", "xcvb", "uiop", "tzui"):
+        yield f"{mirrored}@{mirrored}.{rng.choice(('de', 'com'))}"
     for provider in ("mail.de", "email.de", "web.de", "gmx.de", "gmx.net", "gmail.com"):
         yield f"{provider.split('.')[0]}@{provider}"  # mail@mail.de, gmx@gmx.de
     for tld in ("example", "invalid", "test", "local", "localhost", "internal", "lan", "home"):
@@ -452,6 +454,9 @@ def real_phones() -> list[str]:
     phones: list[str] = []
     for region in REGIONS:
         phones += _random_valid(region, 1500, rng)
+    # A mobile the realistic demo profile once generated (0179 2123456): a six-digit run
+    # at the end is no placeholder.
+    phones.append("+491792123456")
     # The fiction ranges British test and demo data use (Ofcom's drama numbers).
     phones += [f"+447700900{i:03d}" for i in range(0, 1000, 7)]
     phones += [f"+4420794600{i:02d}" for i in range(1, 100, 3)]
@@ -511,7 +516,6 @@ _PHONE_BODIES = (
     "123456789",
     "12345678",
     "1234567",
-    "123456",
     "01234567",
     "0123456",
     "1234567890",
@@ -520,7 +524,7 @@ _PHONE_BODIES = (
     "98765432",
     "9876543",
     "7654321",
-    "654321",
+    "87654321",
     "6543210",
 )
 _PHONE_PREFIXES = ("", "030 ", "089 ", "040 ", "0170 ", "0151 ", "0171 ", "020 ", "0800 ", "01 ")
@@ -544,8 +548,12 @@ _SHORT_PLACEHOLDERS = (
     "123",
     "1234",
     "12345",
+    "123456",
+    "012345",
+    "654321",
     "54321",
     "98765",
+    "987654",
     "4711",
     "0815",
 )
