@@ -176,7 +176,16 @@ _Session = list[_Planned]
 
 
 class _Generator:
-    """Holds the rng and the id registries; one instance per :func:`generate` call."""
+    """Holds the rng and the id registries; one instance per :func:`generate` call.
+
+    The class attributes are what a profile's shop looks like; the realistic profile
+    (:mod:`scv.connectors.realistic`) overrides them and the people, households, calls and
+    noise, and reuses the journeys' skeleton.
+    """
+
+    currency = "GBP"
+    site = _SITE
+    brand = "Northwind"
 
     def __init__(self, rng: random.Random, seed: int) -> None:
         self.rng = rng
@@ -195,6 +204,17 @@ class _Generator:
         ]
         self.campaigns = [f"cmp-2026-{i:03d}" for i in range(1, 25)]
         self.agents = [f"agent-{i:03d}" for i in range(1, 41)]
+        #: event dict id -> payload fields that hold a placeholder (kept outside the payload)
+        self.marks: dict[int, list[str]] = {}
+
+    def mark(self, ev: dict[str, Any], field_name: str) -> None:
+        """Record that ``field_name`` of ``ev`` holds a placeholder, not the person's value."""
+        fields = self.marks.setdefault(id(ev), [])
+        if field_name not in fields:
+            fields.append(field_name)
+
+    def login_page(self) -> dict[str, str]:
+        return {"url": f"{self.site}/account/login", "title": "Sign in"}
 
     # ---- ids ------------------------------------------------------------------------------
     def uid(self, prefix: str, bits: int = 64) -> str:
@@ -360,7 +380,7 @@ class _Generator:
 
     def page(self) -> dict[str, str]:
         path = self.rng.choice(("/", "/new-in", "/sale", "/women", "/men", "/help/delivery"))
-        return {"url": f"{_SITE}{path}", "title": f"Northwind {path.strip('/') or 'home'}"}
+        return {"url": f"{self.site}{path}", "title": f"{self.brand} {path.strip('/') or 'home'}"}
 
     def product(self) -> tuple[str, str, float]:
         return self.rng.choice(self.products)
@@ -403,7 +423,7 @@ class _Generator:
                     session,
                     device=device,
                     cid=cid,
-                    page={"url": f"{_SITE}/p/{sku}", "title": name},
+                    page={"url": f"{self.site}/p/{sku}", "title": name},
                     product={"sku": sku, "name": name, "price": price},
                 )
                 out.append(("web", ev, idx))
@@ -430,7 +450,11 @@ class _Generator:
             for _ in range(rng.choices((1, 2, 3), (55, 35, 10))[0]):
                 sku, name, price = self.product()
                 items.append({"sku": sku, "name": name, "qty": rng.randint(1, 3), "price": price})
-                cart = {"cart_id": cart_id, "items": [dict(i) for i in items], "currency": "GBP"}
+                cart = {
+                    "cart_id": cart_id,
+                    "items": [dict(i) for i in items],
+                    "currency": self.currency,
+                }
                 out.append(
                     (
                         "web",
@@ -448,7 +472,11 @@ class _Generator:
                 )
             if len(items) > 1 and rng.random() < 0.15:
                 gone = items.pop()
-                cart = {"cart_id": cart_id, "items": [dict(i) for i in items], "currency": "GBP"}
+                cart = {
+                    "cart_id": cart_id,
+                    "items": [dict(i) for i in items],
+                    "currency": self.currency,
+                }
                 out.append(
                     (
                         "web",
@@ -471,7 +499,7 @@ class _Generator:
         cid: str | None = None
         if mode == "login" and p.cid:
             cid = p.cid
-            extra: dict[str, Any] = {"page": {"url": f"{_SITE}/account/login", "title": "Sign in"}}
+            extra: dict[str, Any] = {"page": self.login_page()}
             if rng.random() < 0.6:
                 extra["email"] = self.email_as_typed(p.emails[0])
                 p.known_emails.append(p.emails[0])
@@ -521,7 +549,7 @@ class _Generator:
         ev["order_id"] = f"ORD-{rng.randrange(10**10):010d}"
         ev["items"] = [dict(i) for i in items]
         ev["total"] = round(sum(i["qty"] * i["price"] for i in items), 2)
-        ev["currency"] = "GBP"
+        ev["currency"] = self.currency
         account = p.cid is not None and (logged_in or rng.random() < 0.5)
         if account and rng.random() < 0.95:
             ev["customer_id"] = p.cid
@@ -554,7 +582,7 @@ class _Generator:
         ev["order_id"] = order["order_id"]
         ev["items"] = [dict(order["items"][0])]
         ev["total"] = round(order["items"][0]["qty"] * order["items"][0]["price"], 2)
-        ev["currency"] = "GBP"
+        ev["currency"] = self.currency
         if "customer_id" in order:
             ev["customer_id"] = order["customer_id"]
         else:
@@ -593,7 +621,7 @@ class _Generator:
                     cookie = self.cookie()
                     p.cookies.append(cookie)
                     p.seen.append(cookie)
-                url = f"{_SITE}/sale?utm_campaign={campaign}"
+                url = f"{self.site}/sale?utm_campaign={campaign}"
                 p.linked.append(cookie)
                 opened.append(mail("click", link_url=url, anonymous_id=cookie))
                 device = p.device if (p.device and cookie == p.cookies[0]) else None
@@ -604,7 +632,7 @@ class _Generator:
                     cookie,
                     session,
                     device=device,
-                    page={"url": url, "title": "Northwind sale"},
+                    page={"url": url, "title": f"{self.brand} sale"},
                 )
                 opened.append(("web", landing, idx))
                 opened += self.browse(p, idx, cookie, session, rng.randint(0, 2), device=device)
@@ -674,7 +702,7 @@ class _Generator:
             session,
             device=p.shared_device,
             cid=p.cid,
-            page={"url": f"{_SITE}/account/login", "title": "Sign in"},
+            page=self.login_page(),
         )
         out: _Session = [("web", login, idx)]
         out += self.browse(
@@ -689,7 +717,7 @@ class _Generator:
         cookie, session = p.household.tablet, self.uid("s-", 48)
         out: _Session = []
         if p.cid:
-            page = {"url": f"{_SITE}/account/login", "title": "Sign in"}
+            page = self.login_page()
             out.append(("web", self.web(p, "login", cookie, session, cid=p.cid, page=page), idx))
         out += self.browse(p, idx, cookie, session, self.rng.randint(1, 3), device=None)
         return out
@@ -807,7 +835,7 @@ class _Generator:
             ev["order_id"] = f"TEST-{rng.randrange(10**8):08d}"
             ev["items"] = [{"sku": sku, "name": name, "qty": 1, "price": price}]
             ev["total"] = price
-            ev["currency"] = "GBP"
+            ev["currency"] = self.currency
             ev["email"] = rng.choice(_JUNK_EMAILS)
             ev["phone"] = rng.choice(_JUNK_PHONES[:3])
             ev["first_name"] = "Test"
