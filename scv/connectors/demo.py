@@ -44,6 +44,7 @@ __all__ = [
     "BLOCKED_VALUES",
     "CALL_CENTRE_NUMBER",
     "KEY_FIELDS",
+    "PROFILES",
     "DemoEvent",
     "generate",
     "linkability",
@@ -54,6 +55,8 @@ CALL_CENTRE_NUMBER = "+44 20 7946 0000"
 _JUNK_EMAILS = ("test@test.com", "noreply@example.com")
 _JUNK_PHONES = ("0000000000", "unknown", "n/a", CALL_CENTRE_NUMBER)
 _JUNK_COOKIES = ("null", "unknown")
+#: The customer bases :func:`generate` can produce.
+PROFILES = ("demo", "realistic")
 #: Share of calls from a withheld number (no caller id): placed only by what the caller says.
 WITHHELD_SHARE = 0.1
 
@@ -126,7 +129,12 @@ class DemoEvent:
 
     ``person_id`` is None for junk-only traffic (QA test orders, calls from the call-centre's
     own line) and for malformed messages; ``event_id`` is None when the bytes carry no readable
-    id (invalid JSON, truncated). The truth never appears inside ``value``.
+    id (invalid JSON, truncated). ``household_id`` is the true household of the person (None
+    for people living alone), so household detection can be scored too; ``placeholders``
+    names the payload fields that hold a value typed *instead* of the person's own (an
+    agent's ``keine@mail.de``, a checkout's ``0123456789``): such a value identifies nobody,
+    and :func:`linkability` must not count a link through it. The truth never appears inside
+    ``value``.
     """
 
     source: str
@@ -135,6 +143,8 @@ class DemoEvent:
     event_id: str | None
     person_id: str | None
     malformed: bool
+    household_id: str | None = None
+    placeholders: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -159,15 +169,21 @@ class _Person:
     known_emails: list[str] = field(default_factory=list)  # addresses linked by an event
     shared_device: str | None = None
     household: _Household | None = None
+    #: a home phone (canonical E.164): a household's shared landline or a single's own
+    landline: str | None = None
+    #: the one misspelling of an address an agent made for this person (reused at most once)
+    typo: str | None = None
 
 
 @dataclass(slots=True)
 class _Household:
     """What 2-4 people living together share; each keeps their own ids as well."""
 
-    family_email: str
-    landline: str  # canonical E.164, a London number
+    family_email: str | None
+    landline: str | None  # canonical E.164 (a London number in the demo profile)
     tablet: str | None  # the browser cookie of a tablet every member logs in on
+    hid: str = ""  # the truth's household id (never in a payload)
+    device: str | None = None  # the shop app's install id on the tablet, if installed
 
 
 # A planned event: (source, payload without timestamp, person index or -1).
@@ -204,12 +220,14 @@ class _Generator:
         ]
         self.campaigns = [f"cmp-2026-{i:03d}" for i in range(1, 25)]
         self.agents = [f"agent-{i:03d}" for i in range(1, 41)]
-        #: event dict id -> payload fields that hold a placeholder (kept outside the payload)
-        self.marks: dict[int, list[str]] = {}
+        #: id of an event dict -> (the dict, its payload fields that hold a placeholder); the
+        #: dict is kept so that its id cannot be reused by another (a truncated session's)
+        self.marks: dict[int, tuple[dict[str, Any], list[str]]] = {}
+        self.n_households = 0
 
     def mark(self, ev: dict[str, Any], field_name: str) -> None:
         """Record that ``field_name`` of ``ev`` holds a placeholder, not the person's value."""
-        fields = self.marks.setdefault(id(ev), [])
+        _, fields = self.marks.setdefault(id(ev), (ev, []))
         if field_name not in fields:
             fields.append(field_name)
 
@@ -237,6 +255,10 @@ class _Generator:
                 return value
 
     # ---- people ---------------------------------------------------------------------------
+    def population(self, n: int) -> list[_Person]:
+        """The customer base: ``n`` people (households are formed afterwards, if asked)."""
+        return [self.person(i) for i in range(n)]
+
     def person(self, index: int) -> _Person:
         rng = self.rng
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
@@ -293,12 +315,17 @@ class _Generator:
                     self.used_phones.add(landline)
                     break
             tablet = self.cookie() if rng.random() < 0.5 else None
-            home = _Household(family, landline, tablet)
+            home = _Household(family, landline, tablet, hid=self.household_id())
             for p in members:
                 p.household = home
                 p.address = dict(head.address)
                 if rng.random() < 0.7:
                     p.last = head.last
+
+    def household_id(self) -> str:
+        """The next household's truth id (no rng: the demo stream stays byte-identical)."""
+        self.n_households += 1
+        return f"h{self.seed}-{self.n_households:05d}"
 
     def _email(self, local: str, domains: tuple[str, ...]) -> str:
         rng = self.rng
@@ -556,12 +583,12 @@ class _Generator:
         if not account or rng.random() < 0.75:
             email = p.emails[0] if rng.random() < 0.85 else p.emails[-1]
             if p.household is not None and rng.random() < 0.5:
-                email = p.household.family_email  # the address the family orders with
+                email = p.household.family_email or email  # the address the family orders with
             ev["email"] = self.email_as_typed(email)
             p.known_emails.append(email)
         if rng.random() < 0.7:
             home = p.household
-            phone = home.landline if home is not None and rng.random() < 0.4 else p.phone
+            phone = (home.landline or p.phone) if home and rng.random() < 0.4 else p.phone
             ev["phone"] = self.phone_as_typed(phone)
         ev["first_name"] = self.name_as_typed(p.first)
         ev["last_name"] = self.name_as_typed(p.last)
@@ -652,7 +679,7 @@ class _Generator:
         withheld = rng.random() < WITHHELD_SHARE
         if not withheld:
             home = p.household
-            phone = home.landline if home is not None and rng.random() < 0.6 else p.phone
+            phone = (home.landline or p.phone) if home and rng.random() < 0.6 else p.phone
             ev["phone"] = self.phone_as_typed(phone)
         ev["agent_id"] = rng.choice(self.agents)
         if withheld or rng.random() < 0.9:
@@ -932,6 +959,7 @@ def generate(
     junk_rate: float = 0.01,
     seconds_span: float | None = None,
     households: float = 0.0,
+    profile: str = "demo",
 ) -> Iterator[DemoEvent]:
     """Exactly ``n_events`` raw events of ``people`` persons, in timestamp order.
 
@@ -944,12 +972,29 @@ def generate(
     ``households`` the share of people living in households of 2-4 that share a family
     email, a landline and (half of them) a tablet's browser cookie.
 
+    ``profile`` is the customer base: ``"demo"`` (the default, a UK shop whose traffic is
+    shaped so that the identity rules can be checked exactly; its stream never changes) or
+    ``"realistic"``, a German retailer's customers with households, agents' placeholders,
+    typos and German phone formats (:mod:`scv.connectors.realistic`; read its phones with
+    region DE). The realistic profile brings its own households, so ``households`` must stay
+    0 with it.
+
     The whole run is planned before the first event is yielded (about 0.5 KB per event).
     """
     if n_events < 0:
         raise ValueError("n_events must be >= 0")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    if profile == "realistic" and households:
+        raise ValueError("households is a demo-profile option: the realistic profile has its own")
     rng = random.Random(seed)
-    gen = _Generator(rng, seed)
+    gen: _Generator
+    if profile == "realistic":
+        from scv.connectors.realistic import RealisticGenerator  # imports this module
+
+        gen = RealisticGenerator(rng, seed)
+    else:
+        gen = _Generator(rng, seed)
     start = time.time() if start_ts is None else start_ts
     span = n_events * 0.01 if seconds_span is None else seconds_span
     n_people = max(1, round(n_events / 12)) if people is None else max(1, people)
@@ -957,15 +1002,16 @@ def generate(
     n_junk_only = min(n_events - n_malformed, round(n_events * junk_rate / 2))
     budget = n_events - n_malformed - n_junk_only
 
-    persons = [gen.person(i) for i in range(n_people)]
-    if households > 0:
-        gen.form_households(persons, households)
-    # A few households share a tablet; both partners need accounts (they log in on it).
-    registered = [p for p in persons if p.cid]
-    rng.shuffle(registered)
-    for a, b in zip(registered[0::2], registered[1::2], strict=False):
-        if rng.random() < 0.04:
-            a.shared_device = b.shared_device = gen.uid("dev-")
+    persons = gen.population(n_people)
+    if profile == "demo":
+        if households > 0:
+            gen.form_households(persons, households)
+        # A few households share a tablet; both partners need accounts (they log in on it).
+        registered = [p for p in persons if p.cid]
+        rng.shuffle(registered)
+        for a, b in zip(registered[0::2], registered[1::2], strict=False):
+            if rng.random() < 0.04:
+                a.shared_device = b.shared_device = gen.uid("dev-")
 
     gap = min(max(span * 0.0005, 0.05), 20.0)
     timed: list[tuple[float, int, str, dict[str, Any], int]] = []
@@ -1032,6 +1078,8 @@ def generate(
             yield DemoEvent(source, gen.uid("k-", 32).encode(), value, eid, None, True)
             continue
         ev["timestamp"] = stamp
+        home = persons[idx].household if idx >= 0 else None
+        marked = gen.marks.get(id(ev))
         yield DemoEvent(
             source,
             _key(source, ev),
@@ -1039,6 +1087,8 @@ def generate(
             ev["event_id"],
             persons[idx].pid if idx >= 0 else None,
             False,
+            home.hid if home is not None else None,
+            tuple(marked[1]) if marked else (),
         )
 
 
