@@ -1099,51 +1099,44 @@ def generate(
 _ID_FIELDS = ("customer_id", "email", "phone", "device_id", "anonymous_id")
 
 
-def _identifiers(ev: dict[str, Any], phones: dict[str, str | None]) -> list[str]:
-    import phonenumbers  # local: only the linkability report needs it
+def _identifiers(ev: dict[str, Any], source: str, region: str) -> list[tuple[str, str]]:
+    """(field, ``kind:value``) of each usable identifier, normalised the way the pipeline's
+    normaliser does it (an invalid email or an impossible phone identifies nothing; an
+    order's phone is read with the order's country, like the normaliser reads it)."""
+    from scv.domain.normalize import normalize_email, normalize_phone  # the same rules
 
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for name in _ID_FIELDS:
         raw = ev.get(name)
         if not isinstance(raw, str):
             continue
-        value = raw.strip()
+        value: str | None = raw.strip()
         if not value or value.lower() in BLOCKED_VALUES:
             continue
         if name == "email":
-            value = value.lower()
+            value = normalize_email(value)
         elif name == "phone":
-            if value not in phones:
-                try:
-                    number = phonenumbers.parse(value, "GB")
-                    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                    ok = phonenumbers.is_possible_number(number) and e164 not in _BLOCKED_E164
-                    phones[value] = e164 if ok else None
-                except phonenumbers.NumberParseException:
-                    phones[value] = None
-            norm = phones[value]
-            if norm is None:
+            value = normalize_phone(value, _phone_region(ev, source, region))
+            if value in _BLOCKED_E164:
                 continue
-            value = norm
-        out.append(f"{name}:{value}")
+        if value is not None:
+            out.append((name, f"{name}:{value}"))
     return out
 
 
-def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
-    """How much of the truth is reachable by deterministic linking at all.
+def _phone_region(ev: dict[str, Any], source: str, region: str) -> str:
+    address = ev.get("address") if source == "transactions" else None
+    country = address.get("country") if isinstance(address, dict) else None
+    if isinstance(country, str) and len(country.strip()) == 2:
+        return country.strip().upper()
+    return region
 
-    Within each person, events are joined when they share a non-blocked normalised identifier
-    (the rule the resolver applies). ``linkable_share`` is the share of attributed events in
-    their person's largest such component; ``max_pairwise_recall`` the pairwise recall of a
-    resolver that joins exactly these components — the ceiling to compare a real run against.
-    ``shared_identifiers`` counts identifiers used by more than one person (by design only
-    household devices, always alongside a customer id).
-    """
-    parent: list[int] = []
-    owner: dict[str, int] = {}
-    person_of: list[str] = []
-    users: defaultdict[str, set[str]] = defaultdict(set)
-    phones: dict[str, str | None] = {}
+
+def _components(rows: list[tuple[str, list[str]]]) -> tuple[int, int]:
+    """Join each person's events sharing an identifier; (events in each person's largest
+    component, pairs of events inside components)."""
+    parent = list(range(len(rows)))
+    owner: dict[tuple[str, str], int] = {}
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -1151,32 +1144,66 @@ def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
             i = parent[i]
         return i
 
+    for i, (person, idents) in enumerate(rows):
+        for ident in idents:
+            j = owner.setdefault((person, ident), i)
+            if j != i:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+    comps: Counter[int] = Counter(find(i) for i in range(len(rows)))
+    largest: dict[str, int] = {}
+    for root, size in comps.items():
+        pid = rows[root][0]
+        largest[pid] = max(largest.get(pid, 0), size)
+    return sum(largest.values()), sum(n * (n - 1) // 2 for n in comps.values())
+
+
+def linkability(events: Iterable[DemoEvent], *, region: str = "GB") -> dict[str, float]:
+    """How much of the truth is reachable by deterministic linking at all.
+
+    Within each person, events are joined when they share a non-blocked normalised identifier
+    (the rule the resolver applies; national phones read with ``region``, the pipeline's
+    ``SCV_DEFAULT_REGION``: ``"DE"`` for the realistic profile). ``linkable_share`` is the
+    share of attributed events in their person's largest such component;
+    ``max_pairwise_recall`` the pairwise recall of a resolver that joins exactly these
+    components — the ceiling to compare a real run against. ``shared_identifiers`` counts
+    identifiers used by more than one person (in the default traffic only household devices,
+    always alongside a customer id).
+
+    That ceiling still counts links through values several people use (a family email, a
+    household landline, a tablet) and through placeholders typed instead of a value (an
+    agent's ``keine@mail.de``), which no resolver can attribute to one member. The
+    ``_personal`` figures are the same computation where such a value never links: an
+    identifier used by more than one person over the whole stream, or one the generator
+    typed as a placeholder (:attr:`DemoEvent.placeholders`). They are the honest ceiling
+    for a resolver that must keep people apart; ``placeholder_identifiers`` counts the
+    distinct placeholder values.
+    """
+    rows: list[tuple[str, list[str]]] = []
+    placeholder: set[str] = set()
+    users: defaultdict[str, set[str]] = defaultdict(set)
     total = 0
     for ev in events:
         total += 1
         if ev.malformed or ev.person_id is None:
             continue
-        i = len(parent)
-        parent.append(i)
-        person_of.append(ev.person_id)
-        for ident in _identifiers(orjson.loads(ev.value), phones):
+        idents = []
+        for field_name, ident in _identifiers(orjson.loads(ev.value), ev.source, region):
             users[ident].add(ev.person_id)
-            key = f"{ev.person_id}|{ident}"
-            j = owner.setdefault(key, i)
-            if j != i:
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[ri] = rj
-    comps: Counter[int] = Counter(find(i) for i in range(len(parent)))
-    largest: dict[str, int] = {}
-    per_person: Counter[str] = Counter(person_of)
-    for root, size in comps.items():
-        pid = person_of[root]
-        largest[pid] = max(largest.get(pid, 0), size)
-    linkable = sum(largest.values())
+            idents.append(ident)
+            if field_name in ev.placeholders:
+                placeholder.add(ident)
+        rows.append((ev.person_id, idents))
+    per_person: Counter[str] = Counter(person for person, _ in rows)
+    linkable, reachable = _components(rows)
+    personal_rows = [
+        (person, [i for i in idents if i not in placeholder and len(users[i]) == 1])
+        for person, idents in rows
+    ]
+    linkable_personal, reachable_personal = _components(personal_rows)
     true_pairs = sum(n * (n - 1) // 2 for n in per_person.values())
-    reachable = sum(n * (n - 1) // 2 for n in comps.values())
-    attributed = len(parent)
+    attributed = len(rows)
     return {
         "events": total,
         "attributed_events": attributed,
@@ -1185,4 +1212,8 @@ def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
         "linkable_share": linkable / attributed if attributed else 1.0,
         "max_pairwise_recall": reachable / true_pairs if true_pairs else 1.0,
         "shared_identifiers": sum(1 for who in users.values() if len(who) > 1),
+        "linkable_events_personal": linkable_personal,
+        "linkable_share_personal": linkable_personal / attributed if attributed else 1.0,
+        "max_pairwise_recall_personal": (reachable_personal / true_pairs if true_pairs else 1.0),
+        "placeholder_identifiers": len(placeholder),
     }
