@@ -355,13 +355,13 @@ class RealisticGenerator(_Generator):
 
     # ---- people ---------------------------------------------------------------------------
     def population(self, n: int) -> list[_Person]:
-        """``n`` people; about a fifth of the "units" are households of 2-4, which puts
+        """``n`` people; about 23 % of the "units" are households of 2-4, which puts
         roughly 40 % of people in a household."""
         rng = self.rng
         persons: list[_Person] = []
         while len(persons) < n:
             left = n - len(persons)
-            if left >= 2 and rng.random() < 0.2:
+            if left >= 2 and rng.random() < 0.23:
                 size = min(left, rng.choices((2, 3, 4), (55, 28, 17))[0])
                 persons += self.household(len(persons), size)
             else:
