@@ -5,6 +5,7 @@ one profile is a predicted link, every pair produced by one person a true link. 
 one by one is O(n²) and useless at a million events, so the counts come from cluster sizes:
 the pairs inside a group of ``n`` are ``n choose 2``, and the correct pairs are the pairs inside
 each (true cluster, predicted cluster) cell of the contingency table. One pass, O(n).
+The same counting scores households over people (:func:`household_scores`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 
-__all__ = ["pairwise_scores"]
+__all__ = ["household_scores", "pairwise_scores"]
 
 
 def _pairs(sizes: Iterable[int]) -> int:
@@ -48,6 +49,45 @@ def pairwise_scores(truth: Mapping[str, str], predicted: Mapping[str, str]) -> d
         "pairwise_precision": precision,
         "pairwise_recall": recall,
         "pairwise_f1": f1,
+        "true_pairs": true_pairs,
+        "predicted_pairs": predicted_pairs,
+        "correct_pairs": correct_pairs,
+    }
+
+
+def household_scores(
+    truth: Mapping[str, str | None], predicted: Mapping[str, str | None]
+) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of households, over *people*.
+
+    ``truth`` maps person id → true household id, or None for someone living alone;
+    ``predicted`` person id → predicted household id or None. A pair of people is a link
+    when both are put in one household; None (and a person missing from ``predicted``) is a
+    household of one, so it forms no pair — saying nobody lives together costs recall, never
+    precision. Only people in ``truth`` count. O(n) from cluster sizes, as
+    :func:`pairwise_scores`.
+    """
+    true_sizes: Counter[Hashable] = Counter()
+    pred_sizes: Counter[Hashable] = Counter()
+    cells: Counter[tuple[Hashable, Hashable]] = Counter()
+    for person, home in truth.items():
+        guess = predicted.get(person)
+        # Tagged tuples keep people alone apart from each other and from real household ids.
+        true_cluster: Hashable = ("alone", person) if home is None else ("household", home)
+        pred_cluster: Hashable = ("alone", person) if guess is None else ("household", guess)
+        true_sizes[true_cluster] += 1
+        pred_sizes[pred_cluster] += 1
+        cells[(true_cluster, pred_cluster)] += 1
+    true_pairs = _pairs(true_sizes.values())
+    predicted_pairs = _pairs(pred_sizes.values())
+    correct_pairs = _pairs(cells.values())
+    precision = correct_pairs / predicted_pairs if predicted_pairs else 1.0
+    recall = correct_pairs / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "household_precision": precision,
+        "household_recall": recall,
+        "household_f1": f1,
         "true_pairs": true_pairs,
         "predicted_pairs": predicted_pairs,
         "correct_pairs": correct_pairs,
