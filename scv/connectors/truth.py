@@ -29,30 +29,13 @@ def pairwise_scores(truth: Mapping[str, str], predicted: Mapping[str, str]) -> d
     which costs recall but never precision. With no predicted pairs precision is 1.0 (nothing
     claimed, nothing wrong); with no true pairs recall is 1.0.
     """
-    true_sizes: Counter[str] = Counter()
-    pred_sizes: Counter[Hashable] = Counter()
-    cells: Counter[tuple[str, Hashable]] = Counter()
-    for event_id, person in truth.items():
-        profile = predicted.get(event_id)
+    clusters = (
         # A tagged tuple keeps singletons apart from any real profile id.
-        cluster: Hashable = ("single", event_id) if profile is None else ("profile", profile)
-        true_sizes[person] += 1
-        pred_sizes[cluster] += 1
-        cells[(person, cluster)] += 1
-    true_pairs = _pairs(true_sizes.values())
-    predicted_pairs = _pairs(pred_sizes.values())
-    correct_pairs = _pairs(cells.values())
-    precision = correct_pairs / predicted_pairs if predicted_pairs else 1.0
-    recall = correct_pairs / true_pairs if true_pairs else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "pairwise_precision": precision,
-        "pairwise_recall": recall,
-        "pairwise_f1": f1,
-        "true_pairs": true_pairs,
-        "predicted_pairs": predicted_pairs,
-        "correct_pairs": correct_pairs,
-    }
+        (person, ("single", event_id) if profile is None else ("profile", profile))
+        for event_id, person in truth.items()
+        for profile in (predicted.get(event_id),)
+    )
+    return _scores(clusters, "pairwise")
 
 
 def household_scores(
@@ -67,14 +50,25 @@ def household_scores(
     precision. Only people in ``truth`` count. O(n) from cluster sizes, as
     :func:`pairwise_scores`.
     """
+    clusters = (
+        # Tagged tuples keep people alone apart from each other and from real household ids.
+        (
+            ("alone", person) if home is None else ("household", home),
+            ("alone", person) if guess is None else ("household", guess),
+        )
+        for person, home in truth.items()
+        for guess in (predicted.get(person),)
+    )
+    return _scores(clusters, "household")
+
+
+def _scores(clusters: Iterable[tuple[Hashable, Hashable]], name: str) -> dict[str, float]:
+    """Precision, recall and F1 of (true cluster, predicted cluster) per item, from the
+    contingency table's cell sizes (one pass)."""
     true_sizes: Counter[Hashable] = Counter()
     pred_sizes: Counter[Hashable] = Counter()
     cells: Counter[tuple[Hashable, Hashable]] = Counter()
-    for person, home in truth.items():
-        guess = predicted.get(person)
-        # Tagged tuples keep people alone apart from each other and from real household ids.
-        true_cluster: Hashable = ("alone", person) if home is None else ("household", home)
-        pred_cluster: Hashable = ("alone", person) if guess is None else ("household", guess)
+    for true_cluster, pred_cluster in clusters:
         true_sizes[true_cluster] += 1
         pred_sizes[pred_cluster] += 1
         cells[(true_cluster, pred_cluster)] += 1
@@ -85,9 +79,9 @@ def household_scores(
     recall = correct_pairs / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "household_precision": precision,
-        "household_recall": recall,
-        "household_f1": f1,
+        f"{name}_precision": precision,
+        f"{name}_recall": recall,
+        f"{name}_f1": f1,
         "true_pairs": true_pairs,
         "predicted_pairs": predicted_pairs,
         "correct_pairs": correct_pairs,
