@@ -87,6 +87,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scv.demo import run_demo
 
+    if args.profile != "demo" and args.households:
+        # The realistic profile forms its own households (about 40 % of people).
+        print(
+            f"scv demo: --households is for --profile demo; {args.profile} has its own households",
+            file=sys.stderr,
+        )
+        return 2
+
     summary = run_demo(
         args.events,
         args.seed,
@@ -95,6 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cart_window_s=args.cart_window,
         matching=args.matching,
         households=args.households,
+        profile=args.profile,
     )
     _report(summary, args.json)
     if args.check:
@@ -549,7 +558,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SHARE",
         help="share of people living in households of 2-4 that share a family email, a "
-        "landline and a tablet (default 0)",
+        "landline and a tablet (default 0; --profile demo only)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["demo", "realistic"],
+        default="demo",
+        help="traffic: demo (a UK shop shaped for exact checks) or realistic (a German "
+        "retailer's customers: households, agents' placeholders, typos; runs the workers "
+        "with SCV_DEFAULT_REGION=DE)",
     )
     p.set_defaults(func=cmd_demo)
 

@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from scv.brokers import free_port, local_broker
-from scv.connectors.demo import DemoEvent, generate
+from scv.connectors.demo import DemoEvent, generate, linkability
 from scv.connectors.truth import pairwise_scores
 from scv.kafka import source_producer_config
 from scv.runner import DrainTimeout, WorkerProcess, latest_by_key, read_topic, wait_drained
@@ -29,6 +29,10 @@ from scv.settings import Settings
 from scv.topics import Topics, create_topics
 
 log = logging.getLogger(__name__)
+
+#: The pipeline's ``SCV_DEFAULT_REGION`` for each traffic profile: the demo's shop is British,
+#: the realistic profile's German.
+REGIONS = {"demo": "GB", "realistic": "DE"}
 
 
 def produce_events(
@@ -256,17 +260,45 @@ def run_demo(
     work_dir: Path | None = None,
     timeout: float = 600.0,
     households: float = 0.0,
+    profile: str = "demo",
 ) -> dict[str, Any]:
     """Run the whole pipeline on ``events`` generated events and return the summary
-    (``households``: the share of people living in households, see ``generate``)."""
+    (``households``: the share of people living in households, ``profile``: the customer
+    base, see ``generate``).
+
+    The realistic profile is a German retailer's: its workers read national phone numbers as
+    German (``SCV_DEFAULT_REGION=DE``), as its operators would configure them. The summary
+    carries the traffic's ceilings (:func:`~scv.connectors.demo.linkability`) under
+    ``linkability`` so that the recall can be read against them; they are computed after the
+    run from the same seed again (the stream does not depend on the start time), so the run's
+    timings and memory are not touched.
+    """
+    if profile not in REGIONS:  # before a broker starts (generate() checks only when read)
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(REGIONS)}")
+    region = REGIONS[profile]
+    if profile != "demo" and households:
+        raise ValueError(f"--households is for the demo profile; {profile} has its own")
     summary = run_pipeline(
-        generate(events, seed, households=households),
+        generate(events, seed, households=households, profile=profile),
         name="demo",
         workers=workers,
         bootstrap=bootstrap,
         cart_window_s=cart_window_s,
-        settings={"matching": matching},
+        # the demo profile keeps whatever region the environment sets, as it always did
+        settings={
+            "matching": matching,
+            **({"default_region": region} if profile != "demo" else {}),
+        },
         work_dir=work_dir,
         timeout=timeout,
     )
-    return summary | {"seed": seed, "matching": matching, "households": households}
+    ceiling = linkability(
+        generate(events, seed, households=households, profile=profile), region=region
+    )
+    return summary | {
+        "seed": seed,
+        "matching": matching,
+        "households": households,
+        "profile": profile,
+        "linkability": {k: round(v, 6) if isinstance(v, float) else v for k, v in ceiling.items()},
+    }

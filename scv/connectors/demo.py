@@ -24,6 +24,14 @@ Design rules that keep the truth honest:
   perfect deterministic resolver could attach, so an observed recall can be read against its
   ceiling.
 
+This is the ``demo`` profile, shaped so that the identity rules can be checked exactly. The
+``realistic`` profile (:mod:`scv.connectors.realistic`, ``generate(..., profile="realistic")``)
+is a German retailer's customer base with what the demo leaves out: households of about 40 %
+of people, call-centre agents typing the same placeholder for dozens of callers, typos and
+German phone formats. Its truth says more: ``DemoEvent.household_id`` and
+``DemoEvent.placeholders``, and :func:`linkability` reports a *personal* ceiling where values
+several people use and placeholders never link.
+
 The module is pure Python (no Kafka); everything is drawn from ``random.Random(seed)`` so a
 seed reproduces the byte-identical stream (except that ``start_ts`` defaults to now).
 """
@@ -44,6 +52,7 @@ __all__ = [
     "BLOCKED_VALUES",
     "CALL_CENTRE_NUMBER",
     "KEY_FIELDS",
+    "PROFILES",
     "DemoEvent",
     "generate",
     "linkability",
@@ -54,6 +63,8 @@ CALL_CENTRE_NUMBER = "+44 20 7946 0000"
 _JUNK_EMAILS = ("test@test.com", "noreply@example.com")
 _JUNK_PHONES = ("0000000000", "unknown", "n/a", CALL_CENTRE_NUMBER)
 _JUNK_COOKIES = ("null", "unknown")
+#: The customer bases :func:`generate` can produce.
+PROFILES = ("demo", "realistic")
 #: Share of calls from a withheld number (no caller id): placed only by what the caller says.
 WITHHELD_SHARE = 0.1
 
@@ -126,7 +137,12 @@ class DemoEvent:
 
     ``person_id`` is None for junk-only traffic (QA test orders, calls from the call-centre's
     own line) and for malformed messages; ``event_id`` is None when the bytes carry no readable
-    id (invalid JSON, truncated). The truth never appears inside ``value``.
+    id (invalid JSON, truncated). ``household_id`` is the true household of the person (None
+    for people living alone), so household detection can be scored too; ``placeholders``
+    names the payload fields that hold a value typed *instead* of the person's own (an
+    agent's ``keine@mail.de``, a checkout's ``0123456789``): such a value identifies nobody,
+    and :func:`linkability` must not count a link through it. The truth never appears inside
+    ``value``.
     """
 
     source: str
@@ -135,6 +151,8 @@ class DemoEvent:
     event_id: str | None
     person_id: str | None
     malformed: bool
+    household_id: str | None = None
+    placeholders: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -159,15 +177,21 @@ class _Person:
     known_emails: list[str] = field(default_factory=list)  # addresses linked by an event
     shared_device: str | None = None
     household: _Household | None = None
+    #: a home phone (canonical E.164): a household's shared landline or a single's own
+    landline: str | None = None
+    #: the one misspelling of an address an agent made for this person (reused at most once)
+    typo: str | None = None
 
 
 @dataclass(slots=True)
 class _Household:
     """What 2-4 people living together share; each keeps their own ids as well."""
 
-    family_email: str
-    landline: str  # canonical E.164, a London number
+    family_email: str | None
+    landline: str | None  # canonical E.164 (a London number in the demo profile)
     tablet: str | None  # the browser cookie of a tablet every member logs in on
+    hid: str = ""  # the truth's household id (never in a payload)
+    device: str | None = None  # the shop app's install id on the tablet, if installed
 
 
 # A planned event: (source, payload without timestamp, person index or -1).
@@ -176,7 +200,16 @@ _Session = list[_Planned]
 
 
 class _Generator:
-    """Holds the rng and the id registries; one instance per :func:`generate` call."""
+    """Holds the rng and the id registries; one instance per :func:`generate` call.
+
+    The class attributes are what a profile's shop looks like; the realistic profile
+    (:mod:`scv.connectors.realistic`) overrides them and the people, households, calls and
+    noise, and reuses the journeys' skeleton.
+    """
+
+    currency = "GBP"
+    site = _SITE
+    brand = "Northwind"
 
     def __init__(self, rng: random.Random, seed: int) -> None:
         self.rng = rng
@@ -195,6 +228,19 @@ class _Generator:
         ]
         self.campaigns = [f"cmp-2026-{i:03d}" for i in range(1, 25)]
         self.agents = [f"agent-{i:03d}" for i in range(1, 41)]
+        #: id of an event dict -> (the dict, its payload fields that hold a placeholder); the
+        #: dict is kept so that its id cannot be reused by another (a truncated session's)
+        self.marks: dict[int, tuple[dict[str, Any], list[str]]] = {}
+        self.n_households = 0
+
+    def mark(self, ev: dict[str, Any], field_name: str) -> None:
+        """Record that ``field_name`` of ``ev`` holds a placeholder, not the person's value."""
+        _, fields = self.marks.setdefault(id(ev), (ev, []))
+        if field_name not in fields:
+            fields.append(field_name)
+
+    def login_page(self) -> dict[str, str]:
+        return {"url": f"{self.site}/account/login", "title": "Sign in"}
 
     # ---- ids ------------------------------------------------------------------------------
     def uid(self, prefix: str, bits: int = 64) -> str:
@@ -217,6 +263,10 @@ class _Generator:
                 return value
 
     # ---- people ---------------------------------------------------------------------------
+    def population(self, n: int) -> list[_Person]:
+        """The customer base: ``n`` people (households are formed afterwards, if asked)."""
+        return [self.person(i) for i in range(n)]
+
     def person(self, index: int) -> _Person:
         rng = self.rng
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
@@ -273,12 +323,17 @@ class _Generator:
                     self.used_phones.add(landline)
                     break
             tablet = self.cookie() if rng.random() < 0.5 else None
-            home = _Household(family, landline, tablet)
+            home = _Household(family, landline, tablet, hid=self.household_id())
             for p in members:
                 p.household = home
                 p.address = dict(head.address)
                 if rng.random() < 0.7:
                     p.last = head.last
+
+    def household_id(self) -> str:
+        """The next household's truth id (no rng: the demo stream stays byte-identical)."""
+        self.n_households += 1
+        return f"h{self.seed}-{self.n_households:05d}"
 
     def _email(self, local: str, domains: tuple[str, ...]) -> str:
         rng = self.rng
@@ -360,7 +415,7 @@ class _Generator:
 
     def page(self) -> dict[str, str]:
         path = self.rng.choice(("/", "/new-in", "/sale", "/women", "/men", "/help/delivery"))
-        return {"url": f"{_SITE}{path}", "title": f"Northwind {path.strip('/') or 'home'}"}
+        return {"url": f"{self.site}{path}", "title": f"{self.brand} {path.strip('/') or 'home'}"}
 
     def product(self) -> tuple[str, str, float]:
         return self.rng.choice(self.products)
@@ -403,7 +458,7 @@ class _Generator:
                     session,
                     device=device,
                     cid=cid,
-                    page={"url": f"{_SITE}/p/{sku}", "title": name},
+                    page={"url": f"{self.site}/p/{sku}", "title": name},
                     product={"sku": sku, "name": name, "price": price},
                 )
                 out.append(("web", ev, idx))
@@ -430,7 +485,11 @@ class _Generator:
             for _ in range(rng.choices((1, 2, 3), (55, 35, 10))[0]):
                 sku, name, price = self.product()
                 items.append({"sku": sku, "name": name, "qty": rng.randint(1, 3), "price": price})
-                cart = {"cart_id": cart_id, "items": [dict(i) for i in items], "currency": "GBP"}
+                cart = {
+                    "cart_id": cart_id,
+                    "items": [dict(i) for i in items],
+                    "currency": self.currency,
+                }
                 out.append(
                     (
                         "web",
@@ -448,7 +507,11 @@ class _Generator:
                 )
             if len(items) > 1 and rng.random() < 0.15:
                 gone = items.pop()
-                cart = {"cart_id": cart_id, "items": [dict(i) for i in items], "currency": "GBP"}
+                cart = {
+                    "cart_id": cart_id,
+                    "items": [dict(i) for i in items],
+                    "currency": self.currency,
+                }
                 out.append(
                     (
                         "web",
@@ -471,7 +534,7 @@ class _Generator:
         cid: str | None = None
         if mode == "login" and p.cid:
             cid = p.cid
-            extra: dict[str, Any] = {"page": {"url": f"{_SITE}/account/login", "title": "Sign in"}}
+            extra: dict[str, Any] = {"page": self.login_page()}
             if rng.random() < 0.6:
                 extra["email"] = self.email_as_typed(p.emails[0])
                 p.known_emails.append(p.emails[0])
@@ -521,19 +584,19 @@ class _Generator:
         ev["order_id"] = f"ORD-{rng.randrange(10**10):010d}"
         ev["items"] = [dict(i) for i in items]
         ev["total"] = round(sum(i["qty"] * i["price"] for i in items), 2)
-        ev["currency"] = "GBP"
+        ev["currency"] = self.currency
         account = p.cid is not None and (logged_in or rng.random() < 0.5)
         if account and rng.random() < 0.95:
             ev["customer_id"] = p.cid
         if not account or rng.random() < 0.75:
             email = p.emails[0] if rng.random() < 0.85 else p.emails[-1]
             if p.household is not None and rng.random() < 0.5:
-                email = p.household.family_email  # the address the family orders with
+                email = p.household.family_email or email  # the address the family orders with
             ev["email"] = self.email_as_typed(email)
             p.known_emails.append(email)
         if rng.random() < 0.7:
             home = p.household
-            phone = home.landline if home is not None and rng.random() < 0.4 else p.phone
+            phone = (home.landline or p.phone) if home and rng.random() < 0.4 else p.phone
             ev["phone"] = self.phone_as_typed(phone)
         ev["first_name"] = self.name_as_typed(p.first)
         ev["last_name"] = self.name_as_typed(p.last)
@@ -554,7 +617,7 @@ class _Generator:
         ev["order_id"] = order["order_id"]
         ev["items"] = [dict(order["items"][0])]
         ev["total"] = round(order["items"][0]["qty"] * order["items"][0]["price"], 2)
-        ev["currency"] = "GBP"
+        ev["currency"] = self.currency
         if "customer_id" in order:
             ev["customer_id"] = order["customer_id"]
         else:
@@ -593,7 +656,7 @@ class _Generator:
                     cookie = self.cookie()
                     p.cookies.append(cookie)
                     p.seen.append(cookie)
-                url = f"{_SITE}/sale?utm_campaign={campaign}"
+                url = f"{self.site}/sale?utm_campaign={campaign}"
                 p.linked.append(cookie)
                 opened.append(mail("click", link_url=url, anonymous_id=cookie))
                 device = p.device if (p.device and cookie == p.cookies[0]) else None
@@ -604,7 +667,7 @@ class _Generator:
                     cookie,
                     session,
                     device=device,
-                    page={"url": url, "title": "Northwind sale"},
+                    page={"url": url, "title": f"{self.brand} sale"},
                 )
                 opened.append(("web", landing, idx))
                 opened += self.browse(p, idx, cookie, session, rng.randint(0, 2), device=device)
@@ -624,7 +687,7 @@ class _Generator:
         withheld = rng.random() < WITHHELD_SHARE
         if not withheld:
             home = p.household
-            phone = home.landline if home is not None and rng.random() < 0.6 else p.phone
+            phone = (home.landline or p.phone) if home and rng.random() < 0.6 else p.phone
             ev["phone"] = self.phone_as_typed(phone)
         ev["agent_id"] = rng.choice(self.agents)
         if withheld or rng.random() < 0.9:
@@ -674,7 +737,7 @@ class _Generator:
             session,
             device=p.shared_device,
             cid=p.cid,
-            page={"url": f"{_SITE}/account/login", "title": "Sign in"},
+            page=self.login_page(),
         )
         out: _Session = [("web", login, idx)]
         out += self.browse(
@@ -689,7 +752,7 @@ class _Generator:
         cookie, session = p.household.tablet, self.uid("s-", 48)
         out: _Session = []
         if p.cid:
-            page = {"url": f"{_SITE}/account/login", "title": "Sign in"}
+            page = self.login_page()
             out.append(("web", self.web(p, "login", cookie, session, cid=p.cid, page=page), idx))
         out += self.browse(p, idx, cookie, session, self.rng.randint(1, 3), device=None)
         return out
@@ -807,7 +870,7 @@ class _Generator:
             ev["order_id"] = f"TEST-{rng.randrange(10**8):08d}"
             ev["items"] = [{"sku": sku, "name": name, "qty": 1, "price": price}]
             ev["total"] = price
-            ev["currency"] = "GBP"
+            ev["currency"] = self.currency
             ev["email"] = rng.choice(_JUNK_EMAILS)
             ev["phone"] = rng.choice(_JUNK_PHONES[:3])
             ev["first_name"] = "Test"
@@ -904,6 +967,7 @@ def generate(
     junk_rate: float = 0.01,
     seconds_span: float | None = None,
     households: float = 0.0,
+    profile: str = "demo",
 ) -> Iterator[DemoEvent]:
     """Exactly ``n_events`` raw events of ``people`` persons, in timestamp order.
 
@@ -916,12 +980,29 @@ def generate(
     ``households`` the share of people living in households of 2-4 that share a family
     email, a landline and (half of them) a tablet's browser cookie.
 
+    ``profile`` is the customer base: ``"demo"`` (the default, a UK shop whose traffic is
+    shaped so that the identity rules can be checked exactly; its stream never changes) or
+    ``"realistic"``, a German retailer's customers with households, agents' placeholders,
+    typos and German phone formats (:mod:`scv.connectors.realistic`; read its phones with
+    region DE). The realistic profile brings its own households, so ``households`` must stay
+    0 with it.
+
     The whole run is planned before the first event is yielded (about 0.5 KB per event).
     """
     if n_events < 0:
         raise ValueError("n_events must be >= 0")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    if profile == "realistic" and households:
+        raise ValueError("households is a demo-profile option: the realistic profile has its own")
     rng = random.Random(seed)
-    gen = _Generator(rng, seed)
+    gen: _Generator
+    if profile == "realistic":
+        from scv.connectors.realistic import RealisticGenerator  # imports this module
+
+        gen = RealisticGenerator(rng, seed)
+    else:
+        gen = _Generator(rng, seed)
     start = time.time() if start_ts is None else start_ts
     span = n_events * 0.01 if seconds_span is None else seconds_span
     n_people = max(1, round(n_events / 12)) if people is None else max(1, people)
@@ -929,15 +1010,16 @@ def generate(
     n_junk_only = min(n_events - n_malformed, round(n_events * junk_rate / 2))
     budget = n_events - n_malformed - n_junk_only
 
-    persons = [gen.person(i) for i in range(n_people)]
-    if households > 0:
-        gen.form_households(persons, households)
-    # A few households share a tablet; both partners need accounts (they log in on it).
-    registered = [p for p in persons if p.cid]
-    rng.shuffle(registered)
-    for a, b in zip(registered[0::2], registered[1::2], strict=False):
-        if rng.random() < 0.04:
-            a.shared_device = b.shared_device = gen.uid("dev-")
+    persons = gen.population(n_people)
+    if profile == "demo":
+        if households > 0:
+            gen.form_households(persons, households)
+        # A few households share a tablet; both partners need accounts (they log in on it).
+        registered = [p for p in persons if p.cid]
+        rng.shuffle(registered)
+        for a, b in zip(registered[0::2], registered[1::2], strict=False):
+            if rng.random() < 0.04:
+                a.shared_device = b.shared_device = gen.uid("dev-")
 
     gap = min(max(span * 0.0005, 0.05), 20.0)
     timed: list[tuple[float, int, str, dict[str, Any], int]] = []
@@ -1004,6 +1086,8 @@ def generate(
             yield DemoEvent(source, gen.uid("k-", 32).encode(), value, eid, None, True)
             continue
         ev["timestamp"] = stamp
+        home = persons[idx].household if idx >= 0 else None
+        marked = gen.marks.get(id(ev))
         yield DemoEvent(
             source,
             _key(source, ev),
@@ -1011,6 +1095,8 @@ def generate(
             ev["event_id"],
             persons[idx].pid if idx >= 0 else None,
             False,
+            home.hid if home is not None else None,
+            tuple(marked[1]) if marked else (),
         )
 
 
@@ -1021,51 +1107,44 @@ def generate(
 _ID_FIELDS = ("customer_id", "email", "phone", "device_id", "anonymous_id")
 
 
-def _identifiers(ev: dict[str, Any], phones: dict[str, str | None]) -> list[str]:
-    import phonenumbers  # local: only the linkability report needs it
+def _identifiers(ev: dict[str, Any], source: str, region: str) -> list[tuple[str, str]]:
+    """(field, ``kind:value``) of each usable identifier, normalised the way the pipeline's
+    normaliser does it (an invalid email or an impossible phone identifies nothing; an
+    order's phone is read with the order's country, like the normaliser reads it)."""
+    from scv.domain.normalize import normalize_email, normalize_phone  # the same rules
 
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for name in _ID_FIELDS:
         raw = ev.get(name)
         if not isinstance(raw, str):
             continue
-        value = raw.strip()
+        value: str | None = raw.strip()
         if not value or value.lower() in BLOCKED_VALUES:
             continue
         if name == "email":
-            value = value.lower()
+            value = normalize_email(value)
         elif name == "phone":
-            if value not in phones:
-                try:
-                    number = phonenumbers.parse(value, "GB")
-                    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                    ok = phonenumbers.is_possible_number(number) and e164 not in _BLOCKED_E164
-                    phones[value] = e164 if ok else None
-                except phonenumbers.NumberParseException:
-                    phones[value] = None
-            norm = phones[value]
-            if norm is None:
+            value = normalize_phone(value, _phone_region(ev, source, region))
+            if value in _BLOCKED_E164:
                 continue
-            value = norm
-        out.append(f"{name}:{value}")
+        if value is not None:
+            out.append((name, f"{name}:{value}"))
     return out
 
 
-def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
-    """How much of the truth is reachable by deterministic linking at all.
+def _phone_region(ev: dict[str, Any], source: str, region: str) -> str:
+    address = ev.get("address") if source == "transactions" else None
+    country = address.get("country") if isinstance(address, dict) else None
+    if isinstance(country, str) and len(country.strip()) == 2:
+        return country.strip().upper()
+    return region
 
-    Within each person, events are joined when they share a non-blocked normalised identifier
-    (the rule the resolver applies). ``linkable_share`` is the share of attributed events in
-    their person's largest such component; ``max_pairwise_recall`` the pairwise recall of a
-    resolver that joins exactly these components — the ceiling to compare a real run against.
-    ``shared_identifiers`` counts identifiers used by more than one person (by design only
-    household devices, always alongside a customer id).
-    """
-    parent: list[int] = []
-    owner: dict[str, int] = {}
-    person_of: list[str] = []
-    users: defaultdict[str, set[str]] = defaultdict(set)
-    phones: dict[str, str | None] = {}
+
+def _components(rows: list[tuple[str, list[str]]]) -> tuple[int, int]:
+    """Join each person's events sharing an identifier; (events in each person's largest
+    component, pairs of events inside components)."""
+    parent = list(range(len(rows)))
+    owner: dict[tuple[str, str], int] = {}
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -1073,32 +1152,66 @@ def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
             i = parent[i]
         return i
 
+    for i, (person, idents) in enumerate(rows):
+        for ident in idents:
+            j = owner.setdefault((person, ident), i)
+            if j != i:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+    comps: Counter[int] = Counter(find(i) for i in range(len(rows)))
+    largest: dict[str, int] = {}
+    for root, size in comps.items():
+        pid = rows[root][0]
+        largest[pid] = max(largest.get(pid, 0), size)
+    return sum(largest.values()), sum(n * (n - 1) // 2 for n in comps.values())
+
+
+def linkability(events: Iterable[DemoEvent], *, region: str = "GB") -> dict[str, float]:
+    """How much of the truth is reachable by deterministic linking at all.
+
+    Within each person, events are joined when they share a non-blocked normalised identifier
+    (the rule the resolver applies; national phones read with ``region``, the pipeline's
+    ``SCV_DEFAULT_REGION``: ``"DE"`` for the realistic profile). ``linkable_share`` is the
+    share of attributed events in their person's largest such component;
+    ``max_pairwise_recall`` the pairwise recall of a resolver that joins exactly these
+    components — the ceiling to compare a real run against. ``shared_identifiers`` counts
+    identifiers used by more than one person (in the default traffic only household devices,
+    always alongside a customer id).
+
+    That ceiling still counts links through values several people use (a family email, a
+    household landline, a tablet) and through placeholders typed instead of a value (an
+    agent's ``keine@mail.de``), which no resolver can attribute to one member. The
+    ``_personal`` figures are the same computation where such a value never links: an
+    identifier used by more than one person over the whole stream, or one the generator
+    typed as a placeholder (:attr:`DemoEvent.placeholders`). They are the honest ceiling
+    for a resolver that must keep people apart; ``placeholder_identifiers`` counts the
+    distinct placeholder values.
+    """
+    rows: list[tuple[str, list[str]]] = []
+    placeholder: set[str] = set()
+    users: defaultdict[str, set[str]] = defaultdict(set)
     total = 0
     for ev in events:
         total += 1
         if ev.malformed or ev.person_id is None:
             continue
-        i = len(parent)
-        parent.append(i)
-        person_of.append(ev.person_id)
-        for ident in _identifiers(orjson.loads(ev.value), phones):
+        idents = []
+        for field_name, ident in _identifiers(orjson.loads(ev.value), ev.source, region):
             users[ident].add(ev.person_id)
-            key = f"{ev.person_id}|{ident}"
-            j = owner.setdefault(key, i)
-            if j != i:
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[ri] = rj
-    comps: Counter[int] = Counter(find(i) for i in range(len(parent)))
-    largest: dict[str, int] = {}
-    per_person: Counter[str] = Counter(person_of)
-    for root, size in comps.items():
-        pid = person_of[root]
-        largest[pid] = max(largest.get(pid, 0), size)
-    linkable = sum(largest.values())
+            idents.append(ident)
+            if field_name in ev.placeholders:
+                placeholder.add(ident)
+        rows.append((ev.person_id, idents))
+    per_person: Counter[str] = Counter(person for person, _ in rows)
+    linkable, reachable = _components(rows)
+    personal_rows = [
+        (person, [i for i in idents if i not in placeholder and len(users[i]) == 1])
+        for person, idents in rows
+    ]
+    linkable_personal, reachable_personal = _components(personal_rows)
     true_pairs = sum(n * (n - 1) // 2 for n in per_person.values())
-    reachable = sum(n * (n - 1) // 2 for n in comps.values())
-    attributed = len(parent)
+    attributed = len(rows)
     return {
         "events": total,
         "attributed_events": attributed,
@@ -1107,4 +1220,8 @@ def linkability(events: Iterable[DemoEvent]) -> dict[str, float]:
         "linkable_share": linkable / attributed if attributed else 1.0,
         "max_pairwise_recall": reachable / true_pairs if true_pairs else 1.0,
         "shared_identifiers": sum(1 for who in users.values() if len(who) > 1),
+        "linkable_events_personal": linkable_personal,
+        "linkable_share_personal": linkable_personal / attributed if attributed else 1.0,
+        "max_pairwise_recall_personal": (reachable_personal / true_pairs if true_pairs else 1.0),
+        "placeholder_identifiers": len(placeholder),
     }

@@ -10,9 +10,11 @@ people into one profile. These rules are the brakes the resolver applies:
   identifier (device, cookie) never overrides a strong one (customer id, email);
 * **blocked** values: placeholders for any type, exact ``type:value`` keys and per-type
   regular expressions; a blocked identifier never links anything;
-* **generic** detection (``generic_after``): a value that ties together more than that many
-  otherwise separate people (a shop's shared phone, a family email) is marked generic by the
-  resolver, stops linking, and the profile it over-merged is split back;
+* **household** and **generic** detection (``household``, ``generic_after``): a value that
+  ties together two or more otherwise separate people (a family email, a landline, a tablet)
+  is a household value: it stops linking people into one person, and the profile it
+  over-merged is split back; past ``generic_after`` people (a placeholder an agent typed for
+  every caller, a shop's shared phone) it is generic and links nothing at all;
 * a **merge cap**: how many profiles one profile may absorb over its life, a last fuse
   against a runaway component.
 
@@ -42,7 +44,7 @@ DEFAULT_RULES_PATH = Path(__file__).with_name("rules.default.yaml")
 
 _TOP_LEVEL_KEYS = frozenset({"merge_cap", "identifiers", "default", "blocked"})
 _BLOCKED_KEYS = frozenset({"values", "exact", "patterns"})
-_RULE_KEYS = frozenset({"max_per_profile", "priority", "generic_after"})
+_RULE_KEYS = frozenset({"max_per_profile", "priority", "generic_after", "household"})
 _REQUIRED_RULE_KEYS = frozenset({"max_per_profile", "priority"})
 
 
@@ -53,12 +55,16 @@ class IdentifierRule:
     ``max_per_profile`` (>= 1) bounds how many values of the type one profile may own;
     ``priority`` orders identifiers when a link would break a limit (higher wins);
     ``generic_after`` (>= 1, or None for never) is how many otherwise separate people one
-    value may tie together before it is declared generic.
+    value may tie together before it is declared generic; with ``household`` a value that
+    ties two to ``generic_after`` people is what a household shares (a landline, a family
+    email, a tablet): it stops linking people into one person and links them into a
+    household instead.
     """
 
     max_per_profile: int
     priority: int
     generic_after: int | None = None
+    household: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,12 @@ def _parse_rule(raw: Any, where: str) -> IdentifierRule:
         raise ValueError(
             f"{where}.generic_after: expected an integer >= 1 or null, got {generic_after!r}"
         )
-    return IdentifierRule(max_per_profile, priority, generic_after)
+    household = raw.get("household", False)
+    if not isinstance(household, bool):
+        raise ValueError(f"{where}.household: expected true or false, got {household!r}")
+    if household and generic_after is None:
+        raise ValueError(f"{where}.household: needs generic_after (the largest household)")
+    return IdentifierRule(max_per_profile, priority, generic_after, household)
 
 
 def _check_keys(data: Mapping[Any, Any], allowed: frozenset[str], where: str) -> None:

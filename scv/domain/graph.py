@@ -19,8 +19,14 @@ from typing import Any, Protocol
 
 import orjson
 
+#: Most first names a node keeps per identifier (more says no more: the value is generic).
+NAMES_PER_KEY = 8
+
 #: Owner value of an identifier declared generic: it belongs to nobody and links nothing.
 GENERIC = "!generic"
+#: Owner value of an identifier a household shares (a landline, a family email, a tablet):
+#: it links people into a household (see :mod:`scv.domain.households`), never into a person.
+HOUSEHOLD = "!household"
 
 #: One link: ``[a, b, rule, event_id, ts, score]`` with ``a < b`` (keys ``type:value``).
 Link = list[Any]
@@ -54,6 +60,10 @@ class ProfileNode:
     #: Keyed by identifier so that a split hands each part the attributes its own events
     #: stated. Empty unless a matcher is in use.
     records: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: First names stated on the events that carried each identifier (identifier key ->
+    #: folded names, at most :data:`NAMES_PER_KEY`): a landline whose callers say "Anna"
+    #: and "Jonas" serves two people (see :func:`scv.domain.split.people_tied_by`).
+    names: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self, ident_type: str) -> int:
         """How many values of ``ident_type`` the profile owns."""
@@ -107,6 +117,17 @@ class ProfileNode:
         self.origins[key] = [ts, event_id]
         return True
 
+    def add_name(self, key: str, name: str) -> bool:
+        """Note that an event carrying ``key`` named ``name`` (folded); True if new."""
+        known = self.names.get(key)
+        if known is None:
+            self.names[key] = [name]
+            return True
+        if name in known or len(known) >= NAMES_PER_KEY:
+            return False
+        known.append(name)
+        return True
+
     def add_ban(self, key: str, other: str) -> None:
         targets = self.bans.setdefault(key, [])
         if other not in targets:
@@ -125,6 +146,9 @@ class ProfileNode:
                 self.add_ban(key, target)
         for key, record in other.records.items():
             self.records.setdefault(key, record)
+        for key, names in other.names.items():
+            for name in names:
+                self.add_name(key, name)
         self.absorbed += 1 + other.absorbed
         self.first_seen = min(self.first_seen, other.first_seen)
 
@@ -138,6 +162,7 @@ class ProfileNode:
             "origins": {k: list(v) for k, v in self.origins.items()},
             "bans": {k: list(v) for k, v in self.bans.items()},
             **({"records": {k: dict(v) for k, v in self.records.items()}} if self.records else {}),
+            **({"names": {k: list(v) for k, v in self.names.items()}} if self.names else {}),
         }
 
     @classmethod
@@ -154,6 +179,7 @@ class ProfileNode:
                 str(k): {str(f): str(v) for f, v in rec.items()}
                 for k, rec in (d.get("records") or {}).items()
             },
+            names={str(k): [str(x) for x in v] for k, v in (d.get("names") or {}).items()},
         )
 
 
@@ -463,6 +489,8 @@ def encode_node(node: ProfileNode) -> bytes:
     }
     if node.records:
         body["records"] = node.records
+    if node.names:
+        body["names"] = node.names
     return orjson.dumps(body)
 
 

@@ -130,13 +130,15 @@ class Split:
 
     ``parts`` maps each resulting profile id to the identifier keys it owns; the part that
     holds the old profile's oldest identifier keeps ``profile_id`` (it may be absent when
-    nothing is left). ``removed`` are keys that now belong to nobody (generic values).
+    nothing is left). ``removed`` are keys that now belong to nobody (generic values), or
+    to a household (``households``, a subset of ``removed``).
     """
 
     profile_id: str
     parts: dict[str, list[str]]
     removed: list[str]
     reason: LinkReason
+    households: list[str] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
         """The ``profiles.merges.v1`` records: one ``split`` per profile split off."""
@@ -169,7 +171,7 @@ class Dropped:
     """
 
     identifier: Identifier
-    reason: str  # "blocked", "generic", "banned", "limit:<type>", "merge_cap"
+    reason: str  # "blocked", "generic", "household", "banned", "limit:<type>", "merge_cap"
     owner: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +201,8 @@ class Resolution:
     splits: list[Split] = field(default_factory=list)
     #: Keys declared generic while deciding this event.
     generic: list[str] = field(default_factory=list)
+    #: Values this event showed to be shared by a household (split off like generic ones).
+    households: list[str] = field(default_factory=list)
     #: Set when a matcher linked the event to an existing profile by its attributes.
     match: LinkReason | None = None
     #: A possible match (between the thresholds) for a person to decide; see

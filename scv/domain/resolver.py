@@ -14,12 +14,14 @@ mutated in place and are always handed back through ``put_node``.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 from scv.domain.governance import Rules
 from scv.domain.graph import (
     GENERIC,
+    HOUSEHOLD,
     DictStore,
     GraphStore,
     ProfileNode,
@@ -36,7 +38,7 @@ from scv.domain.model import (
     Resolution,
     ident_key,
 )
-from scv.domain.split import partition, people_tied_by, split_profile
+from scv.domain.split import partition, people_tied_by, split_profile, stated_with
 
 __all__ = ["CONTACT", "DictStore", "GraphStore", "ProfileNode", "new_profile_id", "resolve"]
 
@@ -123,6 +125,9 @@ def _on_one_profile(
         if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
             changed = True
             linked += [anchor_key, key]
+    name = first_name(event)
+    if name is not None and _note_name(survivor, keys, name, rules, linked):
+        changed = True
     if changed:
         store.put_node(survivor)
     res = Resolution(owner, seen, [], [], False, anchor)
@@ -164,6 +169,9 @@ def _resolve(
         owner = get_owner(key)
         if owner == GENERIC:
             drop_reason[ident] = "generic"
+            continue
+        if owner == HOUSEHOLD:
+            drop_reason[ident] = "household"
             continue
         node: ProfileNode | None = None
         if owner is not None and owner not in nodes:
@@ -350,6 +358,12 @@ def _resolve(
         if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
             changed = True
             linked += [anchor_key, key]
+    name = first_name(event)
+    if name is not None and _note_name(
+        survivor, [ident_key(i) for i in accepted], name, rules, linked
+    ):
+        changed = True
+    refused_on: list[str] = []  # identifiers a limit refused (the far side may be shared)
     # A link a limit refused is kept as evidence (one end outside this profile): if older
     # evidence is contested later, the replay in event-time order must see it. A refused
     # identifier nobody owned gets a profile of its own: it is somebody, just not this one.
@@ -363,6 +377,7 @@ def _resolve(
                 far = _set_aside(ident, event, store)
             if far is not None and far.add_link(*link):  # both sides keep the evidence
                 store.put_node(far)
+                refused_on.append(key)
     if changed:
         store.put_node(survivor)
 
@@ -382,6 +397,19 @@ def _resolve(
             _rehome(res, store, rules, set())
     elif linked:  # new evidence: a value may now tie more people than its type allows
         _find_generic(survivor, dict.fromkeys(linked), event, store, rules, res)
+    if contested or refused_on:
+        # A refused link is evidence against the value on the far side too: a tablet a
+        # second person logged in on is shared, whichever profile holds it (and after a
+        # contest's replay, whichever part).
+        for ident in seen:
+            if not rules.rule(ident[0]).household:
+                continue
+            key = ident_key(ident)
+            owner = store.get_owner(key)
+            node = store.get_node(owner) if owner is not None and owner[0] != "!" else None
+            if node is not None:
+                home = owner == res.profile_id
+                _find_generic(node, {key: None}, event, store, rules, res, rehome=home)
     if learned and matcher is not None and not searched and not res.splits:
         _merge_matching_profiles(survivor, record, anchor_key, event, store, rules, matcher, res)
     return res
@@ -596,6 +624,29 @@ def _refusal(
     return None
 
 
+def first_name(event: NormalizedEvent) -> str | None:
+    """The event's first name, folded (case, accents, spacing), or None when it has none."""
+    raw = event.traits.get("first_name")
+    if not isinstance(raw, str):
+        return None
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", raw.casefold()) if ch.isalpha())
+    return folded or None
+
+
+def _note_name(
+    node: ProfileNode, keys: list[str], name: str, rules: Rules, touched: list[str]
+) -> bool:
+    """Note ``name`` on each of the event's ``keys``; a shareable value that learnt a new
+    name is ``touched`` (the generic check looks at it again). True if anything changed."""
+    changed = False
+    for key in keys:
+        if node.add_name(key, name):
+            changed = True
+            if rules.rule(key.partition(":")[0]).household:
+                touched.append(key)
+    return changed
+
+
 def _find_generic(
     node: ProfileNode,
     touched: dict[str, None],
@@ -603,73 +654,98 @@ def _find_generic(
     store: GraphStore,
     rules: Rules,
     res: Resolution,
+    rehome: bool = True,
 ) -> None:
-    """Declare generic every touched value that now ties too many people; split them off.
+    """Declare every touched value that now ties two or more people a household value (a
+    type the rules let households share) or, past its type's ``generic_after``, generic;
+    split them off.
 
-    The event is then re-homed: it stays with the part that owns its anchor, and loses the
-    identifiers that went generic or ended up in another part.
+    With ``rehome`` (``node`` is the event's profile) the event is then re-homed: it stays
+    with the part that owns its anchor, and loses the identifiers that went generic or
+    ended up in another part.
     """
-    generic: list[str] = []
-    owned: list[tuple[int, str, list[str]]] | None = None  # the node's (priority, type, values)
+    shared: list[str] = []
+    households: list[str] = []
     for key in touched:
         rule = rules.rule(key.partition(":")[0])
         limit = rule.generic_after
         if limit is None:
             continue
-        if owned is None:
-            owned = [
-                (rules.rule(kind.partition(":")[0]).priority, kind, values)
-                for kind, values in node.identifiers.items()
-            ]
-        if _may_tie_more(node, key, rule.priority, limit, owned) and (
-            people_tied_by(node, key, rules) > limit
-        ):
-            generic.append(key)
-    if not generic:
+        least = 2 if rule.household else limit + 1
+        if not _may_tie(node, key, least, rules):
+            continue
+        people = people_tied_by(node, key, rules)
+        if people >= least:
+            shared.append(key)
+            if people <= limit:
+                households.append(key)
+    if not shared:
         return
-    reason = LinkReason("generic", generic, event.event_id, event.ts)
-    split = split_profile(node, store, rules, reason, frozenset(generic), generic=True)
+    why = "household" if len(households) == len(shared) else "generic"
+    reason = LinkReason(why, shared, event.event_id, event.ts)
+    split = split_profile(
+        node,
+        store,
+        rules,
+        reason,
+        frozenset(shared),
+        generic=True,
+        households=frozenset(households),
+    )
     if split is None:
         return
+    split.households = households
     res.splits.append(split)
-    res.generic = generic
-    _rehome(res, store, rules, set(generic))
+    res.generic += [k for k in shared if k not in households]
+    res.households += households
+    if rehome:
+        _rehome(res, store, rules, set(shared), set(households))
 
 
-def _may_tie_more(
-    node: ProfileNode,
-    key: str,
-    strength: int,
-    limit: int,
-    owned: list[tuple[int, str, list[str]]],
-) -> bool:
-    """False when ``people_tied_by(node, key, rules)`` cannot exceed ``limit`` (so the
+def _may_tie(node: ProfileNode, key: str, least: int, rules: Rules) -> bool:
+    """False when ``people_tied_by(node, key, rules)`` cannot reach ``least`` (so the
     union-find behind it can be skipped, as it is for most values a profile is touched by).
 
-    It counts groups that ``key`` has a link into and that hold an identifier other than
-    ``key`` at least as strong as ``key`` (``strength``): there are no more of them than
-    such identifiers, nor than ``key``'s distinct neighbours. ``owned`` is the node's
-    ``(priority, type, values)`` per identifier type.
+    Per type, the profile's identifiers other than ``key`` and the identifiers of other
+    profiles it has refused links to bound what ``key`` can tie; and ``key`` needs at
+    least ``least`` neighbours to tie that many people.
     """
     kind, _, value = key.partition(":")
-    strong = 0
-    for priority, k, values in owned:
-        if priority >= strength:
-            strong += len(values) - values.count(value) if k == kind else len(values)
-    if strong <= limit:
-        return False
     neighbours: set[str] = set()
     for link in node.links:
         if link[0] == key:
             neighbours.add(link[1])
         elif link[1] == key:
             neighbours.add(link[0])
-    return len(neighbours) > limit
+    if node.names:
+        stated = {n for names in node.names.values() for n in names}
+        if len(stated) >= least:
+            return True
+    if len(neighbours) < least:
+        return False
+    counts: dict[str, int] = {}
+    for k, values in node.identifiers.items():
+        counts[k] = len(values) - values.count(value) if k == kind else len(values)
+    inside = set(node.keys())
+    for n in neighbours:
+        if n not in inside:
+            k = n.partition(":")[0]
+            counts[k] = counts.get(k, 0) + 1
+    if any(-(-n // rules.rule(k).max_per_profile) >= least for k, n in counts.items()):
+        return True
+    return stated_with(neighbours, rules.rule(kind).priority, rules) >= least
 
 
-def _rehome(res: Resolution, store: GraphStore, rules: Rules, gone: set[str]) -> None:
+def _rehome(
+    res: Resolution,
+    store: GraphStore,
+    rules: Rules,
+    gone: set[str],
+    households: set[str] | frozenset[str] = frozenset(),
+) -> None:
     """After a split: the event stays with the part that owns its anchor and loses the
-    identifiers that went generic (``gone``) or ended up in another part."""
+    identifiers that went generic or to a household (``gone``, of which ``households``)
+    or ended up in another part."""
     remaining = [i for i in res.accepted if ident_key(i) not in gone]
     res.anchor = rules.priority_order(remaining)[0] if remaining else None
     owner = store.get_owner(ident_key(res.anchor)) if res.anchor is not None else None
@@ -677,7 +753,10 @@ def _rehome(res: Resolution, store: GraphStore, rules: Rules, gone: set[str]) ->
     keep = [i for i in remaining if owner is not None and store.get_owner(ident_key(i)) == owner]
     for ident in res.accepted:
         if ident not in keep:
-            reason_text = "generic" if ident_key(ident) in gone else "split"
+            key = ident_key(ident)
+            reason_text = (
+                ("household" if key in households else "generic") if key in gone else "split"
+            )
             res.dropped.append(Dropped(ident, reason_text))
     res.accepted = keep
 

@@ -12,9 +12,12 @@ Pure module: no Faust, no Kafka.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
+
+from rapidfuzz.distance import OSA
 
 from scv.domain.governance import Rules
-from scv.domain.graph import GENERIC, GraphStore, Link, ProfileNode, fresh_id
+from scv.domain.graph import GENERIC, HOUSEHOLD, GraphStore, Link, ProfileNode, fresh_id
 from scv.domain.model import LinkReason, Split
 
 
@@ -69,6 +72,10 @@ class _Parts:
         return list(by_root.values())
 
 
+#: Most identifiers of a type at least as strong as a shared value one person brings to it.
+STRONG_PER_PERSON = 2
+
+
 def partition(
     node: ProfileNode, rules: Rules, removed: frozenset[str] = frozenset()
 ) -> list[list[str]]:
@@ -94,15 +101,17 @@ def replay_order(link: Link, rules: Rules) -> tuple[float, str, int, str]:
 
 
 def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:
-    """How many otherwise separate people ``key`` holds together.
+    """How many different people ``key`` holds together, at the least.
 
-    Take the profile's link graph without ``key``; of the groups ``key`` has a link into,
-    count those holding an identifier at least as strong (priority) as ``key`` itself. A
-    person's own email is the hub of their cookies and phone, but those weaker fragments
-    are not people; a shop's shared phone touches one group per customer, each with an
-    email or customer id of its own.
+    Take the profile's link graph without ``key``: the groups ``key`` has a link into are
+    what it ties, and so are the identifiers of other profiles it has a refused link to
+    (a limit kept them out because of it: they are evidence too). Those identifiers need at
+    least ``ceil(n / max_per_profile)`` people per type: two customer ids are two people,
+    seven phone numbers (three per person) three, a person's four cookies one. A person's
+    own email is the hub of their cookies and phone, which one person may own together; a
+    placeholder an agent typed for every caller ties one phone per caller, which no one
+    person can.
     """
-    strength = rules.rule(key.partition(":")[0]).priority
     neighbours: set[str] = set()
     parent: dict[str, str] = {}
 
@@ -121,13 +130,49 @@ def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:
             neighbours.add(a)
         else:
             parent[find(a)] = find(b)
-    touched = {find(n) for n in neighbours}
-    strong = {
-        find(k)
-        for k in node.keys()
-        if k != key and rules.rule(k.partition(":")[0]).priority >= strength
-    }
-    return len(touched & strong)
+    inside = set(node.keys())
+    touched = {find(n) for n in neighbours if n in inside}
+    counts: dict[str, int] = {}  # per type: values in the groups tied, and refused ones
+    for k in inside:
+        if k != key and find(k) in touched:
+            kind = k.partition(":")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+    for k in neighbours - inside:
+        kind = k.partition(":")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    least = max(
+        (-(-n // rules.rule(kind).max_per_profile) for kind, n in counts.items()), default=0
+    )
+    strength = rules.rule(key.partition(":")[0]).priority
+    return max(
+        least, stated_with(neighbours, strength, rules), _named(node, key, inside, touched, find)
+    )
+
+
+def stated_with(neighbours: Iterable[str], strength: int, rules: Rules) -> int:
+    """People by what was stated together with the value: identifiers at least as strong
+    (people are known by those) count at most :data:`STRONG_PER_PERSON` per person; a
+    person gives the same one or two (a private and a work address) with their phone, and
+    three addresses given with one phone are at least two people (an office line)."""
+    counts: dict[str, int] = {}
+    for k in neighbours:
+        kind = k.partition(":")[0]
+        if rules.rule(kind).priority >= strength:
+            counts[kind] = counts.get(kind, 0) + 1
+    return max((-(-n // STRONG_PER_PERSON) for n in counts.values()), default=0)
+
+
+def _named(node: ProfileNode, key: str, inside: set[str], touched: set[str], find: Any) -> int:
+    """People by first name: the names stated on the value's own events and in the groups
+    it ties."""
+    if not node.names:
+        return 0
+    # Names: the key's own events and the groups it ties, by first name stated.
+    stated = list(node.names.get(key, ()))
+    for k in inside:
+        if k != key and find(k) in touched:
+            stated += node.names.get(k, ())
+    return name_count(stated)
 
 
 def split_profile(
@@ -138,13 +183,15 @@ def split_profile(
     removed: frozenset[str] = frozenset(),
     generic: bool = False,
     keep: str | None = None,
+    households: frozenset[str] = frozenset(),
 ) -> Split | None:
     """Split ``node`` along its evidence and write the parts to ``store``.
 
     The part holding ``keep`` (default: the oldest remaining identifier) keeps the profile
     id (stable ids for consumers); every other part gets an id derived from the cause and its
     oldest key, so a replay reproduces it. ``removed`` keys leave the graph: marked
-    :data:`GENERIC` when ``generic``, else un-owned. Returns None when nothing changes.
+    :data:`GENERIC` when ``generic`` (:data:`HOUSEHOLD` when also in ``households``), else
+    un-owned. Returns None when nothing changes.
     """
     groups = partition(node, rules, removed)
     present = [k for k in node.keys() if k in removed]
@@ -167,7 +214,7 @@ def split_profile(
         store.del_node(node.profile_id)
     for key in present:
         if generic:
-            store.set_owner(key, GENERIC)
+            store.set_owner(key, HOUSEHOLD if key in households else GENERIC)
         else:
             store.del_owner(key)
     return Split(node.profile_id, parts, present, reason)
@@ -208,4 +255,42 @@ def _sub_node(
         # Matching records follow the identifier that brought them (and so does the
         # blocking index, which files identifier keys).
         records={k: dict(v) for k, v in node.records.items() if k in inside},
+        names={k: list(v) for k, v in node.names.items() if k in inside},
     )
+
+
+def name_count(names: Iterable[str]) -> int:
+    """How many different people folded first names belong to, at the least.
+
+    Names one slip apart are one person's, transitively: a letter dropped (Jame, Ai for
+    Ali), two letters swapped (Jmaes, Aav), a shortening (Chris, Christopher), and in long
+    names a letter or two mistyped (Isabela, Iasbella). A different letter in a short name
+    is a different name: Ava and Eva, Tom and Tim, Anna and Anne are two people.
+    """
+    distinct = sorted(set(names))
+    if len(distinct) < 2:
+        return len(distinct)
+    parent = list(range(len(distinct)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(distinct):
+        for j in range(i + 1, len(distinct)):
+            if _same_name(a, distinct[j]):
+                parent[find(i)] = find(j)
+    return len({find(i) for i in range(len(distinct))})
+
+
+def _same_name(a: str, b: str) -> bool:
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) >= 3 and long.startswith(short):
+        return True
+    slips = OSA.distance(short, long, score_cutoff=2)
+    if slips == 1:
+        # a letter dropped or two swapped; a wrong letter only in a name long enough to tell
+        return len(short) < len(long) or sorted(short) == sorted(long) or len(short) >= 5
+    return slips == 2 and len(short) >= 6

@@ -114,7 +114,7 @@ def outgoing(
         out += merge_messages(merge, seq)
     target = (res.profile_id or "").encode() or None if res.dropped else None
     for dropped in res.dropped:
-        if dropped.reason in ("blocked", "generic", "split"):
+        if dropped.reason in ("blocked", "generic", "household", "split"):
             continue  # configuration or already announced; not a refused link
         refused = LinkReason(
             dropped.reason, [ident_key(dropped.identifier)], event.event_id, event.ts
@@ -124,8 +124,11 @@ def outgoing(
     for split in res.splits:
         if split.removed:
             why = split.reason.to_dict()
-            generic = _graph_event("generic", split.profile_id, None, why, split.removed)
-            out.append((MERGES, split.profile_id.encode(), generic))
+            generic = [k for k in split.removed if k not in split.households]
+            for kind, keys in (("generic", generic), ("household", split.households)):
+                if keys:
+                    body = _graph_event(kind, split.profile_id, None, why, keys)
+                    out.append((MERGES, split.profile_id.encode(), body))
         out += split_messages(split, seq)
     if res.profile_id is not None:
         anchor = res.anchor

@@ -21,4 +21,6 @@ def test_a_household_backfill_drains_and_accounts_for_every_event() -> None:
     assert counts["profiles_events_merge"] == run["merges"] > 0
     assert 2.0 <= run["internal_messages_per_event"] < 5
     assert run["handover_storms"] == 0
-    assert run["pairwise_recall"] > 0.8
+    # Values a household shares link no one person since issue 18 (their events go to the
+    # person they also name, or to nobody): 0.77 on this traffic, from 0.8 and more before.
+    assert run["pairwise_recall"] > 0.7

@@ -224,3 +224,14 @@ def test_demo_check_names_what_is_wrong() -> None:
         "2 duplicate actions",
         "dlq 201 != malformed_in 200",
     ]
+
+
+def test_demo_realistic_profile_with_households_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The realistic profile forms its own households: asking for more is refused before
+    anything starts."""
+    assert main(["demo", "--profile", "realistic", "--households", "0.3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "--households" in captured.err

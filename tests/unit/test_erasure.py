@@ -52,7 +52,7 @@ def story(store: GraphStore) -> tuple[str, str, str]:
     resolve(event("e2", 1100, ALICE_CUSTOMER, ALICE), store, RULES)
     merged = resolve(event("e3", 1200, ALICE, ALICE_COOKIE), store, RULES)
     assert merged.merges, "the cookie profile is merged into Alice's"
-    refused = resolve(event("e4", 1300, SECOND_CUSTOMER, ALICE), store, RULES)
+    refused = resolve(event("e4", 1300, SECOND_CUSTOMER, ALICE_CUSTOMER), store, RULES)
     assert [d.reason for d in refused.dropped] == ["limit:customer_id"]
     resolve(event("e5", 1400, BOB, BOB_COOKIE), store, RULES)
     ban = parse_command(
@@ -94,7 +94,7 @@ def test_erase_forgets_the_person_everywhere_and_only_them() -> None:
     assert bob_before is not None and bob_before.bans  # the ban names Alice's cookie
     second_node = store.get_node(second)
     assert second_node is not None
-    assert any(ident_key(ALICE) in link[:2] for link in second_node.links)
+    assert any(ident_key(ALICE_CUSTOMER) in link[:2] for link in second_node.links)
 
     done = erase(erase_command({"type": "email", "value": ALICE[1]}), store, RULES)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,14 +21,15 @@ def test_default_limits_and_priorities(rules: Rules) -> None:
     expected = {
         "customer_id": (1, 100, None),
         "loyalty_id": (1, 95, None),
-        "email": (5, 90, 2),
-        "hashed_email": (5, 89, 2),
-        "phone": (3, 80, 2),
-        "device_id": (10, 40, 3),
-        "anonymous_id": (50, 30, 3),
+        "email": (5, 90, 6),
+        "hashed_email": (5, 89, 6),
+        "phone": (3, 80, 6),
+        "device_id": (10, 40, 6),
+        "anonymous_id": (50, 30, 6),
     }
     for kind, (limit, prio, generic) in expected.items():
-        assert rules.rule(kind) == IdentifierRule(limit, prio, generic)
+        # every value people may share is a household's up to six people, generic past that
+        assert rules.rule(kind) == IdentifierRule(limit, prio, generic, generic is not None)
     assert rules.rule("some_new_type") == IdentifierRule(max_per_profile=10, priority=10)
     assert rules.merge_cap == 100
 
@@ -165,7 +167,7 @@ def test_load_rules_from_yaml(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(data))
     r = load_rules(path)
-    assert r.rule("email") == IdentifierRule(2, 90, 2)
+    assert r.rule("email") == IdentifierRule(2, 90, 6, household=True)
     assert r.merge_cap == 7
     assert r.is_blocked(("customer_id", "DEMO"))
     assert r.is_blocked(("email", "test@test.com"))
@@ -248,3 +250,16 @@ def test_generic_after_is_optional_and_checked() -> None:
     base["identifiers"]["phone"]["generic_after"] = 0
     with pytest.raises(ValueError, match=r"identifiers.phone.generic_after: expected an integer"):
         Rules.from_mapping(base)
+
+
+def test_household_is_a_boolean_and_needs_a_largest_household() -> None:
+    base: dict[str, Any] = {"identifiers": {"phone": {"max_per_profile": 3, "priority": 80}}}
+    base["identifiers"]["phone"]["household"] = True
+    with pytest.raises(ValueError, match=r"identifiers.phone.household: needs generic_after"):
+        Rules.from_mapping(base)
+    base["identifiers"]["phone"]["household"] = "yes"
+    base["identifiers"]["phone"]["generic_after"] = 4
+    with pytest.raises(ValueError, match=r"identifiers.phone.household: expected true or false"):
+        Rules.from_mapping(base)
+    base["identifiers"]["phone"]["household"] = True
+    assert Rules.from_mapping(base).rule("phone") == IdentifierRule(3, 80, 4, household=True)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_resolver import CountingStore, ev
 
 from scv.domain.governance import IdentifierRule, Rules
-from scv.domain.graph import GENERIC, DictStore, ProfileNode, new_profile_id
+from scv.domain.graph import GENERIC, HOUSEHOLD, DictStore, ProfileNode, new_profile_id
 from scv.domain.model import Identifier, LinkReason, NormalizedEvent, Resolution, ident_key
 from scv.domain.resolver import resolve
 from scv.domain.split import partition, people_tied_by, split_profile
@@ -63,7 +63,7 @@ def link_components(node: ProfileNode) -> list[set[str]]:
 def check_graph(store: DictStore, rules: Rules) -> None:
     """The graph invariants every event and every command must keep."""
     owned: set[str] = set()
-    generic = {k for k, owner in store.owners.items() if owner == GENERIC}
+    generic = {k for k, owner in store.owners.items() if owner in (GENERIC, HOUSEHOLD)}
     for pid, node in store.nodes.items():
         assert node.profile_id == pid
         keys = node.keys()
@@ -94,7 +94,7 @@ def check_graph(store: DictStore, rules: Rules) -> None:
         assert len(partition(node, rules)) == 1, f"{pid} would split on replay"
     assert not generic & owned, "a generic value is owned by a profile"
     assert set(store.owners) == owned | generic
-    assert {o for o in store.owners.values() if o != GENERIC} <= set(store.nodes)
+    assert {o for o in store.owners.values() if o not in (GENERIC, HOUSEHOLD)} <= set(store.nodes)
 
 
 def check_resolution(event: NormalizedEvent, res: Resolution, store: DictStore) -> None:
@@ -110,8 +110,11 @@ def check_resolution(event: NormalizedEvent, res: Resolution, store: DictStore) 
         assert res.anchor in res.accepted
     for key in res.generic:
         assert store.owners[key] == GENERIC
+    for key in res.households:
+        assert store.owners[key] in (HOUSEHOLD, GENERIC)  # a later split may go further
     for split in res.splits:
-        assert split.removed == [k for k in split.removed if store.owners.get(k) == GENERIC]
+        shared = (GENERIC, HOUSEHOLD)
+        assert split.removed == [k for k in split.removed if store.owners.get(k) in shared]
 
 
 # --------------------------------------------------------------------------- links and origins
@@ -257,9 +260,10 @@ def test_shared_phone_of_two_people_is_not_generic_yet() -> None:
     assert [m.absorbed for m in call2.merges] == [bob]
     assert call2.generic == [] and call2.splits == []
     assert bob not in store.nodes and store.owners[ident_key(CAT)] == cat
-    assert DEFAULT.rule("phone").generic_after == 2
     node = store.nodes[ann]
-    assert people_tied_by(node, ident_key(SHOP_PHONE), DEFAULT) == 2
+    # Two addresses given with one phone may be one person's (private and work), so
+    # without names or customer ids to tell them apart the phone still links them.
+    assert people_tied_by(node, ident_key(SHOP_PHONE), DEFAULT) == 1
     assert groups(store) == {
         frozenset(
             {
@@ -280,11 +284,13 @@ def test_third_person_on_a_shared_phone_makes_it_generic_and_splits_them() -> No
     phone = ident_key(SHOP_PHONE)
     res = resolve(ev("call3", 13.0, CAT, SHOP_PHONE, source="callcenter"), store, DEFAULT)
 
-    assert res.generic == [phone]
+    # Three addresses on one phone are at least two people: a value they share, not one
+    # person's; up to six people a household's (generic past that).
+    assert res.generic == [] and res.households == [phone]
     [split] = res.splits
     assert split.profile_id == ann
-    assert split.removed == [phone]
-    assert split.reason.rule == "generic"
+    assert split.removed == [phone] and split.households == [phone]
+    assert split.reason.rule == "household"
     assert (split.reason.identifiers, split.reason.event_id) == ([phone], "call3")
     assert {frozenset(keys) for keys in split.parts.values()} == {
         frozenset({"email:ann@acme-corp.co.uk", "anonymous_id:ck1"}),
@@ -297,13 +303,13 @@ def test_third_person_on_a_shared_phone_makes_it_generic_and_splits_them() -> No
     assert {frozenset(n.keys()) for n in store.nodes.values()} == {
         frozenset(k) for k in split.parts.values()
     }
-    assert store.owners[phone] == GENERIC
+    assert store.owners[phone] == HOUSEHOLD
     assert bob not in store.nodes and cat not in store.nodes  # absorbed before the split
     # The event stays with Cat and loses the phone.
     cat_now = store.owners["email:cat@acme-corp.co.uk"]
     assert res.profile_id == cat_now and res.anchor == CAT
     assert res.accepted == [CAT]
-    assert [(d.identifier, d.reason) for d in res.dropped] == [(SHOP_PHONE, "generic")]
+    assert [(d.identifier, d.reason) for d in res.dropped] == [(SHOP_PHONE, "household")]
     # Every part is whole, and no part's evidence mentions the phone any more.
     for node in store.nodes.values():
         assert all(phone not in lk[:2] for lk in node.links)
@@ -335,13 +341,13 @@ def test_generic_value_links_nobody_afterwards() -> None:
 
     alone = resolve(ev("call4", 20.0, SHOP_PHONE, source="callcenter"), store, DEFAULT)
     assert alone.profile_id is None and alone.accepted == [] and not alone.created
-    assert [(d.identifier, d.reason) for d in alone.dropped] == [(SHOP_PHONE, "generic")]
+    assert [(d.identifier, d.reason) for d in alone.dropped] == [(SHOP_PHONE, "household")]
     assert store.to_dict() == before
 
     with_ann = resolve(ev("call5", 21.0, ANN, SHOP_PHONE, source="callcenter"), store, DEFAULT)
     assert with_ann.profile_id == ann
     assert with_ann.accepted == [ANN]
-    assert [(d.identifier, d.reason) for d in with_ann.dropped] == [(SHOP_PHONE, "generic")]
+    assert [(d.identifier, d.reason) for d in with_ann.dropped] == [(SHOP_PHONE, "household")]
     assert with_ann.merges == [] and with_ann.splits == []
     assert store.to_dict() == before
 
@@ -359,12 +365,12 @@ def test_value_tying_brand_new_people_is_generic_too() -> None:
         resolve(ev(f"call{i}", float(i), email, SHOP_PHONE), store, DEFAULT)
         for i, email in enumerate((ANN, BOB, CAT), start=1)
     ]
-    assert [r.generic for r in results[:2]] == [[], []]
-    assert store.owners.get(ident_key(SHOP_PHONE)) == GENERIC, (
-        "a shared phone tying 3 brand-new emails (generic_after=2) must be declared generic; "
-        f"profiles={groups(store)}, generic per event={[r.generic for r in results]}"
+    assert [r.households for r in results[:2]] == [[], []]
+    assert store.owners.get(ident_key(SHOP_PHONE)) == HOUSEHOLD, (
+        "a shared phone tying 3 brand-new emails must be declared shared; "
+        f"profiles={groups(store)}, households per event={[r.households for r in results]}"
     )
-    assert results[2].generic == [ident_key(SHOP_PHONE)]
+    assert results[2].households == [ident_key(SHOP_PHONE)]
     assert groups(store) == {frozenset({ident_key(e)}) for e in (ANN, BOB, CAT)}
     assert results[0].profile_id in store.nodes  # the oldest person keeps the id
     assert store.owners[ident_key(ANN)] == results[0].profile_id
@@ -394,7 +400,7 @@ def test_own_email_hub_of_cookies_phone_and_customer_id_is_not_generic() -> None
     [node] = store.nodes.values()
     assert len(node.keys()) == 5
     assert people_tied_by(node, ident_key(ANN), DEFAULT) == 1
-    assert people_tied_by(node, "customer_id:C1", DEFAULT) == 0
+    assert people_tied_by(node, "customer_id:C1", DEFAULT) == 1
     assert people_tied_by(node, "anonymous_id:k1", DEFAULT) == 1
     assert people_tied_by(node, "phone:+447700900333", DEFAULT) == 1
     assert GENERIC not in store.owners.values()
@@ -422,8 +428,22 @@ def test_people_tied_by_on_a_hand_built_node() -> None:
             link(hub, "anonymous_id:k2", 4.0),
         ],
     )
-    # Groups without the hub: {a}, {k1, b}, {k2}; the first two hold an email (>= phone).
+    # Groups without the hub: {a}, {k1, b}, {k2}: two addresses and two cookies, which one
+    # person may own; only {a} was stated with the phone.
+    assert people_tied_by(node, hub, DEFAULT) == 1
+    # Two customer ids in the groups are two people.
+    node.identifiers["customer_id"] = ["C1", "C2"]
+    node.links += [
+        link("customer_id:C1", "anonymous_id:k1", 4.5),
+        link("customer_id:C2", "anonymous_id:k2", 4.6),
+    ]
     assert people_tied_by(node, hub, DEFAULT) == 2
+    node.links = node.links[:-1]
+    del node.identifiers["customer_id"][1]
+    # ... and so are first names that differ.
+    node.names = {"email:a@acme-corp.co.uk": ["anna"], "anonymous_id:k1": ["jonas"]}
+    assert people_tied_by(node, hub, DEFAULT) == 2
+    node.names = {}
     # A link between the two people's groups makes them one.
     node.links.append(link("email:a@acme-corp.co.uk", "email:b@acme-corp.co.uk", 5.0))
     assert people_tied_by(node, hub, DEFAULT) == 1

@@ -20,7 +20,7 @@ from scv.domain import graph
 from scv.domain.governance import IdentifierRule, Rules
 from scv.domain.graph import BLOCK_PREFIX, RETIRED, MappingStore, ProfileNode, encode_node
 from scv.domain.model import Identifier, NormalizedEvent, ident_key
-from scv.domain.resolver import _may_tie_more, resolve
+from scv.domain.resolver import _may_tie, resolve
 from scv.domain.split import people_tied_by
 
 
@@ -192,14 +192,10 @@ def test_the_generic_bound_never_skips_a_value_people_tied_by_would_flag(
     for event, _ in script:
         resolve(event, store, no_generics)
     for node in store.nodes.values():
-        owned = [
-            (rules.rule(kind).priority, kind, values) for kind, values in node.identifiers.items()
-        ]
         for key in {*node.keys(), *(k for link in node.links for k in link[:2])}:
-            strength = rules.rule(key.partition(":")[0]).priority
-            limit = data.draw(st.integers(0, 4))
-            if people_tied_by(node, key, rules) > limit:
-                assert _may_tie_more(node, key, strength, limit, owned)
+            least = data.draw(st.integers(1, 5))
+            if people_tied_by(node, key, rules) >= least:
+                assert _may_tie(node, key, least, rules)
 
 
 def test_the_blocked_memo_answers_like_the_rules() -> None:
