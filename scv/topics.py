@@ -39,6 +39,8 @@ COMMANDS = "identity.commands.v1"
 PROFILE_EVENTS = "profiles.events.v1"
 PROFILES = "profiles.v1"
 MERGES = "profiles.merges.v1"
+#: Households (compacted, keyed by household id): members, shared values, address.
+HOUSEHOLDS = "households.v1"
 ACTIONS = "actions.v1"
 REVIEW = "identity.review.v1"
 #: Audit trail (erasures, input dropped by the suppression list, hand-over storms): no
@@ -126,6 +128,10 @@ class Topics:
         return self._settings.topic(MERGES)
 
     @property
+    def households(self) -> str:
+        return self._settings.topic(HOUSEHOLDS)
+
+    @property
     def actions(self) -> str:
         return self._settings.topic(ACTIONS)
 
@@ -181,6 +187,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.dlq(names.profile_events), stage_n, partitions_setting=stage_env),
         TopicSpec(names.profiles, stage_n, compacted=True, partitions_setting=stage_env),
         TopicSpec(names.merges, stage_n, partitions_setting=stage_env),
+        TopicSpec(names.households, stage_n, compacted=True, partitions_setting=stage_env),
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),
         TopicSpec(names.review, stage_n, partitions_setting=stage_env),
         # One partition: the audit trail reads in the order things were done.

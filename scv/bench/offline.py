@@ -22,7 +22,7 @@ import orjson
 
 from scv.bench.loopback import LoopBack
 from scv.connectors.demo import DemoEvent
-from scv.connectors.truth import pairwise_scores
+from scv.connectors.truth import household_scores, pairwise_scores
 from scv.settings import Settings
 from scv.streams.dlq import LocalMsg
 from scv.streams.worker import Pipeline
@@ -49,7 +49,7 @@ def run_offline(
 ) -> dict[str, list[tuple[bytes | None, bytes | None]]]:
     """Feed ``events`` (in order) through fresh stages; what they published, per topic."""
     topics = Topics(settings)
-    kept = (topics.profiles, topics.profile_events, topics.merges, topics.audit)
+    kept = (topics.profiles, topics.profile_events, topics.merges, topics.households, topics.audit)
     sink = _Tee(settings.stage_partitions, kept)
     pipeline = Pipeline(settings, sink, changelogs=False)
     for topic, tables in pipeline.tables_of.items():
@@ -106,6 +106,7 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
             assigned[msg["event"]["event_id"]] = owner[msg["anchor"]]
     truth = {e.event_id: e.person_id for e in events if e.person_id and e.event_id}
     kinds = Counter(orjson.loads(v or b"{}").get("kind") for _, v in kept[topics.merges])
+    homes = live(kept[topics.households])
     return {
         "events": len(events),
         "events_resolved": len(assigned),
@@ -115,6 +116,31 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
         "generic_values": kinds["generic"],
         "household_values": kinds["household"],
         **pairwise_scores(truth, assigned),
+        "households": len(homes),
+        **household_figures(events, assigned, profiles),
         "_profiles": profiles,
+        "_households": homes,
         "_assigned": assigned,
     }
+
+
+def household_figures(
+    events: list[DemoEvent], assigned: dict[str, str], profiles: dict[bytes, Any]
+) -> dict[str, float]:
+    """Household precision and recall over people: a person's predicted household is the
+    ``household_id`` of the live profile holding most of their events (None: alone)."""
+    truth: dict[str, str | None] = {}
+    votes: dict[str, Counter[str]] = {}
+    for ev in events:
+        if ev.person_id is None or ev.event_id is None:
+            continue
+        truth[ev.person_id] = ev.household_id
+        pid = assigned.get(ev.event_id)
+        if pid is not None:
+            votes.setdefault(ev.person_id, Counter())[pid] += 1
+    predicted: dict[str, str | None] = {}
+    for person, counts in votes.items():
+        main = counts.most_common(1)[0][0]
+        predicted[person] = profiles[main.encode()].get("household_id")
+    scores = household_scores(truth, predicted)
+    return {k: v for k, v in scores.items() if k.startswith("household_")}

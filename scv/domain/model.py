@@ -203,6 +203,9 @@ class Resolution:
     generic: list[str] = field(default_factory=list)
     #: Values this event showed to be shared by a household (split off like generic ones).
     households: list[str] = field(default_factory=list)
+    #: Households this decision founded, grew, merged or dissolved (see
+    #: :mod:`scv.domain.households`); None when it touched none.
+    household_change: Any = None
     #: Set when a matcher linked the event to an existing profile by its attributes.
     match: LinkReason | None = None
     #: A possible match (between the thresholds) for a person to decide; see

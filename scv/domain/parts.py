@@ -146,6 +146,7 @@ def rebuild(
     state.consent = _latest_consent(partials.values())
     state.merged_from = []
     if like is not None:
+        state.household_id = like.household_id  # the resolver tells a part of another
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
         state.objection = dict(like.objection) if like.objection is not None else None

@@ -143,6 +143,8 @@ class ProfileState:
     #: The latest actions sent, oldest first: ``[created_at, type, channel, action_id,
     #: trigger_event_id]`` (at most :data:`ACTIONS_CAP`). Per person, like ``fired``.
     actions: list[list[Any]] = field(default_factory=list)
+    #: The household the person belongs to (``households.v1``), as the resolver last said.
+    household_id: str | None = None
 
     def to_dict(self, copy: bool = True) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it).
@@ -180,6 +182,7 @@ class ProfileState:
                 **({"objection": self.objection} if self.objection is not None else {}),
                 "activity": self.activity,
                 "actions": self.actions,
+                **({"household_id": self.household_id} if self.household_id else {}),
             }
         return {
             "v": 1,
@@ -206,6 +209,7 @@ class ProfileState:
             **({"objection": _copy(self.objection)} if self.objection is not None else {}),
             "activity": [list(e) for e in self.activity],
             "actions": [list(e) for e in self.actions],
+            **({"household_id": self.household_id} if self.household_id else {}),
         }
 
     @classmethod
@@ -243,6 +247,7 @@ class ProfileState:
             objection=keep(d.get("objection")),
             activity=_entries(d.get("activity"), copy),
             actions=_entries(d.get("actions"), copy),
+            household_id=d.get("household_id"),
         )
 
 
@@ -280,6 +285,7 @@ def new_state(profile_id: str, ts: float) -> ProfileState:
         None,  # objection
         [],  # activity
         [],  # actions
+        None,  # household_id
     )
 
 
@@ -691,6 +697,8 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     on every login. Purposes nobody recorded stay missing, and missing still means "no".
     """
     s, a = survivor, absorbed
+    if s.household_id is None:  # one person, one household: the resolver says which
+        s.household_id = a.household_id
     # 0.0 is "not known" (a part adopted before any of its events): never the earliest.
     known = [ts for ts in (s.created_ts, a.created_ts) if ts > 0.0]
     s.created_ts = min(known, default=0.0)
@@ -734,7 +742,11 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
         else:
             absorb(mine_part, part)
     for key, entry in a.moved.items():
-        if key not in s.moved or entry[1] > s.moved[key][1]:
+        mine = s.moved.get(key)
+        # The newer split wins; on a tie (one decision split this profile, then the part it
+        # sent the key to) the absorbed part's own pointer is the later one: it continues
+        # the pointer that led to it.
+        if mine is None or entry[1] > mine[1] or (entry[1] == mine[1] and mine[0] == a.profile_id):
             s.moved[key] = list(entry)
 
     if a.activity:
@@ -972,6 +984,7 @@ def snapshot(state: ProfileState, copy: bool = True) -> dict[str, Any]:
         "churn_risk": keep(state.churn),
         "merged_from": list(state.merged_from) if copy else state.merged_from,
         "event_count": state.event_count,
+        "household_id": state.household_id,
         **({"objection": keep(state.objection)} if state.objection is not None else {}),
     }
 

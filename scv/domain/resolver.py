@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from scv.domain import households as households_mod
 from scv.domain.governance import Rules
 from scv.domain.graph import (
     GENERIC,
@@ -282,8 +283,13 @@ def _resolve(
         if match is not None and match.decision == "match":
             # Nothing usable to link (no identifier, or only blocked/generic ones): the
             # event still belongs to the person its attributes name.
-            return _attach_by_attributes(event, match, dropped)
-        return Resolution(None, [], dropped, [], False)
+            res = _attach_by_attributes(event, match, dropped)
+        else:
+            res = Resolution(None, [], dropped, [], False)
+        shared = [ident_key(d.identifier) for d in dropped if d.reason == "household"]
+        if shared:
+            _file_households(res, shared, event, store, rules)
+        return res
 
     created = False
     others: list[ProfileNode] = []
@@ -412,6 +418,12 @@ def _resolve(
                 _find_generic(node, {key: None}, event, store, rules, res, rehome=home)
     if learned and matcher is not None and not searched and not res.splits:
         _merge_matching_profiles(survivor, record, anchor_key, event, store, rules, matcher, res)
+    shared = [ident_key(i) for i in seen if drop_reason.get(i) == "household"]
+    lives = households_mod.address_key(event.traits) if event.traits else None
+    if lives is not None and res.profile_id is not None:
+        shared.append(lives)  # one surname at one address: a household, never a person
+    if shared:
+        _file_households(res, shared, event, store, rules)
     return res
 
 
@@ -683,6 +695,7 @@ def _find_generic(
         return
     why = "household" if len(households) == len(shared) else "generic"
     reason = LinkReason(why, shared, event.event_id, event.ts)
+    tied = {key: _neighbours(node, key) for key in households}
     split = split_profile(
         node,
         store,
@@ -698,8 +711,85 @@ def _find_generic(
     res.splits.append(split)
     res.generic += [k for k in shared if k not in households]
     res.households += households
+    for key in households:  # the people it tied are its household's first members
+        members = [m for n in tied[key] if (m := _member_key(store, store.get_owner(n), rules))]
+        _record(
+            res,
+            households_mod.note(store, [key], members, event.ts, event.event_id, _cap(key, rules)),
+        )
     if rehome:
         _rehome(res, store, rules, set(shared), set(households))
+
+
+def _neighbours(node: ProfileNode, key: str) -> list[str]:
+    """The identifiers ``key`` has a link to (on this profile or refused from another)."""
+    out: dict[str, None] = {}
+    for link in node.links:
+        if link[0] == key:
+            out[link[1]] = None
+        elif link[1] == key:
+            out[link[0]] = None
+    return list(out)
+
+
+def _member_key(store: GraphStore, owner: str | None, rules: Rules) -> str | None:
+    """The identifier a person is a household member under: the one they already are a
+    member under, else their strongest (it stays with them through merges)."""
+    node = store.get_node(owner) if owner is not None and owner[0] != "!" else None
+    if node is None:
+        return None
+    keys = node.keys()
+    for key in keys:
+        if households_mod.of_member(store, key) is not None:
+            return key
+    return min(keys, key=lambda k: (-rules.rule(k.partition(":")[0]).priority, k), default=None)
+
+
+def _cap(key: str, rules: Rules) -> int:
+    """The most people a household sharing ``key`` may hold (its type's ``generic_after``;
+    for an address, the largest any shared type allows)."""
+    kind = key.partition(":")[0]
+    if kind == households_mod.ADDRESS:
+        return max(
+            (r.generic_after or 1 for r in rules.identifiers.values() if r.household), default=1
+        )
+    return rules.rule(kind).generic_after or 1
+
+
+def _record(res: Resolution, change: households_mod.HouseholdChange) -> None:
+    if res.household_change is None:
+        res.household_change = change
+    else:
+        res.household_change.add(change)
+
+
+def _file_households(
+    res: Resolution, values: list[str], event: NormalizedEvent, store: GraphStore, rules: Rules
+) -> None:
+    """The event named shared ``values``: its person joins their household (or the event
+    is the household's own, when it names nobody else); a value whose household is full
+    ties more people than a household holds and becomes generic."""
+    member = _member_key(store, res.profile_id, rules) if res.profile_id else None
+    address = event.traits.get("address")
+    change = households_mod.note(
+        store,
+        values,
+        [member] if member else [],
+        event.ts,
+        event.event_id,
+        min(_cap(v, rules) for v in values),
+        address if isinstance(address, dict) else None,
+    )
+    _record(res, change)
+    if change.full:
+        values = [v for v in values if not v.startswith(households_mod.ADDRESS + ":")]
+        for value in values:
+            _record(res, households_mod.escalate(store, value, GENERIC))
+        res.generic += values
+        res.dropped = [
+            Dropped(d.identifier, "generic") if ident_key(d.identifier) in values else d
+            for d in res.dropped
+        ]
 
 
 def _may_tie(node: ProfileNode, key: str, least: int, rules: Rules) -> bool:

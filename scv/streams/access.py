@@ -80,7 +80,8 @@ def worker_needs(settings: Settings) -> Needs:
         inputs = [topics.identity_events, topics.commands]
         needs.topic(inputs, READ)
         needs.topic([topics.dlq(t) for t in inputs], WRITE)
-        needs.topic([topics.profile_events, topics.merges, topics.review, topics.audit], WRITE)
+        written = [topics.profile_events, topics.merges, topics.households, topics.review]
+        needs.topic([*written, topics.audit], WRITE)
         needs.topic([topics.changelog(t) for t in _RESOLVER_TABLES], READ, WRITE)
     if "profiles" in stages:
         # Hand-overs go back to the stage's own input; restore reads the actions it sent.

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from scv.domain import households
 from scv.domain.commands import Command, CommandError, node_of
 from scv.domain.erasure import erase, scrub_state
 from scv.domain.governance import Rules
@@ -38,6 +39,7 @@ from scv.domain.resolver import resolve
 from scv.domain.suppression import SuppressionList, digest
 from scv.settings import LOCAL_SUPPRESSION_KEY, Settings
 from scv.streams import metrics
+from scv.streams.households import household_messages
 from scv.streams.output import Sink
 from scv.streams.state import Table
 
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 EVENTS, AUDIT = "profile_events", "audit"
 
 #: (topic, key, value) to send, in order.
-Outgoing = tuple[str, bytes | None, bytes]
+Outgoing = tuple[str, bytes | None, bytes | None]
 
 #: What a profile key holds once erased: ``{"erased": <command id>}``.
 ERASED = "erased"
@@ -220,6 +222,10 @@ class ResolverPrivacy:
         for pid in done.scrubbed:
             body = {"kind": "scrub", "profile_id": pid, "command_id": cmd.command_id}
             out.append((EVENTS, pid.encode(), orjson.dumps(body | {"digests": hashes})))
+        # Out of her household; one left with nobody goes (its values were its members').
+        change, purge = households.forget_member(store, done.keys)
+        self.owners[0].purge.update(k.encode() for k in purge)
+        out += household_messages(change, [], store, 0)
         key = (done.profile_ids[0] if done.profile_ids else cmd.command_id).encode()
         out.append((AUDIT, key, _audit(done.audit(time.time()))))
         return out

@@ -343,6 +343,10 @@ class ProfilesStage:
                 set_objection(state, active, ts, str(msg["command_id"]), source)
             # A grant (or a withdrawn objection) may free a churn offer waiting for it.
             return state, pending_churn(state, now, config, held)
+        if kind == "household":  # the resolver (re)filed the person in a household
+            state = state or new_state(pid, 0.0)
+            state.household_id = msg.get("household_id") or None
+            return state, []
         if kind == "scrub":  # another person was erased: forget what named them
             if state is not None and self.eraser.scrub(state, msg):
                 self._purge.add(pid.encode())

@@ -35,6 +35,7 @@ from scv.domain.resolver import resolve
 from scv.settings import Settings
 from scv.streams import metrics
 from scv.streams.dlq import Msg, failure_reason, send_to_dlq
+from scv.streams.households import HOUSEHOLDS, household_messages
 from scv.streams.origin import OriginSink
 from scv.streams.output import Sink
 from scv.streams.privacy import AUDIT, ResolverPrivacy
@@ -50,8 +51,9 @@ DECISION_KEY = b"\x00decision"
 #: Where a decision's messages go: names of :class:`~scv.topics.Topics` properties.
 MERGES, EVENTS, REVIEW = "merges", "profile_events", "review"
 
-#: (topic, key, value) to send, in order; a refusal on an event with no profile has no key.
-Outgoing = tuple[str, bytes | None, bytes]
+#: (topic, key, value) to send, in order; a refusal on an event with no profile has no key,
+#: a household merged away a tombstone (no value).
+Outgoing = tuple[str, bytes | None, bytes | None]
 
 
 def _graph_event(
@@ -181,7 +183,7 @@ class ResolveStage:
         self.inputs = [self.topics.identity_events, self.topics.commands]
         #: the commands topic's name (``Topics.commands`` builds it anew on every call)
         self._commands_topic = self.inputs[1]
-        names = (MERGES, EVENTS, REVIEW, AUDIT)
+        names = (MERGES, EVENTS, REVIEW, HOUSEHOLDS, AUDIT)
         self._names = {name: str(getattr(self.topics, name)) for name in names}
         self.privacy = ResolverPrivacy(settings, owners, nodes, suppressed)
         self.rules = load_rules(settings.rules_path)
@@ -227,7 +229,7 @@ class ResolveStage:
         return seq
 
     def process(self, batch: Sequence[Msg]) -> None:
-        decided: list[tuple[Msg, list[Outgoing]]] = []
+        decided: list[tuple[Msg, Sequence[Outgoing]]] = []
         commands = 0
         at, commands_topic = self.out.at, self._commands_topic
         for msg in batch:
@@ -267,7 +269,7 @@ class ResolveStage:
                 metrics.count_lookups(table, lookups.hits, lookups.misses)
                 lookups.hits = lookups.misses = 0
 
-    def _decide(self, msg: Msg) -> list[Outgoing]:
+    def _decide(self, msg: Msg) -> Sequence[Outgoing]:
         """One event: what to publish (bad input goes to its DLQ right away)."""
         value = msg.value() or b""
         try:
@@ -293,9 +295,15 @@ class ResolveStage:
             seq = self.next_decision()
             node = store.get_node(res.profile_id) if res.profile_id else None
             idents = node.keys() if node is not None else None
-        return outgoing(normalized, res, seq, idents, value)
+        out = outgoing(normalized, res, seq, idents, value)
+        if res.household_change is not None or res.merges or res.splits:
+            moved = [split.parts for split in res.splits]
+            if res.merges and res.profile_id:
+                moved.append({res.profile_id: []})
+            out += household_messages(res.household_change, moved, store, seq)
+        return out
 
-    def _command(self, msg: Msg) -> list[Outgoing]:
+    def _command(self, msg: Msg) -> Sequence[Outgoing]:
         """A steward's command: carried out, or dead-lettered with the reason."""
         try:
             command = parse_command(msg.value() or b"", self.normalize_config)
@@ -318,7 +326,7 @@ class ResolveStage:
         seq = self.next_decision() if result.splits or result.merges else 0
         return command_outgoing(result, seq)
 
-    def _privacy_command(self, msg: Msg, command: Command) -> list[Outgoing]:
+    def _privacy_command(self, msg: Msg, command: Command) -> Sequence[Outgoing]:
         try:
             return self.privacy.command(command, self.store, self.rules)
         except CommandError as exc:

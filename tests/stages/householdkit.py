@@ -26,7 +26,6 @@ import orjson
 from hypothesis import strategies as st
 
 from scv.bench.loopback import LoopBack, Queue
-from scv.domain.graph import BLOCK_PREFIX
 from scv.settings import Settings
 from scv.streams.worker import Pipeline
 from scv.topics import Topics
@@ -226,7 +225,7 @@ def run(scenario: Scenario, tmp: Path, order: int | None) -> Result:
 def _graph(pipeline: Pipeline) -> tuple[frozenset[frozenset[str]], frozenset[str]]:
     by_owner: dict[str, set[str]] = {}
     for key, owner in pipeline.owners[0].items():
-        if not key.decode().startswith(BLOCK_PREFIX):
+        if not key.decode().startswith(("\x00",)):  # the blocking index, households
             by_owner.setdefault(owner.decode(), set()).add(key.decode())
     groups = frozenset(frozenset(keys) for o, keys in by_owner.items() if not o.startswith("!"))
     generic = frozenset(k for o, keys in by_owner.items() if o.startswith("!") for k in keys)

@@ -184,7 +184,8 @@ def test_topic_names_use_prefix() -> None:
 
 def test_topic_specs_layout() -> None:
     specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
-    assert len(specs) == 25
+    assert len(specs) == 26
+    assert specs["households.v1"].compacted  # a household's latest snapshot
     assert specs["scv-workers"].partitions == 1  # the profile API's worker directory
     assert specs["scv-profiles-changelog"].partitions == 5
     assert specs["scv-profiles-changelog"].compacted
@@ -203,6 +204,7 @@ def test_topic_specs_layout() -> None:
     assert specs["profiles.v1"].topic_config == {"cleanup.policy": "compact"}
     assert [s.name for s in specs.values() if s.compacted] == [
         "profiles.v1",
+        "households.v1",
         "scv-workers",
         "scv-identity-owners-changelog",
         "scv-identity-nodes-changelog",
