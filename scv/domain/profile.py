@@ -742,11 +742,15 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
         else:
             absorb(mine_part, part)
     for key, entry in a.moved.items():
-        mine = s.moved.get(key)
+        pointer = s.moved.get(key)
         # The newer split wins; on a tie (one decision split this profile, then the part it
         # sent the key to) the absorbed part's own pointer is the later one: it continues
         # the pointer that led to it.
-        if mine is None or entry[1] > mine[1] or (entry[1] == mine[1] and mine[0] == a.profile_id):
+        if (
+            pointer is None
+            or entry[1] > pointer[1]
+            or (entry[1] == pointer[1] and pointer[0] == a.profile_id)
+        ):
             s.moved[key] = list(entry)
 
     if a.activity:
