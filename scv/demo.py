@@ -249,6 +249,34 @@ def matcher_figures(metrics_text: str) -> dict[str, Any]:
     return {"decisions": dict(sorted(decisions.items())), "candidate_scoring_us": scoring}
 
 
+def _profile_settings(profile: str, households: float, matching: bool) -> dict[str, Any]:
+    """The workers' settings for a demo ``profile`` (checked before anything starts): the
+    realistic profile's workers read national phones as German (``SCV_DEFAULT_REGION=DE``),
+    as its operators would configure them; the demo profile keeps whatever region the
+    environment sets, as it always did."""
+    if profile not in REGIONS:  # before a broker starts (generate() checks only when read)
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(REGIONS)}")
+    if profile != "demo" and households:
+        raise ValueError(f"--households is for the demo profile; {profile} has its own")
+    return {
+        "matching": matching,
+        **({"default_region": REGIONS[profile]} if profile != "demo" else {}),
+    }
+
+
+def _with_ceiling(
+    summary: dict[str, Any], events: Iterable[DemoEvent], seed: int, **run: Any
+) -> dict[str, Any]:
+    """``summary`` with what the run was asked (``run``: matching, households, profile) and
+    the traffic's ceilings (:func:`~scv.connectors.demo.linkability`) under ``linkability``."""
+    ceiling = linkability(events, region=REGIONS[run["profile"]])
+    return summary | {
+        "seed": seed,
+        **run,
+        "linkability": {k: round(v, 6) if isinstance(v, float) else v for k, v in ceiling.items()},
+    }
+
+
 def run_demo(
     events: int,
     seed: int,
@@ -273,32 +301,50 @@ def run_demo(
     run from the same seed again (the stream does not depend on the start time), so the run's
     timings and memory are not touched.
     """
-    if profile not in REGIONS:  # before a broker starts (generate() checks only when read)
-        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(REGIONS)}")
-    region = REGIONS[profile]
-    if profile != "demo" and households:
-        raise ValueError(f"--households is for the demo profile; {profile} has its own")
+    settings = _profile_settings(profile, households, matching)
     summary = run_pipeline(
         generate(events, seed, households=households, profile=profile),
         name="demo",
         workers=workers,
         bootstrap=bootstrap,
         cart_window_s=cart_window_s,
-        # the demo profile keeps whatever region the environment sets, as it always did
-        settings={
-            "matching": matching,
-            **({"default_region": region} if profile != "demo" else {}),
-        },
+        settings=settings,
         work_dir=work_dir,
         timeout=timeout,
     )
-    ceiling = linkability(
-        generate(events, seed, households=households, profile=profile), region=region
+    again = generate(events, seed, households=households, profile=profile)
+    return _with_ceiling(
+        summary, again, seed, matching=matching, households=households, profile=profile
     )
-    return summary | {
-        "seed": seed,
-        "matching": matching,
-        "households": households,
-        "profile": profile,
-        "linkability": {k: round(v, 6) if isinstance(v, float) else v for k, v in ceiling.items()},
+
+
+def run_demo_offline(
+    events: int,
+    seed: int,
+    *,
+    matching: bool = False,
+    households: float = 0.0,
+    profile: str = "demo",
+) -> dict[str, Any]:
+    """``scv demo --offline``: the same generated traffic through the same stages without
+    a broker (:func:`scv.bench.offline.score`, RocksDB in a temporary directory that is
+    removed), scored the same way; seconds instead of a minute, for tuning identity rules.
+
+    The summary has the broker demo's keys that mean something without one (no actions,
+    no delivery, no worker timings) and ``"mode": "offline"``; the broker demo stays the
+    proof that the pipeline delivers this.
+    """
+    from scv.bench import offline  # (looked up when called: tests replace the scorer)
+
+    started = time.time()
+    stream = list(generate(events, seed, households=households, profile=profile))
+    scores = offline.score(stream, Settings(**_profile_settings(profile, households, matching)))
+    summary = {"mode": "offline", "events_in": scores.pop("events")} | {
+        k: round(v, 6) if isinstance(v, float) else v
+        for k, v in scores.items()
+        if not k.startswith("_")
     }
+    summary["seconds"] = round(time.time() - started, 2)
+    return _with_ceiling(
+        summary, stream, seed, matching=matching, households=households, profile=profile
+    )

@@ -4,7 +4,7 @@
 identity rules against realistic traffic needs many runs. This runs the same stages
 (``Pipeline`` with RocksDB tables) over a :class:`~scv.bench.loopback.LoopBack` in
 event-time batches, keeps what the pipeline publishes (``profiles.v1``, the routed events of
-``profiles.events.v1``, ``households.v1`` when present) and scores it against the
+``profiles.events.v1``, ``households.v1`` when present, the DLQs) and scores it against the
 generator's truth exactly as the demo does: an event belongs to the live profile that owns
 its anchor identifier now.
 """
@@ -49,7 +49,15 @@ def run_offline(
 ) -> dict[str, list[tuple[bytes | None, bytes | None]]]:
     """Feed ``events`` (in order) through fresh stages; what they published, per topic."""
     topics = Topics(settings)
-    kept = (topics.profiles, topics.profile_events, topics.merges, topics.households, topics.audit)
+    dlqs = [topics.dlq(t) for t in topics.dead_lettered]
+    kept = (
+        topics.profiles,
+        topics.profile_events,
+        topics.merges,
+        topics.households,
+        topics.audit,
+        *dlqs,
+    )
     sink = _Tee(settings.stage_partitions, kept)
     pipeline = Pipeline(settings, sink, changelogs=False)
     for topic, tables in pipeline.tables_of.items():
@@ -107,14 +115,19 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
     truth = {e.event_id: e.person_id for e in events if e.person_id and e.event_id}
     kinds = Counter(orjson.loads(v or b"{}").get("kind") for _, v in kept[topics.merges])
     homes = live(kept[topics.households])
+    dlq = {t: len(kept[topics.dlq(t)]) for t in topics.dead_lettered}
     return {
         "events": len(events),
+        "malformed_in": sum(e.malformed for e in events),
         "events_resolved": len(assigned),
         "profiles": len(profiles),
         "merges": kinds["merge"],
         "splits": kinds["split"],
+        "refused_links": kinds["refused"],
         "generic_values": kinds["generic"],
         "household_values": kinds["household"],
+        "dlq": sum(dlq.values()),
+        "dlq_by_topic": dlq,
         **pairwise_scores(truth, assigned),
         "households": len(homes),
         **household_figures(events, assigned, profiles),

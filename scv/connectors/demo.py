@@ -124,6 +124,17 @@ _COLOURS = ("Navy", "Black", "Grey", "Olive", "Red", "Cream")
 _SITE = "https://www.northwind-outfitters.co.uk"
 _DISPOSITIONS = ("inquiry", "complaint", "purchase", "other")
 _DISPOSITION_WEIGHTS = (50, 20, 15, 15)
+#: How a UK mobile is typed (``n``: the 10 national digits; ``a`` ``b``: 4 + 6 of them,
+#: ``c`` ``d``: the 6 as 3 + 3), one form as likely as another.
+_PHONE_FORMS = (
+    "{e164}",
+    "+44 {a} {b}",
+    "0{a} {b}",
+    "0044 {a}-{c}-{d}",
+    "(0{a}) {b}",
+    "0{n}",
+    "+44 (0){a} {b}",
+)
 _CHURN_NOTES = (
     "wants to cancel membership, price too high",
     "asked how to close account",
@@ -199,17 +210,78 @@ _Planned = tuple[str, dict[str, Any], int]
 _Session = list[_Planned]
 
 
+class _Agent:
+    """A call-centre agent and their habits: what they type when the caller gives nothing
+    (the demo profile's agents have none: ``emails`` and ``phones`` stay empty)."""
+
+    __slots__ = ("aid", "emails", "phones")
+
+    def __init__(self, aid: str, emails: list[str], phones: list[str]) -> None:
+        self.aid = aid
+        self.emails = emails  # favourite first
+        self.phones = phones
+
+
+#: A count to draw and its weights (``rng.choices(*counts)[0]``).
+_Counts = tuple[tuple[int, ...], tuple[int, ...]]
+
+
 class _Generator:
     """Holds the rng and the id registries; one instance per :func:`generate` call.
 
-    The class attributes are what a profile's shop looks like; the realistic profile
-    (:mod:`scv.connectors.realistic`) overrides them and the people, households, calls and
-    noise, and reuses the journeys' skeleton.
+    The class attributes are what a profile's shop and customers look like, the methods
+    whose docstring says "hook" what a profile does differently; the realistic profile
+    (:mod:`scv.connectors.realistic`) overrides both and its own people and households, and
+    shares everything else. A profile's stream is pinned byte for byte, so a hook that a
+    profile does not use draws nothing from the rng.
     """
 
     currency = "GBP"
     site = _SITE
     brand = "Northwind"
+    paths: tuple[str, ...] = ("/", "/new-in", "/sale", "/women", "/men", "/help/delivery")
+    home_title = "home"
+    login_path, login_title = "/account/login", "Sign in"
+    order_number = ("ORD-", 10)  # prefix, digits
+    # ---- how customers behave (shares of a chance, counts as (values, weights)) ----
+    churn_share = 0.06
+    shop_sessions: _Counts = ((1, 2, 3), (55, 35, 10))
+    login_share = 0.9  # of a registered customer's shop sessions
+    return_share = 0.05
+    #: households' members who put the family inbox on the newsletter list
+    family_newsletter_share = 0.0
+    call_share = 0.25
+    calls: _Counts = ((1, 2), (75, 25))
+    tablet_sessions: _Counts = ((1, 2), (70, 30))
+    tablet_pages = (1, 3)
+    #: a member logs in on the family tablet (1.0: whenever they have an account) ...
+    tablet_login_share = 1.0
+    #: ... and the pages after the login carry their customer id
+    tablet_pages_logged_in = False
+    order_email_share = 0.75  # of orders placed with an account (guests always give one)
+    order_family_email_share = 0.5
+    order_phone_share = 0.7
+    order_landline_share = 0.4
+    order_birth_share = 0.4
+    order_address_share = 0.85
+    #: a required checkout field filled with :attr:`form_emails` / :attr:`form_phones`
+    checkout_placeholder_share = 0.0
+    withheld_share = WITHHELD_SHARE
+    call_landline_share = 0.6
+    call_cid_share = 0.7
+    withheld_cid_share = 0.2
+    churn_notes = _CHURN_NOTES
+    dispositions = _DISPOSITIONS
+    disposition_weights = _DISPOSITION_WEIGHTS
+    # ---- junk ----
+    #: junk values are placeholders in the truth (True), or values the demo's blocklist
+    #: names, left unmarked (the demo's truth has no placeholders)
+    marks_junk = False
+    junk_cookies: tuple[str, ...] = _JUNK_COOKIES
+    junk_mail_emails: tuple[str, ...] = _JUNK_EMAILS  # () : mail events keep their address
+    form_emails: tuple[str, ...] = _JUNK_EMAILS
+    form_phones: tuple[str, ...] = _JUNK_PHONES[:3]
+    qa_emails: tuple[str, ...] = _JUNK_EMAILS  # a QA test order's
 
     def __init__(self, rng: random.Random, seed: int) -> None:
         self.rng = rng
@@ -217,15 +289,7 @@ class _Generator:
         self.used_ids: set[str] = set()
         self.used_emails: set[str] = set()
         self.used_phones: set[str] = set()
-        self.products = [
-            (
-                f"SKU-{rng.randrange(10**6):06d}",
-                f"{rng.choice(_COLOURS)} {name}",
-                round(rng.uniform(8, 180), 2),
-            )
-            for name in _PRODUCT_WORDS
-            for _ in range(3)
-        ]
+        self.products = self.catalogue(_PRODUCT_WORDS, _COLOURS, "{colour} {name}", (8, 180))
         self.campaigns = [f"cmp-2026-{i:03d}" for i in range(1, 25)]
         self.agents = [f"agent-{i:03d}" for i in range(1, 41)]
         #: id of an event dict -> (the dict, its payload fields that hold a placeholder); the
@@ -233,14 +297,35 @@ class _Generator:
         self.marks: dict[int, tuple[dict[str, Any], list[str]]] = {}
         self.n_households = 0
 
+    def catalogue(
+        self, words: Iterable[str], colours: Iterable[str], shape: str, prices: tuple[float, float]
+    ) -> list[tuple[str, str, float]]:
+        """Three (sku, name, price) products per word, each in a random colour."""
+        rng = self.rng
+        return [
+            (
+                f"SKU-{rng.randrange(10**6):06d}",
+                shape.format(colour=rng.choice(tuple(colours)), name=name),
+                round(rng.uniform(*prices), 2),
+            )
+            for name in words
+            for _ in range(3)
+        ]
+
     def mark(self, ev: dict[str, Any], field_name: str) -> None:
         """Record that ``field_name`` of ``ev`` holds a placeholder, not the person's value."""
         _, fields = self.marks.setdefault(id(ev), (ev, []))
         if field_name not in fields:
             fields.append(field_name)
 
+    def mark_junk(self, ev: dict[str, Any], field_name: str, value: str) -> None:
+        """Put a junk ``value`` into ``field_name``, marked when the profile says so."""
+        ev[field_name] = value
+        if self.marks_junk:
+            self.mark(ev, field_name)
+
     def login_page(self) -> dict[str, str]:
-        return {"url": f"{self.site}/account/login", "title": "Sign in"}
+        return {"url": f"{self.site}{self.login_path}", "title": self.login_title}
 
     # ---- ids ------------------------------------------------------------------------------
     def uid(self, prefix: str, bits: int = 64) -> str:
@@ -326,6 +411,7 @@ class _Generator:
             home = _Household(family, landline, tablet, hid=self.household_id())
             for p in members:
                 p.household = home
+                p.landline = landline
                 p.address = dict(head.address)
                 if rng.random() < 0.7:
                     p.last = head.last
@@ -357,22 +443,10 @@ class _Generator:
         return f"{email.upper()} "
 
     def phone_as_typed(self, e164: str) -> str:
-        """The same mobile in the formats agents and checkout forms really produce."""
+        """Hook: the same mobile in the formats agents and checkout forms really produce."""
         n = e164[3:]  # national significant number, 10 digits starting with 7
-        form = self.rng.randrange(7)
-        if form == 0:
-            return e164
-        if form == 1:
-            return f"+44 {n[:4]} {n[4:]}"
-        if form == 2:
-            return f"0{n[:4]} {n[4:]}"
-        if form == 3:
-            return f"0044 {n[:4]}-{n[4:7]}-{n[7:]}"
-        if form == 4:
-            return f"(0{n[:4]}) {n[4:]}"
-        if form == 5:
-            return f"0{n}"
-        return f"+44 (0){n[:4]} {n[4:]}"
+        form = _PHONE_FORMS[self.rng.randrange(len(_PHONE_FORMS))]
+        return form.format(e164=e164, n=n, a=n[:4], b=n[4:], c=n[4:7], d=n[7:])
 
     def name_as_typed(self, name: str) -> str:
         """Names are attributes, not identifiers: case and the odd typo must not matter."""
@@ -414,8 +488,9 @@ class _Generator:
         return ev
 
     def page(self) -> dict[str, str]:
-        path = self.rng.choice(("/", "/new-in", "/sale", "/women", "/men", "/help/delivery"))
-        return {"url": f"{self.site}{path}", "title": f"{self.brand} {path.strip('/') or 'home'}"}
+        path = self.rng.choice(self.paths)
+        title = f"{self.brand} {path.strip('/') or self.home_title}"
+        return {"url": f"{self.site}{path}", "title": title}
 
     def product(self) -> tuple[str, str, float]:
         return self.rng.choice(self.products)
@@ -581,28 +656,32 @@ class _Generator:
     ) -> dict[str, Any]:
         rng = self.rng
         ev = self._base("order")
-        ev["order_id"] = f"ORD-{rng.randrange(10**10):010d}"
+        prefix, digits = self.order_number
+        ev["order_id"] = f"{prefix}{rng.randrange(10**digits):0{digits}d}"
         ev["items"] = [dict(i) for i in items]
         ev["total"] = round(sum(i["qty"] * i["price"] for i in items), 2)
         ev["currency"] = self.currency
         account = p.cid is not None and (logged_in or rng.random() < 0.5)
         if account and rng.random() < 0.95:
             ev["customer_id"] = p.cid
-        if not account or rng.random() < 0.75:
+        home = p.household
+        # (a guest may get past the required field with a placeholder)
+        if (not account or rng.random() < self.order_email_share) and (
+            account or not self.checkout_placeholder(ev, "email")
+        ):
             email = p.emails[0] if rng.random() < 0.85 else p.emails[-1]
-            if p.household is not None and rng.random() < 0.5:
-                email = p.household.family_email or email  # the address the family orders with
+            family = home.family_email if home is not None else None
+            if family and rng.random() < self.order_family_email_share:
+                email = family  # the address the family orders with
             ev["email"] = self.email_as_typed(email)
             p.known_emails.append(email)
-        if rng.random() < 0.7:
-            home = p.household
-            phone = (home.landline or p.phone) if home and rng.random() < 0.4 else p.phone
-            ev["phone"] = self.phone_as_typed(phone)
+        if rng.random() < self.order_phone_share and not self.checkout_placeholder(ev, "phone"):
+            ev["phone"] = self.phone_as_typed(self.home_or_mobile(p, self.order_landline_share))
         ev["first_name"] = self.name_as_typed(p.first)
         ev["last_name"] = self.name_as_typed(p.last)
-        if rng.random() < 0.4:
+        if rng.random() < self.order_birth_share:
             ev["birth_date"] = p.birth
-        if rng.random() < 0.85:
+        if rng.random() < self.order_address_share:
             ev["address"] = dict(p.address)
         ev["cart_id"] = cart_id
         if rng.random() < (0.4 if account else 0.85):
@@ -611,6 +690,22 @@ class _Generator:
         if rng.random() < 0.8:
             ev["marketing_opt_in"] = p.consent
         return ev
+
+    def home_or_mobile(self, p: _Person, home_share: float) -> str:
+        """The person's phone on an order or a call: now and then their home landline."""
+        if p.landline and self.rng.random() < home_share:
+            return p.landline
+        return p.phone
+
+    def checkout_placeholder(self, ev: dict[str, Any], field_name: str) -> bool:
+        """Whether a checkout's required ``field_name`` (email or phone) got a placeholder
+        (then it is set and marked); never without a :attr:`checkout_placeholder_share`."""
+        rng = self.rng
+        if not self.checkout_placeholder_share or rng.random() >= self.checkout_placeholder_share:
+            return False
+        ev[field_name] = rng.choice(self.form_emails if field_name == "email" else self.form_phones)
+        self.mark(ev, field_name)
+        return True
 
     def order_return(self, p: _Person, idx: int, order: dict[str, Any]) -> _Session:
         ev = self._base("return")
@@ -680,23 +775,29 @@ class _Generator:
         return sessions
 
     def call(self, p: _Person, idx: int, *, churn: bool = False) -> _Session:
+        """A call: the caller id (mobile or the home landline), or withheld; then what the
+        agent asks and types (a withheld caller is placed by name, birth date and postcode,
+        few know their customer number)."""
         rng = self.rng
         ev = self._base("call")
-        # A withheld number: the agent takes name, birth date and postcode to identify the
-        # caller (few know their customer number), so only those can place the call.
-        withheld = rng.random() < WITHHELD_SHARE
+        agent = self.call_agent()
+        withheld = rng.random() < self.withheld_share
         if not withheld:
-            home = p.household
-            phone = (home.landline or p.phone) if home and rng.random() < 0.6 else p.phone
-            ev["phone"] = self.phone_as_typed(phone)
-        ev["agent_id"] = rng.choice(self.agents)
+            ev["phone"] = self.phone_as_typed(self.home_or_mobile(p, self.call_landline_share))
+        else:
+            self.withheld_phone(ev, p, agent)
+        # (the demo profile's agents have no habits: it picks one here, after the caller id)
+        ev["agent_id"] = agent.aid if agent is not None else rng.choice(self.agents)
         if withheld or rng.random() < 0.9:
             ev["first_name"] = self.name_as_typed(p.first)
             ev["last_name"] = self.name_as_typed(p.last)
-        if p.cid and (rng.random() < 0.2 if withheld else churn or rng.random() < 0.7):
+        if p.cid and (
+            rng.random() < self.withheld_cid_share
+            if withheld
+            else churn or rng.random() < self.call_cid_share
+        ):
             ev["customer_id"] = p.cid
-        if not withheld and rng.random() < 0.15:
-            ev["email"] = self.email_as_typed(p.emails[0])
+        self.call_email(ev, p, agent, withheld)
         if withheld or rng.random() < 0.3:
             ev["birth_date"] = p.birth
         if withheld or rng.random() < 0.5:
@@ -705,15 +806,29 @@ class _Generator:
             ev["disposition"] = {
                 "code": "cancel_request",
                 "cancel_intent": True,
-                "notes": rng.choice(_CHURN_NOTES),
+                "notes": rng.choice(self.churn_notes),
             }
         else:
-            code = rng.choices(_DISPOSITIONS, _DISPOSITION_WEIGHTS)[0]
+            code = rng.choices(self.dispositions, self.disposition_weights)[0]
             ev["disposition"] = {"code": code, "cancel_intent": False}
         ev["duration_s"] = rng.randint(30, 1800)
         if rng.random() < 0.1:
             ev["consent"] = {"marketing": p.consent}
         return [("callcenter", ev, idx)]
+
+    def call_agent(self) -> _Agent | None:
+        """Hook: the agent who takes a call, when a profile's agents have habits."""
+        return None
+
+    def withheld_phone(self, ev: dict[str, Any], p: _Person, agent: _Agent | None) -> None:
+        """Hook: what lands in the phone field of a withheld call (here: nothing)."""
+
+    def call_email(
+        self, ev: dict[str, Any], p: _Person, agent: _Agent | None, withheld: bool
+    ) -> None:
+        """Hook: the email an agent notes on a call; here now and then the caller's own."""
+        if not withheld and self.rng.random() < 0.15:
+            ev["email"] = self.email_as_typed(p.emails[0])
 
     def churn_visit(self, p: _Person, idx: int) -> _Session:
         """An anonymous return visit on a cookie a login tied to the person earlier."""
@@ -746,15 +861,25 @@ class _Generator:
         return out
 
     def tablet_session(self, p: _Person, idx: int) -> _Session:
-        """The family tablet: one browser cookie, each member logging in with their own
-        customer id (or browsing anonymously without an account)."""
-        assert p.household is not None and p.household.tablet is not None
-        cookie, session = p.household.tablet, self.uid("s-", 48)
+        """The family tablet's one browser cookie (and the shop app, if installed there): a
+        member logs in with their own customer id, or just browses (anonymously, so only
+        the cookie names the household)."""
+        home = p.household
+        assert home is not None and home.tablet is not None
+        rng = self.rng
+        cookie, session = home.tablet, self.uid("s-", 48)
+        device = home.device if home.device and rng.random() < 0.5 else None
+        share = self.tablet_login_share
+        cid = p.cid if p.cid and (share >= 1.0 or rng.random() < share) else None
         out: _Session = []
-        if p.cid:
-            page = self.login_page()
-            out.append(("web", self.web(p, "login", cookie, session, cid=p.cid, page=page), idx))
-        out += self.browse(p, idx, cookie, session, self.rng.randint(1, 3), device=None)
+        if cid:
+            login = self.web(
+                p, "login", cookie, session, device=device, cid=cid, page=self.login_page()
+            )
+            out.append(("web", login, idx))
+        n = rng.randint(*self.tablet_pages)
+        cid = cid if self.tablet_pages_logged_in else None
+        out += self.browse(p, idx, cookie, session, n, device=device, cid=cid)
         return out
 
     def consent_update(self, p: _Person, idx: int) -> _Session:
@@ -777,32 +902,37 @@ class _Generator:
     def journeys(self, p: _Person, idx: int) -> list[_Session]:
         """The person's core sessions in causal order (timestamps follow this order)."""
         rng = self.rng
-        churn = p.cid is not None and rng.random() < 0.06
+        churn = p.cid is not None and rng.random() < self.churn_share
         shop: list[_Session] = []
         later: list[_Session] = []
-        for i in range(rng.choices((1, 2, 3), (55, 35, 10))[0]):
+        for i in range(rng.choices(*self.shop_sessions)[0]):
             cookie = p.cookies[i % len(p.cookies)]
             if p.cid:
-                mode = "login" if (churn and i == 0) or rng.random() < 0.9 else "anon"
+                mode = "login" if (churn and i == 0) or rng.random() < self.login_share else "anon"
             else:
                 mode = "signup" if rng.random() < 0.35 else "guest"
             session, order = self.shop_session(p, idx, cookie, mode)
             shop.append(session)
-            if order is not None and rng.random() < 0.05:
+            if order is not None and rng.random() < self.return_share:
                 later.append(self.order_return(p, idx, order))
+        home = p.household
+        family = home.family_email if home is not None else None
+        newsletter = self.family_newsletter_share
+        if newsletter and family and p.consent and rng.random() < newsletter:
+            p.known_emails.append(family)  # the newsletter goes to the family inbox
         free: list[_Session] = []
         if p.consent and p.known_emails:
             for _ in range(rng.choices((0, 1, 2, 3), (10, 40, 35, 15))[0]):
                 free += self.campaign(p, idx)
-        if rng.random() < 0.25:
-            for _ in range(rng.choices((1, 2), (75, 25))[0]):
+        if rng.random() < self.call_share:
+            for _ in range(rng.choices(*self.calls)[0]):
                 free.append(self.call(p, idx))
         if p.cid and rng.random() < 0.08:
             free.append(self.consent_update(p, idx))
         if p.shared_device and p.cid:
             free.append(self.shared_device_session(p, idx))
-        if p.household is not None and p.household.tablet is not None:
-            for _ in range(rng.choices((1, 2), (70, 30))[0]):
+        if home is not None and home.tablet is not None:
+            for _ in range(rng.choices(*self.tablet_sessions)[0]):
                 free.append(self.tablet_session(p, idx))
         ordered = shop[:1]
         rest = shop[1:] + free
@@ -834,32 +964,52 @@ class _Generator:
 
     # ---- junk and malformed ---------------------------------------------------------------
     def inject_junk(self, source: str, ev: dict[str, Any]) -> None:
-        """Replace one identifier of a real person's event with a blocked value."""
+        """Replace one identifier of a real person's event with a junk value."""
         rng = self.rng
         if source == "callcenter":
-            ev["phone"] = rng.choice(_JUNK_PHONES)
+            self.mark_junk(ev, "phone", self.junk_call_phone())
         elif source == "email":
-            ev["email"] = rng.choice(_JUNK_EMAILS)
+            if self.junk_mail_emails:
+                self.mark_junk(ev, "email", rng.choice(self.junk_mail_emails))
         elif source == "transactions":
             if "email" in ev or rng.random() < 0.5:
-                ev["email"] = rng.choice(_JUNK_EMAILS)
+                self.mark_junk(ev, "email", rng.choice(self.form_emails))
             else:
-                ev["phone"] = rng.choice(_JUNK_PHONES[:3])
+                self.mark_junk(ev, "phone", rng.choice(self.form_phones))
         else:
-            ev["anonymous_id"] = rng.choice(_JUNK_COOKIES)
+            self.mark_junk(ev, "anonymous_id", rng.choice(self.junk_cookies))
+
+    def junk_call_phone(self) -> str:
+        """Hook: the junk phone a real caller's call gets (here: a blocked value)."""
+        return self.internal_call_phone()
+
+    def internal_call_phone(self) -> str:
+        """Hook: the number an internal test call logs."""
+        return self.rng.choice(_JUNK_PHONES)
+
+    def junk_mail(self) -> dict[str, Any]:
+        """Hook: a mailing to nobody, with its address."""
+        ev = self._base("sent")
+        ev["email"] = self.rng.choice(_JUNK_EMAILS)
+        return ev
+
+    def qa_last_name(self) -> str:
+        """Hook: the last name a QA test order carries."""
+        return "User"
 
     def junk_only(self) -> _Planned:
-        """Traffic of nobody: QA orders, test mails, withheld-caller-id calls."""
+        """Traffic of nobody: test mails, internal test calls, QA orders, bots."""
         rng = self.rng
         kind = rng.randrange(4)
         if kind == 0:
-            ev = self._base("sent")
-            ev["email"] = rng.choice(_JUNK_EMAILS)
+            ev = self.junk_mail()
             ev["campaign_id"] = rng.choice(self.campaigns)
+            if self.marks_junk:
+                self.mark(ev, "email")
             return ("email", ev, -1)
         if kind == 1:
             ev = self._base("call")
-            ev["phone"] = rng.choice(_JUNK_PHONES)
+            self.mark_junk(ev, "phone", self.internal_call_phone())
             ev["agent_id"] = rng.choice(self.agents)
             ev["disposition"] = {"code": "other", "cancel_intent": False}
             ev["duration_s"] = rng.randint(5, 60)
@@ -871,13 +1021,13 @@ class _Generator:
             ev["items"] = [{"sku": sku, "name": name, "qty": 1, "price": price}]
             ev["total"] = price
             ev["currency"] = self.currency
-            ev["email"] = rng.choice(_JUNK_EMAILS)
-            ev["phone"] = rng.choice(_JUNK_PHONES[:3])
+            self.mark_junk(ev, "email", rng.choice(self.qa_emails))
+            self.mark_junk(ev, "phone", rng.choice(self.form_phones))
             ev["first_name"] = "Test"
-            ev["last_name"] = "User"
+            ev["last_name"] = self.qa_last_name()
             return ("transactions", ev, -1)
         ev = self._base("page_view")
-        ev["anonymous_id"] = rng.choice(_JUNK_COOKIES)
+        self.mark_junk(ev, "anonymous_id", rng.choice(self.junk_cookies))
         ev["session_id"] = self.uid("s-", 48)
         ev["page"] = self.page()
         return ("web", ev, -1)

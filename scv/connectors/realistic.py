@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from scv.connectors.demo import _Generator, _Household, _Person, _Planned, _Session
+from scv.connectors.demo import _Agent, _Generator, _Household, _Person, _Session
 
 __all__ = ["HOTLINE", "RealisticGenerator"]
 
@@ -194,6 +194,32 @@ _BARE_PHONES = ("-", "k.a.", "0", "--", "keine", "n.v.", "x")
 _FORM_EMAILS = ("test@test.de", "a@a.de", "test@test.com", "x@x.de", "asdf@asdf.de")
 _FORM_PHONES = ("0123456789", "0000000", "123456789", "01234567890", "0")
 _JUNK_COOKIES = ("null", "undefined", "unknown")
+#: How a foreign number is typed: always international (``prefix``: the area or network code
+#: without 0, ``sub``: the subscriber number), one form as likely as another.
+_FOREIGN_PHONE_FORMS = (
+    "{e164}",
+    "+{cc} {prefix} {sub}",
+    "00{cc} {prefix} {sub}",
+    "+{cc} (0){prefix} {sub}",
+    "+{cc}-{prefix}-{sub}",
+)
+#: How a German number is typed, with its weight; grouped as 030 123 45 67 (``a`` ``b``
+#: ``c``) or extension style 030/12345-67 (``head`` ``c``).
+_DE_PHONE_TYPED = (
+    ("0{prefix} {sub}", 24),
+    ("0{prefix}/{sub}", 10),
+    ("0{prefix}-{sub}", 6),
+    ("+49 {prefix} {sub}", 12),
+    ("+49 (0){prefix} {sub}", 6),
+    ("0049 {prefix} {sub}", 5),
+    ("0{prefix}{sub}", 14),
+    ("(0{prefix}) {sub}", 5),
+    ("0{prefix} {a} {b} {c}", 8),
+    ("{e164}", 7),
+    ("0{prefix}/{head}-{c}", 3),
+)
+_DE_PHONE_FORMS = tuple(f for f, _ in _DE_PHONE_TYPED)
+_DE_PHONE_WEIGHTS = tuple(w for _, w in _DE_PHONE_TYPED)
 
 
 def transliterate(text: str) -> str:
@@ -230,35 +256,54 @@ def _local(text: str) -> str:
     return text.lower().replace(" ", "").replace("'", "")
 
 
-class _Agent:
-    """A call-centre agent and their habits: what they type when the caller gives nothing."""
-
-    __slots__ = ("aid", "emails", "phones")
-
-    def __init__(self, aid: str, emails: list[str], phones: list[str]) -> None:
-        self.aid = aid
-        self.emails = emails  # favourite first
-        self.phones = phones
-
-
 class RealisticGenerator(_Generator):
     """A German retailer's customer base (see the module docstring)."""
 
     currency = "EUR"
     site = "https://www.nordwind-mode.de"
     brand = "Nordwind"
+    paths = _PATHS
+    home_title = "Start"
+    login_path, login_title = "/konto/anmelden", "Anmelden"
+    order_number = ("B-", 9)
+    # more shopping and calls, the family inbox on the newsletter list, the tablet in use
+    churn_share = 0.05
+    shop_sessions = ((1, 2, 3, 4), (45, 33, 15, 7))
+    login_share = 0.85
+    return_share = 0.08
+    family_newsletter_share = 0.5
+    call_share = 0.4
+    calls = ((1, 2, 3), (60, 30, 10))
+    tablet_sessions = ((1, 2, 3), (50, 35, 15))
+    tablet_pages = (1, 4)
+    tablet_login_share = 0.6
+    tablet_pages_logged_in = True
+    order_email_share = 0.8
+    order_family_email_share = 0.4
+    order_phone_share = 0.75
+    order_landline_share = 0.35
+    order_birth_share = 0.3
+    order_address_share = 0.9
+    checkout_placeholder_share = 0.03
+    withheld_share = 0.12
+    call_landline_share = 0.55
+    call_cid_share = 0.6
+    withheld_cid_share = 0.3
+    churn_notes = _CHURN_NOTES
+    dispositions = _DISPOSITIONS
+    disposition_weights = _DISPOSITION_WEIGHTS
+    # a broken tag manager's cookie, an agent's placeholder phone, a checkout's test
+    # address; mail events keep their address (an ESP sends only to its list)
+    marks_junk = True
+    junk_cookies = _JUNK_COOKIES
+    junk_mail_emails = ()
+    form_emails = _FORM_EMAILS
+    form_phones = _FORM_PHONES
+    qa_emails = ("test@test.de", "test@nordwind-mode.de", "qa@nordwind-mode.de")
 
     def __init__(self, rng: random.Random, seed: int) -> None:
-        super().__init__(rng, seed)
-        self.products = [
-            (
-                f"SKU-{rng.randrange(10**6):06d}",
-                f"{name} {rng.choice(_COLOURS)}",
-                round(rng.uniform(9.95, 199.0), 2),
-            )
-            for name in _PRODUCTS
-            for _ in range(3)
-        ]
+        super().__init__(rng, seed)  # (draws the demo's catalogue first, then its own)
+        self.products = self.catalogue(_PRODUCTS, _COLOURS, "{name} {colour}", (9.95, 199.0))
         #: how each known number is grouped: e164 -> (country code, prefix, subscriber)
         self.split: dict[str, tuple[str, str, str]] = {}
         self.split[HOTLINE] = ("49", "40", "32904400")
@@ -583,38 +628,11 @@ class RealisticGenerator(_Generator):
         cc, prefix, sub = self.split[e164]
         rng = self.rng
         if cc != "49":
-            form = rng.randrange(5)
-            if form == 0:
-                return e164
-            if form == 1:
-                return f"+{cc} {prefix} {sub}"
-            if form == 2:
-                return f"00{cc} {prefix} {sub}"
-            if form == 3:
-                return f"+{cc} (0){prefix} {sub}"
-            return f"+{cc}-{prefix}-{sub}"
-        form = rng.choices(range(11), (24, 10, 6, 12, 6, 5, 14, 5, 8, 7, 3))[0]
-        if form == 0:
-            return f"0{prefix} {sub}"
-        if form == 1:
-            return f"0{prefix}/{sub}"
-        if form == 2:
-            return f"0{prefix}-{sub}"
-        if form == 3:
-            return f"+49 {prefix} {sub}"
-        if form == 4:
-            return f"+49 (0){prefix} {sub}"
-        if form == 5:
-            return f"0049 {prefix} {sub}"
-        if form == 6:
-            return f"0{prefix}{sub}"
-        if form == 7:
-            return f"(0{prefix}) {sub}"
-        if form == 8:  # grouped: 030 123 45 67
-            return f"0{prefix} {sub[:-4]} {sub[-4:-2]} {sub[-2:]}"
-        if form == 9:
-            return e164
-        return f"0{prefix}/{sub[:-2]}-{sub[-2:]}"  # extension style: 030/12345-67
+            form = _FOREIGN_PHONE_FORMS[rng.randrange(len(_FOREIGN_PHONE_FORMS))]
+        else:
+            form = rng.choices(_DE_PHONE_FORMS, _DE_PHONE_WEIGHTS)[0]
+        parts = {"e164": e164, "cc": cc, "prefix": prefix, "sub": sub}
+        return form.format(**parts, a=sub[:-4], b=sub[-4:-2], c=sub[-2:], head=sub[:-2])
 
     def name_as_typed(self, name: str) -> str:
         """Besides case and typos, an umlaut typed as ue (Mueller) or dropped (Muller)."""
@@ -652,109 +670,29 @@ class RealisticGenerator(_Generator):
                 return typo
         return email
 
-    # ---- web ------------------------------------------------------------------------------
-    def page(self) -> dict[str, str]:
-        path = self.rng.choice(_PATHS)
-        return {"url": f"{self.site}{path}", "title": f"{self.brand} {path.strip('/') or 'Start'}"}
+    # ---- calls ------------------------------------------------------------------------------
+    def call_agent(self) -> _Agent:
+        return self.rng.choice(self.team)
 
-    def login_page(self) -> dict[str, str]:
-        return {"url": f"{self.site}/konto/anmelden", "title": "Anmelden"}
+    def withheld_phone(self, ev: dict[str, Any], p: _Person, agent: _Agent | None) -> None:
+        """Half the time the agent's habitual placeholder, now and then the number the
+        caller dictates."""
+        assert agent is not None
+        r = self.rng.random()
+        if r < 0.5:
+            ev["phone"] = self.agent_phone(agent)
+            self.mark(ev, "phone")
+        elif r < 0.7:
+            ev["phone"] = self.phone_as_typed(p.phone)
 
-    def tablet_session(self, p: _Person, idx: int) -> _Session:
-        """The family tablet's one browser cookie: a member logs in with their own customer
-        id, or just browses (anonymously, so only the cookie names the household)."""
-        home = p.household
-        assert home is not None and home.tablet is not None
+    def call_email(
+        self, ev: dict[str, Any], p: _Person, agent: _Agent | None, withheld: bool
+    ) -> None:
+        """The CRM mask asks for an email: the agent types the caller's address (or the
+        family's) or, when the caller gives none, their habitual placeholder."""
+        assert agent is not None
         rng = self.rng
-        cookie, session = home.tablet, self.uid("s-", 48)
-        device = home.device if home.device and rng.random() < 0.5 else None
-        out: _Session = []
-        cid = p.cid if p.cid and rng.random() < 0.6 else None
-        if cid:
-            login = self.web(
-                p, "login", cookie, session, device=device, cid=cid, page=self.login_page()
-            )
-            out.append(("web", login, idx))
-        out += self.browse(p, idx, cookie, session, rng.randint(1, 4), device=device, cid=cid)
-        return out
-
-    # ---- orders and calls ---------------------------------------------------------------------
-    def order(
-        self,
-        p: _Person,
-        idx: int,
-        cart_id: str,
-        items: list[dict[str, Any]],
-        cookie: str,
-        *,
-        logged_in: bool,
-    ) -> dict[str, Any]:
-        rng = self.rng
-        ev = self._base("order")
-        ev["order_id"] = f"B-{rng.randrange(10**9):09d}"
-        ev["items"] = [dict(i) for i in items]
-        ev["total"] = round(sum(i["qty"] * i["price"] for i in items), 2)
-        ev["currency"] = self.currency
-        account = p.cid is not None and (logged_in or rng.random() < 0.5)
-        if account and rng.random() < 0.95:
-            ev["customer_id"] = p.cid
-        home = p.household
-        if not account or rng.random() < 0.8:
-            if not account and rng.random() < 0.03:  # a guest gets past the required field
-                ev["email"] = rng.choice(_FORM_EMAILS)
-                self.mark(ev, "email")
-            else:
-                email = p.emails[0] if rng.random() < 0.85 else p.emails[-1]
-                if home is not None and home.family_email and rng.random() < 0.4:
-                    email = home.family_email  # the address the family orders with
-                ev["email"] = self.email_as_typed(email)
-                p.known_emails.append(email)
-        if rng.random() < 0.75:
-            if rng.random() < 0.03:
-                ev["phone"] = rng.choice(_FORM_PHONES)
-                self.mark(ev, "phone")
-            else:
-                phone = p.landline if p.landline and rng.random() < 0.35 else p.phone
-                ev["phone"] = self.phone_as_typed(phone)
-        ev["first_name"] = self.name_as_typed(p.first)
-        ev["last_name"] = self.name_as_typed(p.last)
-        if rng.random() < 0.3:
-            ev["birth_date"] = p.birth
-        if rng.random() < 0.9:
-            ev["address"] = dict(p.address)
-        ev["cart_id"] = cart_id
-        if rng.random() < (0.4 if account else 0.85):
-            ev["anonymous_id"] = cookie
-            p.linked.append(cookie)
-        if rng.random() < 0.8:
-            ev["marketing_opt_in"] = p.consent
-        return ev
-
-    def call(self, p: _Person, idx: int, *, churn: bool = False) -> _Session:
-        """A call: the caller id (mobile or the home landline), or withheld and then what the
-        agent types; an email field the agent fills with the caller's address or, when the
-        caller gives none, with their habitual placeholder."""
-        rng = self.rng
-        ev = self._base("call")
-        agent = rng.choice(self.team)
-        withheld = rng.random() < 0.12
-        if not withheld:
-            phone = p.landline if p.landline and rng.random() < 0.55 else p.phone
-            ev["phone"] = self.phone_as_typed(phone)
-        else:
-            r = rng.random()
-            if r < 0.5:
-                ev["phone"] = self.agent_phone(agent)
-                self.mark(ev, "phone")
-            elif r < 0.7:  # the caller dictates their number
-                ev["phone"] = self.phone_as_typed(p.phone)
-        ev["agent_id"] = agent.aid
-        if withheld or rng.random() < 0.9:
-            ev["first_name"] = self.name_as_typed(p.first)
-            ev["last_name"] = self.name_as_typed(p.last)
-        if p.cid and (rng.random() < 0.3 if withheld else churn or rng.random() < 0.6):
-            ev["customer_id"] = p.cid
-        if rng.random() < 0.55:  # the CRM mask asks for an email
+        if rng.random() < 0.55:
             if rng.random() < 0.55:
                 home = p.household
                 email = p.emails[0]
@@ -764,66 +702,8 @@ class RealisticGenerator(_Generator):
             else:
                 ev["email"] = self.agent_email(agent)
                 self.mark(ev, "email")
-        if withheld or rng.random() < 0.3:
-            ev["birth_date"] = p.birth
-        if withheld or rng.random() < 0.5:
-            ev["postcode"] = p.address["postcode"]
-        if churn:
-            ev["disposition"] = {
-                "code": "cancel_request",
-                "cancel_intent": True,
-                "notes": rng.choice(_CHURN_NOTES),
-            }
-        else:
-            code = rng.choices(_DISPOSITIONS, _DISPOSITION_WEIGHTS)[0]
-            ev["disposition"] = {"code": code, "cancel_intent": False}
-        ev["duration_s"] = rng.randint(30, 1800)
-        if rng.random() < 0.1:
-            ev["consent"] = {"marketing": p.consent}
-        return [("callcenter", ev, idx)]
 
     # ---- journeys -------------------------------------------------------------------------
-    def journeys(self, p: _Person, idx: int) -> list[_Session]:
-        """The demo's journeys with more shopping and calls, the family inbox on the
-        newsletter list and the family tablet in use."""
-        rng = self.rng
-        churn = p.cid is not None and rng.random() < 0.05
-        shop: list[_Session] = []
-        later: list[_Session] = []
-        for i in range(rng.choices((1, 2, 3, 4), (45, 33, 15, 7))[0]):
-            cookie = p.cookies[i % len(p.cookies)]
-            if p.cid:
-                mode = "login" if (churn and i == 0) or rng.random() < 0.85 else "anon"
-            else:
-                mode = "signup" if rng.random() < 0.35 else "guest"
-            session, order = self.shop_session(p, idx, cookie, mode)
-            shop.append(session)
-            if order is not None and rng.random() < 0.08:
-                later.append(self.order_return(p, idx, order))
-        home = p.household
-        if home is not None and home.family_email and p.consent and rng.random() < 0.5:
-            p.known_emails.append(home.family_email)  # the newsletter goes to the family inbox
-        free: list[_Session] = []
-        if p.consent and p.known_emails:
-            for _ in range(rng.choices((0, 1, 2, 3), (10, 40, 35, 15))[0]):
-                free += self.campaign(p, idx)
-        if rng.random() < 0.4:
-            for _ in range(rng.choices((1, 2, 3), (60, 30, 10))[0]):
-                free.append(self.call(p, idx))
-        if p.cid and rng.random() < 0.08:
-            free.append(self.consent_update(p, idx))
-        if home is not None and home.tablet is not None:
-            for _ in range(rng.choices((1, 2, 3), (50, 35, 15))[0]):
-                free.append(self.tablet_session(p, idx))
-        ordered = shop[:1]
-        rest = shop[1:] + free
-        rng.shuffle(rest)
-        ordered += rest + later
-        if churn and p.logged:
-            ordered.append(self.call(p, idx, churn=True))
-            ordered.append(self.churn_visit(p, idx))
-        return ordered
-
     def filler(self, p: _Person, idx: int) -> _Session:
         """Everyday traffic; household members also browse on the family tablet."""
         home = p.household
@@ -832,64 +712,20 @@ class RealisticGenerator(_Generator):
         return super().filler(p, idx)
 
     # ---- junk -----------------------------------------------------------------------------
-    def inject_junk(self, source: str, ev: dict[str, Any]) -> None:
-        """A broken tag manager's cookie, an agent's placeholder phone, a checkout's test
-        address; mail events keep their address (an ESP sends only to its list)."""
-        rng = self.rng
-        if source == "callcenter":
-            ev["phone"] = self.agent_phone(rng.choice(self.team))
-            self.mark(ev, "phone")
-        elif source == "transactions":
-            if "email" in ev or rng.random() < 0.5:
-                ev["email"] = rng.choice(_FORM_EMAILS)
-                self.mark(ev, "email")
-            else:
-                ev["phone"] = rng.choice(_FORM_PHONES)
-                self.mark(ev, "phone")
-        elif source == "web":
-            ev["anonymous_id"] = rng.choice(_JUNK_COOKIES)
-            self.mark(ev, "anonymous_id")
+    def junk_call_phone(self) -> str:
+        return self.agent_phone(self.rng.choice(self.team))
 
-    def junk_only(self) -> _Planned:
-        """Traffic of nobody: mailings to placeholder addresses the CRM exported to the
-        email service (they bounce), internal test calls, QA orders, bots."""
+    def internal_call_phone(self) -> str:
+        return self.phone_as_typed(HOTLINE)
+
+    def junk_mail(self) -> dict[str, Any]:
+        """A mailing to a placeholder address the CRM exported to the email service."""
         rng = self.rng
-        kind = rng.randrange(4)
-        if kind == 0:
-            agent = rng.choice(self.team)
-            email = next((e for e in agent.emails if "@" in e), "keine@mail.de")
-            ev = self._base(rng.choice(("sent", "bounce")))
-            ev["email"] = email
-            ev["campaign_id"] = rng.choice(self.campaigns)
-            self.mark(ev, "email")
-            return ("email", ev, -1)
-        if kind == 1:
-            ev = self._base("call")
-            ev["phone"] = self.phone_as_typed(HOTLINE)
-            ev["agent_id"] = rng.choice(self.agents)
-            ev["disposition"] = {"code": "other", "cancel_intent": False}
-            ev["duration_s"] = rng.randint(5, 60)
-            self.mark(ev, "phone")
-            return ("callcenter", ev, -1)
-        if kind == 2:
-            sku, name, price = self.product()
-            ev = self._base("order")
-            ev["order_id"] = f"TEST-{rng.randrange(10**8):08d}"
-            ev["items"] = [{"sku": sku, "name": name, "qty": 1, "price": price}]
-            ev["total"] = price
-            ev["currency"] = self.currency
-            ev["email"] = rng.choice(
-                ("test@test.de", "test@nordwind-mode.de", "qa@nordwind-mode.de")
-            )
-            ev["phone"] = rng.choice(_FORM_PHONES)
-            ev["first_name"] = "Test"
-            ev["last_name"] = rng.choice(("Test", "Tester", "Testkunde"))
-            self.mark(ev, "email")
-            self.mark(ev, "phone")
-            return ("transactions", ev, -1)
-        ev = self._base("page_view")
-        ev["anonymous_id"] = rng.choice(_JUNK_COOKIES)
-        ev["session_id"] = self.uid("s-", 48)
-        ev["page"] = self.page()
-        self.mark(ev, "anonymous_id")
-        return ("web", ev, -1)
+        agent = rng.choice(self.team)
+        email = next((e for e in agent.emails if "@" in e), "keine@mail.de")
+        ev = self._base(rng.choice(("sent", "bounce")))
+        ev["email"] = email
+        return ev
+
+    def qa_last_name(self) -> str:
+        return self.rng.choice(("Test", "Tester", "Testkunde"))
