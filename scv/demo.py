@@ -20,6 +20,7 @@ import orjson
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from scv.bench.offline import household_figures
 from scv.brokers import free_port, local_broker
 from scv.connectors.demo import DemoEvent, generate, linkability
 from scv.connectors.truth import pairwise_scores
@@ -94,7 +95,12 @@ def processing_end(settings: Settings) -> float | None:
     return max(ends) / 1000
 
 
-def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict[str, Any]:
+def summarize(
+    settings: Settings,
+    truth: dict[str, str],
+    events_in: int,
+    homes: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
     topics = Topics(settings)
     live = latest_by_key(read_topic(settings, topics.profiles))
     graph = Counter(
@@ -113,6 +119,10 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
     dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.dead_lettered}
     assignment = final_assignment(settings, live)
     scores = pairwise_scores(truth, assignment)
+    households = latest_by_key(read_topic(settings, topics.households))
+    if homes is not None:
+        profiles = {k: orjson.loads(v) for k, v in live.items()}
+        scores |= household_figures(truth, homes, assignment, profiles)
     return {
         "events_in": events_in,
         "events_resolved": len(assignment),
@@ -121,6 +131,8 @@ def summarize(settings: Settings, truth: dict[str, str], events_in: int) -> dict
         "splits": graph["split"],
         "refused_links": graph["refused"],
         "generic_values": graph["generic"],
+        "household_values": graph["household"],
+        "households_found": len(households),
         "actions": dict(sorted(by_type.items())),
         "duplicate_actions": duplicates,
         "dlq": sum(dlq.values()),
@@ -206,6 +218,7 @@ def run_pipeline(
     ) as (base, procs, _):
         ready_at = time.time()
         truth: dict[str, str] = {}
+        homes: dict[str, str | None] = {}
         malformed = 0
 
         def keep_truth(ev: DemoEvent) -> None:
@@ -213,6 +226,7 @@ def run_pipeline(
             malformed += ev.malformed
             if ev.event_id is not None and ev.person_id is not None and not ev.malformed:
                 truth[ev.event_id] = ev.person_id
+                homes[ev.person_id] = ev.household_id
 
         count = produce_events(base, iter(events), keep_truth)
         inputs = Topics(base).dead_lettered  # every topic a stage consumes
@@ -222,7 +236,7 @@ def run_pipeline(
             # Carts still open fire after their window: wait it out, then drain the ticks.
             time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))
             wait_drained(base, inputs, timeout)
-        summary = summarize(base, truth, count)
+        summary = summarize(base, truth, count, homes)
         if base.matching:
             summary["matcher"] = [matcher_figures(proc.metrics()) for proc in procs]
     return summary | {

@@ -129,8 +129,8 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
         "dlq": sum(dlq.values()),
         "dlq_by_topic": dlq,
         **pairwise_scores(truth, assigned),
-        "households": len(homes),
-        **household_figures(events, assigned, profiles),
+        "households_found": len(homes),
+        **household_figures(truth, homes_truth(events), assigned, profiles),
         "_profiles": profiles,
         "_households": homes,
         "_assigned": assigned,
@@ -138,22 +138,27 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
 
 
 def household_figures(
-    events: list[DemoEvent], assigned: dict[str, str], profiles: dict[bytes, Any]
+    truth: dict[str, str],
+    homes: dict[str, str | None],
+    assigned: dict[str, str],
+    profiles: dict[bytes, Any],
 ) -> dict[str, float]:
-    """Household precision and recall over people: a person's predicted household is the
-    ``household_id`` of the live profile holding most of their events (None: alone)."""
-    truth: dict[str, str | None] = {}
+    """Household precision and recall over people (``truth``: event -> person, ``homes``:
+    person -> true household): a person's predicted household is the ``household_id`` of
+    the live profile holding most of their events (None: alone)."""
     votes: dict[str, Counter[str]] = {}
-    for ev in events:
-        if ev.person_id is None or ev.event_id is None:
-            continue
-        truth[ev.person_id] = ev.household_id
-        pid = assigned.get(ev.event_id)
+    for event_id, person in truth.items():
+        pid = assigned.get(event_id)
         if pid is not None:
-            votes.setdefault(ev.person_id, Counter())[pid] += 1
+            votes.setdefault(person, Counter())[pid] += 1
     predicted: dict[str, str | None] = {}
     for person, counts in votes.items():
-        main = counts.most_common(1)[0][0]
-        predicted[person] = profiles[main.encode()].get("household_id")
-    scores = household_scores(truth, predicted)
+        view = profiles.get(counts.most_common(1)[0][0].encode())
+        predicted[person] = view.get("household_id") if isinstance(view, dict) else None
+    scores = household_scores(homes, predicted)
     return {k: v for k, v in scores.items() if k.startswith("household_")}
+
+
+def homes_truth(events: list[DemoEvent]) -> dict[str, str | None]:
+    """Person -> the household they truly live in (None: alone)."""
+    return {e.person_id: e.household_id for e in events if e.person_id is not None}
