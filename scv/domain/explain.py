@@ -16,9 +16,10 @@ from typing import Any
 from scv.domain.graph import ProfileNode, link_order
 
 
-def explain(node: ProfileNode) -> dict[str, Any]:
+def explain(node: ProfileNode, household: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-able explanation: per identifier, how it was first seen and the path of links
-    from it to the identifier that holds the profile id."""
+    from it to the identifier that holds the profile id; and the household the person is a
+    member of (:func:`scv.domain.households.view_for`), if any."""
     keeper = node.keeper()
     via: dict[str, dict[str, Any]] = {}
     adjacency: dict[str, list[list[Any]]] = {}
@@ -68,6 +69,7 @@ def explain(node: ProfileNode) -> dict[str, Any]:
         "identifiers": identifiers,
         "links": len(node.links),
         "bans": sorted([key, other] for key, others in node.bans.items() for other in others),
+        "household": household,
     }
 
 
@@ -95,6 +97,17 @@ def render_text(expl: dict[str, Any]) -> str:
         lines.append(f"  {item['identifier']:<{width}}  linked to {hops}")
     for key, other in expl["bans"]:
         lines.append(f"  ban: {key} never with {other}")
+    home = expl.get("household")
+    if home:
+        shared = [f"{kind}:{v}" for kind, values in home["identifiers"].items() for v in values]
+        others = [m for m in home["members"] if m != expl["profile_id"]]
+        lines.append(
+            f"  household {home['household_id']} (member as {home['member_as']}): "
+            f"{len(home['members'])} people"
+            + (f", with {', '.join(others)}" if others else "")
+            + (f"; they share {', '.join(shared)}" if shared else "")
+            + ("; same surname at one address" if home.get("address") else "")
+        )
     return "\n".join(lines)
 
 

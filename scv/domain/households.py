@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,6 +44,13 @@ ADDRESS = "address"
 
 #: Keys of the owners map that hold households (a scan of the map skips them).
 PREFIXES = (VALUE_PREFIX, MEMBER_PREFIX, RECORD_PREFIX)
+
+
+class Owners(Protocol):
+    """What reading households needs of a store: the owners map (the profile API reads it
+    from the web thread, without a :class:`GraphStore`)."""
+
+    def get_owner(self, key: str) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -107,7 +114,7 @@ class HouseholdChange:
         return bool(self.changed or self.gone or self.joined)
 
 
-def load(store: GraphStore, hid: str) -> Household | None:
+def load(store: Owners, hid: str) -> Household | None:
     raw = store.get_owner(RECORD_PREFIX + hid)
     return Household.from_dict(orjson.loads(raw)) if raw else None
 
@@ -118,11 +125,11 @@ def save(store: GraphStore, household: Household) -> None:
     )
 
 
-def of_value(store: GraphStore, key: str) -> str | None:
+def of_value(store: Owners, key: str) -> str | None:
     return store.get_owner(VALUE_PREFIX + key)
 
 
-def of_member(store: GraphStore, key: str) -> str | None:
+def of_member(store: Owners, key: str) -> str | None:
     return store.get_owner(MEMBER_PREFIX + key)
 
 
@@ -270,7 +277,7 @@ def members_of(store: GraphStore, keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(h for h in (of_member(store, k) for k in keys) if h is not None))
 
 
-def snapshot(store: GraphStore, hid: str) -> dict[str, Any] | None:
+def snapshot(store: Owners, hid: str) -> dict[str, Any] | None:
     """The ``households.v1`` value: members as their live profiles now, the shared values,
     the address, and the household's own activity. None when the household is gone."""
     home = load(store, hid)
@@ -343,3 +350,15 @@ def _fold(text: str) -> str:
 
     folded = unicodedata.normalize("NFKD", text.casefold().replace("ß", "ss"))
     return "".join(ch for ch in folded if ch.isalnum())
+
+
+def view_for(store: Owners, keys: Iterable[str]) -> dict[str, Any] | None:
+    """The household of a profile with identifier ``keys`` as its view shows it (the
+    ``households.v1`` snapshot and the identifier the person is a member under), or None."""
+    for key in keys:
+        hid = of_member(store, key)
+        if hid is not None:
+            view = snapshot(store, hid)
+            if view is not None:
+                return view | {"member_as": key}
+    return None

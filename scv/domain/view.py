@@ -73,12 +73,16 @@ def graph_view(node: ProfileNode) -> dict[str, Any]:
     }
 
 
-def profile_view(node: ProfileNode, state: dict[str, Any] | None) -> dict[str, Any]:
+def profile_view(
+    node: ProfileNode, state: dict[str, Any] | None, household: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The whole view: graph from ``node``, the rest from a :func:`state_view` (None while
-    the profile's first event is still on its way to the profile's partition)."""
+    the profile's first event is still on its way to the profile's partition), and the
+    person's household (:func:`scv.domain.households.view_for`; None: none known)."""
     return {
         "profile_id": node.profile_id,
         "first_seen": node.first_seen,
         "graph": graph_view(node),
         "profile": state,
+        "household": household,
     }

@@ -36,7 +36,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from scv.domain.graph import GENERIC, RETIRED, ProfileNode
+from scv.domain import households
+from scv.domain.graph import GENERIC, HOUSEHOLD, RETIRED, ProfileNode
 from scv.domain.normalize import NormalizeConfig, canonical_value
 from scv.domain.profile import ProfileState
 from scv.domain.view import profile_view, state_view
@@ -192,6 +193,12 @@ class ProfileApi:
                 return _error(404, f"no profile has this {kind}")
             if owner.decode() == GENERIC:
                 return _error(404, f"this {kind} is shared by several people and links nobody")
+            if owner.decode() == HOUSEHOLD:
+                store = TableOwners(self.owners)
+                hid = households.of_value(store, f"{kind}:{canonical}")
+                home = households.snapshot(store, hid) if hid is not None else None
+                message = f"this {kind} is shared by a household; look up one of its members"
+                return _json({"error": message, "household": home}, status=404)
             return await self._assemble(owner.decode(), request, owned=True)
         except Unavailable as exc:
             return _error(503, str(exc))
@@ -253,7 +260,8 @@ class ProfileApi:
                 pid = str(survivor)
                 continue
             node = ProfileNode.from_dict(orjson.loads(raw))
-            body = profile_view(node, (await self._slot(pid, request)).get("profile"))
+            home = households.view_for(TableOwners(self.owners), node.keys())
+            body = profile_view(node, (await self._slot(pid, request)).get("profile"), home)
             if merged:
                 body["merged_away"] = merged  # the ids asked for, each absorbed by the next
             return _json(body, served_by=self.url)
@@ -312,6 +320,18 @@ class ProfileApi:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("worker %s did not answer: %s", base, type(exc).__name__)
             raise Unavailable("the worker holding the data did not answer") from exc
+
+
+class TableOwners:
+    """The owners table read as the web thread reads it (:func:`read`), with the one method
+    :mod:`scv.domain.households` needs of a graph store."""
+
+    def __init__(self, owners: Table) -> None:
+        self.owners = owners
+
+    def get_owner(self, key: str) -> str | None:
+        raw = read(self.owners, 0, key.encode())
+        return raw.decode() if raw is not None else None
 
 
 async def _page(request: web.Request) -> web.FileResponse:

@@ -82,7 +82,8 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
         """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
 
         Answered by the worker that owns the identity graph (one partition)."""
-        from scv.streams.api import Unavailable, read
+        from scv.domain.households import view_for
+        from scv.streams.api import TableOwners, Unavailable, read
 
         try:
             raw = read(worker.pipeline.nodes, 0, request.match_info["profile_id"].encode())
@@ -94,7 +95,13 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
                 "error": "no live profile with this id (merged away ids: see profiles.merges.v1)"
             }
             return _json(body, status=404)
-        expl = explain(ProfileNode.from_dict(orjson.loads(raw)))
+        node = ProfileNode.from_dict(orjson.loads(raw))
+        try:
+            home = view_for(TableOwners(worker.pipeline.owners), node.keys())
+        except Unavailable:
+            body = {"error": "this worker does not hold the identity graph; ask another"}
+            return _json(body, status=421)
+        expl = explain(node, home)
         if request.query.get("format") == "text":
             return web.Response(text=render_text(expl) + "\n")
         return _json(expl)

@@ -222,3 +222,57 @@ def test_values_that_are_html_show_as_text(pipeline: Pipeline, browser: Any) -> 
     profile = browser.find_element(By.ID, "profile")
     assert profile.find_elements(By.CSS_SELECTOR, "img, script, b") == []
     assert browser.execute_script("return window.__xss === undefined")
+
+
+def test_an_agent_sees_the_household_and_a_landline_offers_its_members(
+    pipeline: Pipeline, browser: Any
+) -> None:
+    """Two people order with their own customer ids from one landline: the page shows each
+    one's household with a link to the other, and a search for the landline offers both."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    landline = "020 7946 " + str(1000 + int(uid("n")[-3:], 16) % 8999)
+    people = []
+    for first in ("Ada", "Alan"):
+        cid = uid("C")
+        people.append(cid)
+        pipeline.send("transactions", {"event_id": uid("tx"), "timestamp": now_iso(-100),
+                      "type": "order", "order_id": uid("O"), "customer_id": cid,
+                      "phone": landline, "first_name": first, "last_name": "Lovelace",
+                      "items": [{"sku": "K-1", "name": "Kettle", "qty": 1, "price": 9.5}],
+                      "total": 9.5, "currency": "GBP"})  # fmt: skip
+
+    def shown(cid: str) -> dict[str, Any] | None:
+        status, body = api(pipeline, f"/profiles/lookup?type=customer_id&value={cid}")
+        home = body.get("household") if status == 200 else None
+        return body if home and len(home["members"]) == 2 else None
+
+    ada = pipeline.wait_for(lambda: shown(people[0]), timeout=60)
+    alan = pipeline.wait_for(lambda: shown(people[1]), timeout=60)
+    assert ada["profile_id"] != alan["profile_id"]  # two people, one household
+    assert ada["household"]["household_id"] == alan["household"]["household_id"]
+
+    browser.get(pipeline.worker.url + "/")
+    browser.execute_script(f"sessionStorage.setItem('scv-api-token', '{TOKEN}')")
+    browser.get(pipeline.worker.url + "/")
+    wait_until(browser, "ready")
+    search(browser, people[0])
+    wait_until(browser, "shown")
+    summary = browser.find_element(By.ID, "summary").text
+    assert ada["household"]["household_id"] in summary and "2 people" in summary
+    [link] = browser.find_elements(By.CSS_SELECTOR, "#summary a.member")
+    assert link.text == alan["profile_id"]
+    link.click()
+    WebDriverWait(browser, 20).until(
+        lambda d: (
+            d.find_element(By.ID, "profile").get_attribute("data-profile-id") == alan["profile_id"]
+        )
+    )
+    # The landline itself names nobody: the page offers the household's members.
+    search(browser, landline)
+    wait_until(browser, "not-found")
+    status = browser.find_element(By.ID, "status")
+    assert "household" in status.text
+    offered = {a.text for a in status.find_elements(By.CSS_SELECTOR, "a.member")}
+    assert offered == {ada["profile_id"], alan["profile_id"]}

@@ -139,6 +139,15 @@
     $("profile").hidden = true;
     document.body.dataset.state = status === 404 ? "not-found" : "error";
     setStatus(status === 404 ? "Not found: " + reason : "Could not search: " + reason, "warn");
+    if (status === 404 && body && body.household) {
+      // A landline or family address: offer the household's members, one of whom called.
+      for (const member of body.household.members) {
+        const link = el("a", "member", member);
+        link.href = "#" + member;
+        link.addEventListener("click", (event) => { event.preventDefault(); search("profile", member); });
+        $("status").append(" ", link);
+      }
+    }
   }
 
   // --- rendering ---------------------------------------------------------------------------
@@ -185,6 +194,24 @@
     fact("Orders", String(orders.count || 0) + " · " + money(orders.total) + " total");
     if (profile.churn_risk) {
       fact("Churn risk", badge("cancel intent " + when(profile.churn_risk.flagged_ts), "bad"));
+    }
+    const home = view.household;
+    if (home) {
+      // The people this person lives with: shared values link them into a household,
+      // never into one person (a landline's call may be any of them).
+      const shared = Object.entries(home.identifiers || {}).flatMap(([kind, values]) =>
+        values.map((v) => kind + ":" + v));
+      const others = home.members.filter((m) => m !== view.profile_id);
+      const line = el("span", "household", el("code", "", home.household_id),
+        ` · ${home.members.length} people` + (shared.length ? " · shares " + shared.join(", ") : "")
+        + (home.address ? ` · ${home.address.street || ""} ${home.address.postcode || ""}` : ""));
+      for (const other of others) {
+        const link = el("a", "member", other);
+        link.href = "#" + other;
+        link.addEventListener("click", (event) => { event.preventDefault(); search("profile", other); });
+        line.append(" ", link);
+      }
+      fact("Household", line);
     }
     box.append(facts);
   }
