@@ -38,6 +38,7 @@ from scv.domain.model import (
     NormalizedEvent,
     Resolution,
     ident_key,
+    parse_ident,
 )
 from scv.domain.split import partition, people_tied_by, split_profile, stated_with
 
@@ -287,6 +288,8 @@ def _resolve(
         else:
             res = Resolution(None, [], dropped, [], False)
         shared = [ident_key(d.identifier) for d in dropped if d.reason == "household"]
+        if shared and res.profile_id is None and _follow_session(res, shared, event, store, rules):
+            return res  # the person logged in on this shared device in this session
         if shared:
             _file_households(res, shared, event, store, rules)
         return res
@@ -419,6 +422,8 @@ def _resolve(
     if learned and matcher is not None and not searched and not res.splits:
         _merge_matching_profiles(survivor, record, anchor_key, event, store, rules, matcher, res)
     shared = [ident_key(i) for i in seen if drop_reason.get(i) == "household"]
+    if shared and res.profile_id is not None:
+        _note_session(res.profile_id, shared, event, store)
     lives = households_mod.address_key(event.traits) if event.traits else None
     if lives is not None and res.profile_id is not None:
         shared.append(lives)  # one surname at one address: a household, never a person
@@ -790,6 +795,44 @@ def _file_households(
             Dropped(d.identifier, "generic") if ident_key(d.identifier) in values else d
             for d in res.dropped
         ]
+
+
+#: Owners-map prefix of a session on a shared device -> the profile logged in on it.
+SESSION_PREFIX = "\x00s:"
+#: Identifier types of devices: a session on a shared one follows the person logged in.
+DEVICE_TYPES = frozenset({"anonymous_id", "device_id"})
+
+
+def _session_on_shared_device(shared: list[str], event: NormalizedEvent) -> str | None:
+    session = event.payload.get("session_id")
+    if not isinstance(session, str) or not session:
+        return None
+    if not any(key.partition(":")[0] in DEVICE_TYPES for key in shared):
+        return None
+    return session
+
+
+def _note_session(pid: str, shared: list[str], event: NormalizedEvent, store: GraphStore) -> None:
+    """A person named on a shared device: the rest of this session on it is theirs."""
+    session = _session_on_shared_device(shared, event)
+    if session is not None and store.get_owner(SESSION_PREFIX + session) != pid:
+        store.set_owner(SESSION_PREFIX + session, pid)
+
+
+def _follow_session(
+    res: Resolution, shared: list[str], event: NormalizedEvent, store: GraphStore, rules: Rules
+) -> bool:
+    """An event that names only a shared device: the person who logged in on it in the
+    same session, if any (and still a live profile), gets it, filed under the strongest
+    identifier they have. True if so."""
+    session = _session_on_shared_device(shared, event)
+    pid = store.get_owner(SESSION_PREFIX + session) if session is not None else None
+    node = store.get_node(pid) if pid is not None and pid[0] != "!" else None
+    if node is None:
+        return False
+    anchor = min(node.keys(), key=lambda k: (-rules.rule(k.partition(":")[0]).priority, k))
+    res.profile_id, res.anchor = node.profile_id, parse_ident(anchor)
+    return True
 
 
 def _may_tie(node: ProfileNode, key: str, least: int, rules: Rules) -> bool:

@@ -91,3 +91,24 @@ def test_a_shared_tablet_keeps_the_people_who_log_in_on_it_apart() -> None:
         resolve(ev(f"l{i}", 10.0 - i, ("customer_id", cid), tablet), store, RULES)
     assert len(owners_of(store, ["customer_id:C1", "customer_id:C2", "customer_id:C3"])) == 3
     assert store.owners[ident_key(tablet)] == HOUSEHOLD
+
+
+def test_a_shared_tablet_s_anonymous_visits_follow_the_session_s_login() -> None:
+    store = DictStore()
+    tablet = ("anonymous_id", "tablet-cookie")
+
+    def web(eid: str, ts: float, session: str, *idents: Identifier) -> NormalizedEvent:
+        payload = {"session_id": session}
+        return NormalizedEvent(eid, "web", "page_view", ts, [tablet, *idents], payload=payload)
+
+    resolve(web("l1", 1.0, "s1", ("customer_id", "C1")), store, RULES)
+    resolve(web("l2", 2.0, "s2", ("customer_id", "C2")), store, RULES)
+    assert store.owners[ident_key(tablet)] == HOUSEHOLD
+    resolve(web("l3", 3.0, "s3", ("customer_id", "C1")), store, RULES)
+    # Later in C1's session, a page view names only the tablet: it is C1's.
+    visit = resolve(web("v1", 4.0, "s3"), store, RULES)
+    assert visit.profile_id == store.owners["customer_id:C1"]
+    assert visit.anchor == ("customer_id", "C1") and visit.accepted == []
+    # In a session nobody logged in on, it is the household's, not a guess.
+    alone = resolve(web("v2", 5.0, "s9"), store, RULES)
+    assert alone.profile_id is None and [d.reason for d in alone.dropped] == ["household"]
