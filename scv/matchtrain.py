@@ -29,6 +29,7 @@ import numpy as np
 from scv.domain.matching.blocking import blocking_keys
 from scv.domain.matching.compare import (
     DEFAULT_COMPARISONS,
+    PERSON_FIELDS,
     Comparison,
     Record,
 )
@@ -350,7 +351,12 @@ def evaluate(
     for c, cw in enumerate(model.comparisons):
         table[c, : len(cw.weights)] = cw.weights  # last column (index -1) stays 0 = MISSING
     weights = table[np.arange(len(comparisons)), levels.astype(np.intp)].sum(axis=1)
-    linked = pairs[weights >= model.upper]
+    # As in the stream (Linker.find): a pair agreeing on no person-level attribute never links.
+    person = np.zeros(len(pairs), dtype=bool)
+    for c, comparison in enumerate(comparisons):
+        if comparison.field in PERSON_FIELDS:
+            person |= (levels[:, c] >= 0) & (levels[:, c] < comparison.agreeing)
+    linked = pairs[(weights >= model.upper) & person]
     predicted = cluster_pairs(len(records), map(tuple, linked.tolist()), data.sources)
     truth = data.true_pairs
     tp = len(predicted & truth)

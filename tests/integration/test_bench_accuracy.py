@@ -22,7 +22,10 @@ def test_febrl4_without_ssn_streamed_through_the_pipeline(broker: Broker, tmp_pa
     assert report["records"] == report["records_resolved"] == 1500
     assert report["dlq"] == 0
     assert report["true_pairs"] > 50  # both copies of a person among the 1,500
-    assert report["precision"] >= 0.99 and report["recall"] >= 0.97
+    # 105 of the 110 true pairs (109 before matching required an agreeing first name, birth
+    # date or national id: FEBRL corrupts both in some copies, which then look like two
+    # members of one household; docs/matching.md "Households").
+    assert report["precision"] >= 0.99 and report["recall"] >= 0.95
     assert report["decisions"]["match"] > 0
     assert report["candidate_scoring_us"]["p50"] > 0
     assert (tmp_path / "model.json").is_file() and report["model"]["trained_on"] == "febrl4"

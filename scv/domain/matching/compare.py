@@ -59,11 +59,17 @@ class Comparison(ABC):
     field: str
 
     kind: ClassVar[str] = "base"
+    #: Levels below this count as the same value (exact, or a typing slip away from it).
+    agreeing: ClassVar[int] = 2
 
     @property
     @abstractmethod
     def labels(self) -> tuple[str, ...]:
         """Names of the non-missing levels, strongest agreement first."""
+
+    def agrees(self, level: int) -> bool:
+        """Is ``level`` the same value on both sides, up to a typo (not merely similar)?"""
+        return 0 <= level < self.agreeing
 
     def prepare(self, value: Any) -> str | None:
         """Normalise one side's value; split out so that callers may cache it per record."""
@@ -97,6 +103,7 @@ class ExactComparison(Comparison):
     """exact / different: for short codes (state) where a near miss means nothing."""
 
     kind: ClassVar[str] = "exact"
+    agreeing: ClassVar[int] = 1
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -271,6 +278,28 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
     StringComparison("email_local", "email_local"),
 )
 """The person comparisons; training drops those a data set never fills (phone, email)."""
+
+
+#: The attributes of one person that the people living with them do not share. Surname,
+#: address, postcode, town and a landline are a household's: its members agree on all of
+#: them and differ here (see :func:`names_a_person`).
+PERSON_FIELDS = frozenset({"given_name", "date_of_birth", "soc_sec_id"})
+
+
+def names_a_person(comparisons: Sequence[Comparison], a: Record, b: Record) -> bool:
+    """Do ``a`` and ``b`` agree on at least one person-level attribute (:data:`PERSON_FIELDS`):
+    the same first name (up to a typo or a name swap), birth date (up to a slip) or national
+    id (up to one digit)?
+
+    Without that, however well the rest agrees, the pair is two people of one household (a
+    shared surname and address is a household, not a person), or says too little to tell: it
+    must not match. The weights cannot express this, since a household's members differ in
+    exactly the attributes a record may leave out.
+    """
+    for comparison in comparisons:
+        if comparison.field in PERSON_FIELDS and comparison.agrees(comparison.level(a, b)):
+            return True
+    return False
 
 
 def levels(comparisons: Sequence[Comparison], a: Record, b: Record) -> list[int]:

@@ -31,11 +31,13 @@ from time import perf_counter_ns
 from scv.domain.graph import GENERIC, GraphStore, ProfileNode
 from scv.domain.matching.blocking import blocking_keys
 from scv.domain.matching.compare import (
+    PERSON_FIELDS,
     Comparison,
     DateComparison,
     DigitsComparison,
     ExactComparison,
     StringComparison,
+    names_a_person,
 )
 from scv.domain.matching.model import FellegiSunterModel
 from scv.domain.matching.records import record_from_traits
@@ -86,12 +88,19 @@ class Linker:
     """A Fellegi-Sunter model applied to profiles through the store's blocking index.
 
     ``stats`` counts decisions (``match``/``possible``/``non-match``, ``no_candidates``,
-    ``too_few_traits``); the resolver adds ``refused`` when governance keeps a match out.
+    ``too_few_traits``) and ``household``: a candidate none of whose records agrees with the
+    event on a person-level attribute (first name, birth date, national id), so that it is
+    not scored at all (:func:`~scv.domain.matching.compare.names_a_person`). The resolver
+    adds ``refused`` when governance keeps a match out.
     """
 
     def __init__(self, model: FellegiSunterModel, upper: float | None = None) -> None:
         self.model = model
         self.upper = model.upper if upper is None else upper
+        #: The model's comparisons of person-level attributes (:func:`names_a_person`).
+        self.person = tuple(
+            cw.comparison for cw in model.comparisons if cw.comparison.field in PERSON_FIELDS
+        )
         self.stats: Counter[str] = Counter()
         #: Nanoseconds spent scoring each candidate profile (the last ``TIMINGS`` of them).
         self.timings: deque[int] = deque(maxlen=TIMINGS)
@@ -130,6 +139,7 @@ class Linker:
                 break
         scored: list[tuple[tuple[float, float, str], Candidate]] = []
         score = self.model.score
+        person = self.person
         for pid, ident in seen.items():
             node = store.get_node(pid)
             if node is None or not node.records:
@@ -137,12 +147,22 @@ class Linker:
             t0 = perf_counter_ns()
             # The candidate's best-agreeing record speaks for it: any one of a person's
             # records may be the one this event repeats (batch linkers get the same effect
-            # from transitive closure).
-            weight, parts = max(
-                (score(record, other) for other in islice(node.records.values(), MAX_RECORDS)),
+            # from transitive closure). A record that agrees on no person-level attribute
+            # is another member of the household (or says too little): it never speaks.
+            best = max(
+                (
+                    score(record, other)
+                    for other in islice(node.records.values(), MAX_RECORDS)
+                    if names_a_person(person, record, other)
+                ),
                 key=lambda scored: scored[0],
+                default=None,
             )
             self.timings.append(perf_counter_ns() - t0)
+            if best is None:
+                self.stats["household"] += 1
+                continue
+            weight, parts = best
             rounded = {k: round(v, 3) for k, v in parts.items()}
             cand = Candidate(node, ident, round(weight, 4), weights=rounded)
             scored.append(((-weight, node.first_seen, pid), cand))
