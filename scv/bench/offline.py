@@ -131,6 +131,9 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
         **pairwise_scores(truth, assigned),
         "households_found": len(homes),
         **household_figures(truth, homes_truth(events), assigned, profiles),
+        "placeholders_on_profiles": len(
+            placeholder_keys(events, settings.default_region) & owner.keys()
+        ),
         "_profiles": profiles,
         "_households": homes,
         "_assigned": assigned,
@@ -162,3 +165,17 @@ def household_figures(
 def homes_truth(events: list[DemoEvent]) -> dict[str, str | None]:
     """Person -> the household they truly live in (None: alone)."""
     return {e.person_id: e.household_id for e in events if e.person_id is not None}
+
+
+def placeholder_keys(events: list[DemoEvent], region: str) -> set[str]:
+    """The identifier keys (normalised as the pipeline does) of every value the generator
+    typed as a placeholder: none of them may be on a live profile."""
+    from scv.connectors.demo import identifiers_of
+
+    keys: set[str] = set()
+    for ev in events:
+        if ev.placeholders and not ev.malformed:
+            for field_name, key in identifiers_of(ev, region):
+                if field_name in ev.placeholders:
+                    keys.add(key)
+    return keys

@@ -106,8 +106,12 @@ def identity_key(profile: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def canonical(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """The snapshot without its id, processing-time fields or other profiles' ids."""
-    body = {k: v for k, v in profile.items() if k not in ("profile_id", "merged_from")}
+    """The snapshot without its id, processing-time fields or other entities' ids (a
+    household's id, like a profile's, comes from the event that founded it, which arrival
+    order may change; who is in it does not)."""
+    dropped = ("profile_id", "merged_from", "household_id")
+    body = {k: v for k, v in profile.items() if k not in dropped}
+    body["in_household"] = profile.get("household_id") is not None
     body["identifiers"] = {k: sorted(v) for k, v in sorted(profile["identifiers"].items())}
     body["open_carts"] = [
         {k: v for k, v in cart.items() if k != "due_at"} for cart in profile.get("open_carts") or []

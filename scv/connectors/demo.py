@@ -1282,6 +1282,12 @@ def _identifiers(ev: dict[str, Any], source: str, region: str) -> list[tuple[str
     return out
 
 
+def identifiers_of(event: DemoEvent, region: str) -> list[tuple[str, str]]:
+    """(payload field, ``kind:value``) of each usable identifier of ``event``, normalised as
+    the pipeline does with default region ``region``."""
+    return _identifiers(orjson.loads(event.value), event.source, region)
+
+
 def _phone_region(ev: dict[str, Any], source: str, region: str) -> str:
     address = ev.get("address") if source == "transactions" else None
     country = address.get("country") if isinstance(address, dict) else None

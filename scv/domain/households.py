@@ -279,7 +279,8 @@ def members_of(store: GraphStore, keys: Iterable[str]) -> list[str]:
 
 def snapshot(store: Owners, hid: str) -> dict[str, Any] | None:
     """The ``households.v1`` value: members as their live profiles now, the shared values,
-    the address, and the household's own activity. None when the household is gone."""
+    the address, and the household's own activity. None when the household is gone, or
+    holds fewer than two people now."""
     home = load(store, hid)
     if home is None:
         return None
@@ -288,6 +289,10 @@ def snapshot(store: Owners, hid: str) -> dict[str, Any] | None:
         owner = store.get_owner(member)
         if owner is not None and owner[0] != "!" and owner not in profiles:
             profiles.append(owner)
+    if len(profiles) < 2:
+        # Not (or no longer) two people: one person's profiles that merged since they
+        # joined (a guest order and the account, stating one address) are no household.
+        return None
     shared: dict[str, list[str]] = {}
     for value in home.values:
         kind, _, raw = value.partition(":")

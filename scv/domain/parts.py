@@ -146,7 +146,6 @@ def rebuild(
     state.consent = _latest_consent(partials.values())
     state.merged_from = []
     if like is not None:
-        state.household_id = like.household_id  # the resolver tells a part of another
         state.fired = list(like.fired)
         state.last_action_ts = dict(like.last_action_ts)
         state.objection = dict(like.objection) if like.objection is not None else None
@@ -228,6 +227,8 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)
+        # what the resolver said of this part's household before its adoption arrived
+        state.household_id = current.household_id
     state.ids_seq = max(adoption.seq, current.ids_seq if current is not None else 0)
     return state, forwards
 

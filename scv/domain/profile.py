@@ -697,8 +697,8 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     on every login. Purposes nobody recorded stay missing, and missing still means "no".
     """
     s, a = survivor, absorbed
-    if s.household_id is None:  # one person, one household: the resolver says which
-        s.household_id = a.household_id
+    # ``household_id`` stays: the resolver tells the survivor its household after a merge
+    # (taking the absorbed side's could bring back one it no longer has).
     # 0.0 is "not known" (a part adopted before any of its events): never the earliest.
     known = [ts for ts in (s.created_ts, a.created_ts) if ts > 0.0]
     s.created_ts = min(known, default=0.0)

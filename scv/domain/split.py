@@ -263,9 +263,11 @@ def name_count(names: Iterable[str]) -> int:
     """How many different people folded first names belong to, at the least.
 
     Names one slip apart are one person's, transitively: a letter dropped (Jame, Ai for
-    Ali), two letters swapped (Jmaes, Aav), a shortening (Chris, Christopher), and in long
-    names a letter or two mistyped (Isabela, Iasbella). A different letter in a short name
-    is a different name: Ava and Eva, Tom and Tim, Anna and Anne are two people.
+    Ali), two letters swapped (Jmaes, Aav), one letter wrong (Ewn and Ean are both Ewan with
+    a letter dropped: any two names one letter apart can be one name's slips), a shortening
+    (Chris, Christopher), and in names of six letters or more two slips (Isabela,
+    Iasbella). Names further apart are different people: Anna and Jonas, Mia and Lea. (A typo
+    must never make two people of one: a value found shared stays so.)
     """
     distinct = sorted(set(names))
     if len(distinct) < 2:
@@ -290,7 +292,4 @@ def _same_name(a: str, b: str) -> bool:
     if len(short) >= 3 and long.startswith(short):
         return True
     slips = OSA.distance(short, long, score_cutoff=2)
-    if slips == 1:
-        # a letter dropped or two swapped; a wrong letter only in a name long enough to tell
-        return len(short) < len(long) or sorted(short) == sorted(long) or len(short) >= 5
-    return slips == 2 and len(short) >= 6
+    return slips <= 1 or (slips == 2 and len(short) >= 6)

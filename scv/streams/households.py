@@ -46,12 +46,15 @@ def household_messages(
                     if hid not in touched:
                         touched.append(hid)
     out: list[Outgoing] = []
+    real: dict[str, bool] = {}  # household id -> holds two people or more now
     for hid in touched:
         if hid in change.gone:
             continue
         view = households.snapshot(store, hid)
-        if view is not None:
-            out.append((HOUSEHOLDS, hid.encode(), orjson.dumps(view)))
+        real[hid] = view is not None
+        # One person's profiles that merged are no household: a tombstone (harmless if
+        # it was never published).
+        out.append((HOUSEHOLDS, hid.encode(), orjson.dumps(view) if view else None))
     out += [(HOUSEHOLDS, hid.encode(), None) for hid in change.gone]
     told: set[str] = set()
     for member, hid in joined.items():
@@ -59,6 +62,7 @@ def household_messages(
         if owner is None or owner[0] == "!" or owner in told:
             continue
         told.add(owner)
-        body = {"kind": "household", "profile_id": owner, "household_id": hid or None, "seq": seq}
+        current = hid if hid and real.get(hid, False) else None
+        body = {"kind": "household", "profile_id": owner, "household_id": current, "seq": seq}
         out.append((EVENTS, owner.encode(), orjson.dumps(body)))
     return out

@@ -92,6 +92,11 @@ class Pipeline:
         assert len(found) <= 1, f"{id_type} owned by {len(found)} live profiles"
         return found[0] if found else None
 
+    def households(self) -> dict[str, dict[str, Any]]:
+        """Live households: ``households.v1`` read with compaction semantics."""
+        latest = latest_by_key(read_topic(self.settings, self.topics.households))
+        return {key.decode(): orjson.loads(value) for key, value in latest.items()}
+
     def merges(self) -> list[dict[str, Any]]:
         return [orjson.loads(r.value or b"") for r in read_topic(self.settings, self.topics.merges)]
 
