@@ -127,6 +127,8 @@ def _on_one_profile(
         if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
             changed = True
             linked += [anchor_key, key]
+    if len(ranked) > 2 and _link_around_second(survivor, ranked, event_id, ts, rules, linked):
+        changed = True
     name = first_name(event)
     if name is not None and _note_name(survivor, keys, name, rules, linked):
         changed = True
@@ -367,6 +369,10 @@ def _resolve(
         if ident != anchor and add_link(anchor_key, key, "deterministic", event_id, ts, None):
             changed = True
             linked += [anchor_key, key]
+    if len(accepted) > 2:
+        order = rules.priority_order(accepted)
+        if _link_around_second(survivor, order, event_id, ts, rules, linked):
+            changed = True
     name = first_name(event)
     if name is not None and _note_name(
         survivor, [ident_key(i) for i in accepted], name, rules, linked
@@ -639,6 +645,30 @@ def _refusal(
         if node.ban_targets() & view_keys:
             return "banned"
     return None
+
+
+def _link_around_second(
+    node: ProfileNode,
+    ranked: list[Identifier],
+    event_id: str,
+    ts: float,
+    rules: Rules,
+    linked: list[str],
+) -> bool:
+    """When the event's anchor is a value people may share, tie its second identifier to
+    the others as well: if the anchor is later found shared and leaves, what the event said
+    of the rest (this cookie and this phone are one person's) still holds them together,
+    whichever order the events arrived in. True if a link is new."""
+    if not rules.rule(ranked[0][0]).household:
+        return False
+    second = f"{ranked[1][0]}:{ranked[1][1]}"
+    changed = False
+    for kind, value in ranked[2:]:
+        key = f"{kind}:{value}"
+        if node.add_link(second, key, "deterministic", event_id, ts, None):
+            changed = True
+            linked += [second, key]
+    return changed
 
 
 def first_name(event: NormalizedEvent) -> str | None:
