@@ -711,8 +711,7 @@ def _find_generic(
     with the part that owns its anchor, and loses the identifiers that went generic or
     ended up in another part.
     """
-    shared: list[str] = []
-    households: list[str] = []
+    found: list[tuple[int, str, bool]] = []  # (priority, key, a household's)
     for key in touched:
         rule = rules.rule(key.partition(":")[0])
         limit = rule.generic_after
@@ -723,11 +722,16 @@ def _find_generic(
             continue
         people = people_tied_by(node, key, rules)
         if people >= least:
-            shared.append(key)
-            if people <= limit:
-                households.append(key)
-    if not shared:
+            found.append((rule.priority, key, people <= limit))
+    if not found:
         return
+    # The weakest values first: a front-desk phone that tied Ann's group to Bob's explains
+    # why Bob's own email now seems to tie two people too; once the phone is split off,
+    # the others are judged again on what is left.
+    weakest = min(priority for priority, _, _ in found)
+    shared = [key for priority, key, _ in found if priority == weakest]
+    households = [key for priority, key, home in found if priority == weakest and home]
+    later = [key for priority, key, _ in found if priority != weakest]
     why = "household" if len(households) == len(shared) else "generic"
     reason = LinkReason(why, shared, event.event_id, event.ts)
     tied = {key: _neighbours(node, key) for key in households}
@@ -754,6 +758,12 @@ def _find_generic(
         )
     if rehome:
         _rehome(res, store, rules, set(shared), set(households))
+    for key in later:
+        owner = store.get_owner(key)
+        part = store.get_node(owner) if owner is not None and owner[0] != "!" else None
+        if part is not None:
+            home = rehome and owner == res.profile_id
+            _find_generic(part, {key: None}, event, store, rules, res, rehome=home)
 
 
 def _neighbours(node: ProfileNode, key: str) -> list[str]:
