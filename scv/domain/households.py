@@ -198,11 +198,11 @@ def note(
         home.events += 1
         home.last_ts = ts if home.last_ts is None else max(home.last_ts, ts)
         _changed(change, home)
-    if address and (home.address_ts is None or ts >= home.address_ts):
-        if home.address != address:
-            _changed(change, home)
+    if address and home.address != address and (home.address_ts is None or ts >= home.address_ts):
         home.address, home.address_ts = address, ts
-    save(store, home)
+        _changed(change, home)
+    if home.household_id in change.changed:  # most events change nothing: no write
+        save(store, home)
     return change
 
 
