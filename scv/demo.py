@@ -118,7 +118,7 @@ def summarize(
         by_type[action["type"]] += 1
     dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.dead_lettered}
     assignment = final_assignment(settings, live)
-    scores = pairwise_scores(truth, assignment)
+    scores: dict[str, float | None] = dict(pairwise_scores(truth, assignment))
     households = latest_by_key(read_topic(settings, topics.households))
     if homes is not None:
         profiles = {k: orjson.loads(v) for k, v in live.items()}

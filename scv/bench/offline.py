@@ -145,7 +145,7 @@ def household_figures(
     homes: dict[str, str | None],
     assigned: dict[str, str],
     profiles: dict[bytes, Any],
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Household precision and recall over people (``truth``: event -> person, ``homes``:
     person -> true household): a person's predicted household is the ``household_id`` of
     the live profile holding most of their events (None: alone)."""
@@ -159,6 +159,8 @@ def household_figures(
         view = profiles.get(counts.most_common(1)[0][0].encode())
         predicted[person] = view.get("household_id") if isinstance(view, dict) else None
     scores = household_scores(homes, predicted)
+    if not scores["true_pairs"]:  # traffic without households (the default demo): no figure
+        return {"household_precision": None, "household_recall": None, "household_f1": None}
     return {k: v for k, v in scores.items() if k.startswith("household_")}
 
 

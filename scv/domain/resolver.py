@@ -79,6 +79,9 @@ def resolve(
     if matcher is None and seen:
         known = _on_one_profile(event, seen, store, rules)
         if known is not None:
+            lives = households_mod.address_key(event.traits) if event.traits else None
+            if lives is not None:  # one surname at one address: a household, never a person
+                _file_households(known, [lives], event, store, rules)
             return known
     return _resolve(event, seen, store, rules, matcher)
 
