@@ -32,7 +32,7 @@ def test_people_are_not_fused_and_recall_is_at_the_ceiling(realistic: dict[str, 
 
 def test_households_found_are_households(realistic: dict[str, Any]) -> None:
     assert realistic["household_precision"] >= 0.98
-    assert realistic["household_recall"] >= 0.52  # ceiling of what the traffic shows: 0.776
+    assert realistic["household_recall"] >= 0.535  # ceiling of what the traffic shows: 0.776
 
 
 def test_the_default_demo_is_unchanged() -> None:
