@@ -92,12 +92,22 @@ def partition(
     return parts.groups(keys)
 
 
-def replay_order(link: Link, rules: Rules) -> tuple[float, str, int, str]:
+def replay_order(link: Link, rules: Rules) -> tuple[float, str, int, str, int, str]:
     """Event time, then event, then as the resolver walked that event: the event's anchor
-    is linked to each other identifier, and those are considered by priority, then key."""
+    is linked to each other identifier, and those are considered by priority, then key; an
+    event's links around its second identifier (its anchor could be shared) come after
+    those around the anchor. Total, so no replay depends on the order links were stored."""
     a, b = str(link[0]), str(link[1])
-    walked = max(a, b, key=lambda k: (-rules.rule(k.partition(":")[0]).priority, k))
-    return (float(link[4]), str(link[3]), -rules.rule(walked.partition(":")[0]).priority, walked)
+    rank = {k: (-rules.rule(k.partition(":")[0]).priority, k) for k in (a, b)}
+    walked, start = (a, b) if rank[a] > rank[b] else (b, a)
+    return (
+        float(link[4]),
+        str(link[3]),
+        rank[walked][0],
+        walked,
+        rank[start][0],
+        start,
+    )
 
 
 def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:

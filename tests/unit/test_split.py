@@ -747,7 +747,8 @@ def test_without_limits_the_partition_does_not_depend_on_event_order(
 NOT_GENERIC = dataclasses.replace(
     DEFAULT,
     identifiers={
-        k: dataclasses.replace(r, generic_after=None) for k, r in DEFAULT.identifiers.items()
+        k: dataclasses.replace(r, generic_after=None, household=False)
+        for k, r in DEFAULT.identifiers.items()
     },
 )
 TIMED_UNIVERSE = [i for i in UNIVERSE if i[0] != "mystery"]
