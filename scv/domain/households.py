@@ -24,13 +24,14 @@ Pure module: no Kafka.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-from scv.domain.graph import HOUSEHOLD, GraphStore
+from scv.domain.graph import HOUSEHOLD, GraphStore, new_profile_id
 
 __all__ = ["Household", "HouseholdChange", "forget_member", "note", "snapshot"]
 
@@ -134,9 +135,8 @@ def of_member(store: Owners, key: str) -> str | None:
 
 
 def household_id(seed: str, store: GraphStore) -> str:
-    """A household id derived from the event that founded it (replays give the same)."""
-    from scv.domain.graph import new_profile_id  # the same derivation as profile ids
-
+    """A household id derived from the event that founded it (replays give the same), as
+    profile ids are."""
     hid = "h" + new_profile_id(seed)[1:]
     salt = 0
     while store.get_owner(RECORD_PREFIX + hid) is not None:
@@ -351,8 +351,6 @@ def address_key(traits: dict[str, Any]) -> str | None:
 
 
 def _fold(text: str) -> str:
-    import unicodedata
-
     folded = unicodedata.normalize("NFKD", text.casefold().replace("ß", "ss"))
     return "".join(ch for ch in folded if ch.isalnum())
 
