@@ -169,8 +169,12 @@ def test_any_worker_answers_with_state_from_the_partition_holder(cluster: Cluste
         view = cluster.pipeline.wait_for(lambda p=p: complete(p), timeout=60)
         pid = view["profile_id"]
         assert partition_for(pid.encode(), 4) in cluster.partitions_of(held_by)
-        snapshot = cluster.pipeline.profile_with("email", p["email"].lower())
-        assert snapshot is not None and snapshot["profile_id"] == pid
+        # The API reads the state the loop has written; its snapshot reaches profiles.v1
+        # with the batch's output a moment later (under exactly once, at the commit).
+        snapshot = cluster.pipeline.wait_for(
+            lambda p=p: cluster.pipeline.profile_with("email", p["email"].lower()), timeout=30
+        )
+        assert snapshot["profile_id"] == pid
         for worker in cluster.workers:  # either worker, by any identifier, typed any way
             for kind, value in [
                 ("email", p["email"].upper()),
