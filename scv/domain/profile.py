@@ -741,15 +741,17 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
             s.parts[anchor] = ProfileState.from_dict(part.to_dict(copy=False))  # one copy
         else:
             absorb(mine_part, part)
+    absorbed_ids = {a.profile_id, *a.merged_from}
     for key, entry in a.moved.items():
         pointer = s.moved.get(key)
         # The newer split wins; on a tie (one decision split this profile, then the part it
-        # sent the key to) the absorbed part's own pointer is the later one: it continues
+        # sent the key to) the absorbed side's own pointer is the later one when the tied
+        # pointer led into it (to it, or to a profile it has since merged in): it continues
         # the pointer that led to it.
         if (
             pointer is None
             or entry[1] > pointer[1]
-            or (entry[1] == pointer[1] and pointer[0] == a.profile_id)
+            or (entry[1] == pointer[1] and pointer[0] in absorbed_ids)
         ):
             s.moved[key] = list(entry)
 
