@@ -52,6 +52,18 @@ from scv.topics import TABLES, Topics
 log = logging.getLogger(__name__)
 
 
+#: Errors a group coordinator answers with while it moves (a broker restarting): transient.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
 class Stage(Protocol):
     name: str
     inputs: list[str]
@@ -516,7 +528,7 @@ class Worker:
         ]
         committed = {
             (tp.topic, tp.partition): tp.offset
-            for tp in (self.consumer.committed(stateless, 10) if stateless else [])
+            for tp in (self._committed_offsets(stateless) if stateless else [])
         }
         for tp in partitions:
             position = self.pipeline.position_of(tp.topic, tp.partition)
@@ -526,6 +538,24 @@ class Worker:
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, position))
         took = time.monotonic() - started
         log.info("rolled %d partition(s) back to their last commit in %.2fs", len(partitions), took)
+
+    def _committed_offsets(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, asked again while the broker
+        answers with a retriable error (a coordinator moving in a broker restart answers
+        NOT_COORDINATOR for a few seconds; exactly-once chaos on Apache Kafka met it)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return list(self.consumer.committed(partitions, 10))
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                transient = isinstance(error, KafkaError) and (
+                    error.retriable() or error.code() in _COORDINATOR_MOVING
+                )
+                if not transient or time.monotonic() > deadline:
+                    raise
+                log.warning("committed offsets: %s; asking again", error)
+                time.sleep(0.5)
 
     def _settle(self) -> None:
         """Store the input offsets of every batch whose output is all delivered, in order.
