@@ -10,8 +10,8 @@ household is as consistent as the graph):
 * ``\\x00m:<member>`` -> household id: the household of a person, filed under the person's
   strongest identifier when they joined (it follows the person through merges and splits);
 * ``\\x00H:<id>`` -> the household record (JSON): its shared values, its members, when it
-  was founded, how many events named only the household, and the last postal address an
-  event with a shared value stated (print mailings want one letter per household).
+  was founded, how many events named only the household, and the postal address stated
+  when it last changed (a new member or value) (print mailings want one letter per household).
 
 A person belongs to one household. A value or a person that would bring two households
 together merges them (the older id stays) unless the merged household would hold more than
@@ -163,6 +163,15 @@ def note(
     if not values:
         return change
     found = [h for h in dict.fromkeys(of_value(store, v) for v in values) if h is not None]
+    # The commonest case (a known member's order to the known address): nothing changes,
+    # and the record is not even read. Its address is the one stated when it last changed.
+    if (
+        members
+        and len(found) == 1
+        and all(of_value(store, v) == found[0] for v in values)
+        and all(of_member(store, m) == found[0] for m in members)
+    ):
+        return change
     homes = [hh for hh in (load(store, h) for h in found) if hh is not None]
     homes.sort(key=lambda hh: (float(hh.founded[0]), str(hh.founded[1]), hh.household_id))
     if homes:
