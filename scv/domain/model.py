@@ -6,6 +6,7 @@ orjson) is explicit and the pure modules never need Faust's record machinery.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,15 @@ class Resolution:
     #: A possible match (between the thresholds) for a person to decide; see
     #: ``identity.review.v1``.
     review: dict[str, Any] | None = None
+
+
+ABANDONED_CART = "abandoned_cart"
+CHURN_SAVE = "churn_save"
+
+
+def action_id(kind: str, subject: str) -> str:
+    """Deterministic idempotency key: the same cart or call always yields the same id."""
+    return "act_" + hashlib.sha1(f"{kind}:{subject}".encode()).hexdigest()[:24]
 
 
 @dataclass(slots=True)

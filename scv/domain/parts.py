@@ -29,6 +29,7 @@ from scv.domain.profile import (
     apply_event,
     new_state,
     note_activity,
+    settle_churn,
 )
 
 
@@ -153,6 +154,7 @@ def rebuild(
         if like.profile_id == pid:
             state.merged_from = list(like.merged_from)
             state.moved = {k: list(v) for k, v in like.moved.items()}
+        settle_churn(state)
     state.identifiers = identifiers_by_type(identifiers)
     return state
 
@@ -224,6 +226,7 @@ def adopt(current: ProfileState | None, adoption: Adoption) -> tuple[ProfileStat
     state.last_action_ts = dict(adoption.last_action_ts)
     state.objection = dict(adoption.objection) if adoption.objection is not None else None
     state.actions = [list(a) for a in adoption.actions]
+    settle_churn(state)
     if current is not None:
         absorb(state, current)
         state.merged_from = list(current.merged_from)

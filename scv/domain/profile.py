@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from scv.domain.model import Action, Identifier, NormalizedEvent
+from scv.domain.model import CHURN_SAVE, Action, Identifier, NormalizedEvent, action_id
 
 #: Fired action ids kept for idempotency. Actions are rare per person (one per cart, one per
 #: cancellation call), so 200 covers years of history; cooldowns are the second line.
@@ -383,6 +383,23 @@ def apply_event(
             # Keep the earliest open flag: the same rule as absorb(), so order does not matter.
             if churn is None or (ts, event.event_id) < (churn["flagged_ts"], churn["event_id"]):
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
+                settle_churn(state)
+
+
+def settle_churn(state: ProfileState) -> None:
+    """Close the churn flag if its retention offer was already made (its action id is in
+    ``fired``).
+
+    A flag is open until its offer is made; the offer clears it. The call also stays in the
+    partial state of its anchor, so a rebuild (split, adoption) or a merge with a part that
+    saw the call folds the flag back in; so does a redelivered call. Without this rule the
+    flag would stay open until the person's next fresh visit found the offer a duplicate,
+    and whether that visit was still fresh depends on processing speed: the same events gave
+    another profile after a broker restart (exactly-once chaos on Apache Kafka).
+    """
+    churn = state.churn
+    if churn is not None and action_id(CHURN_SAVE, str(churn["event_id"])) in state.fired:
+        state.churn = None
 
 
 def note_activity(part: ProfileState, event: NormalizedEvent) -> None:
@@ -760,6 +777,7 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     if a.actions:
         s.actions = merge_actions(s.actions, a.actions)
     s.fired = merge_fired(s.fired, a.fired)
+    settle_churn(s)
     for kind, t in a.last_action_ts.items():
         if t > s.last_action_ts.get(kind, float("-inf")):
             s.last_action_ts[kind] = t

@@ -14,15 +14,11 @@ churn flag to another profile, the id stays the same and the unioned ``fired`` l
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from scv.domain.model import Action, NormalizedEvent
+from scv.domain.model import ABANDONED_CART, CHURN_SAVE, Action, NormalizedEvent, action_id
 from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, VISIT_TYPES, ProfileState, objected
-
-ABANDONED_CART = "abandoned_cart"
-CHURN_SAVE = "churn_save"
 
 #: Why an action was not emitted; the stage counts these in metrics.
 DUPLICATE = "duplicate"  # already fired (replay, redelivery, or fired before a merge)
@@ -71,11 +67,6 @@ class Suppressed:
     type: str
     reason: str
     subject: str
-
-
-def action_id(kind: str, subject: str) -> str:
-    """Deterministic idempotency key: the same cart or call always yields the same id."""
-    return "act_" + hashlib.sha1(f"{kind}:{subject}".encode()).hexdigest()[:24]
 
 
 def has_consent(state: ProfileState, purpose: str) -> bool:

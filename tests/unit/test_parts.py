@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from test_profile import events as profile_events
 
 from scv.domain.governance import Rules
-from scv.domain.model import Identifier, NormalizedEvent, ident_key
+from scv.domain.model import CHURN_SAVE, Identifier, NormalizedEvent, action_id, ident_key
 from scv.domain.parts import Adoption, adopt, file_event, rebuild, reroute, split_state
 from scv.domain.profile import ProfileState, absorb, apply_event, new_state, snapshot
 
@@ -447,6 +447,44 @@ def test_rebuild_takes_bookkeeping_from_like() -> None:
     assert (other.fired, other.merged_from, other.moved) == (["a1"], [], {})
     empty = rebuild("p3", {}, [], like=state)
     assert empty.created_ts == 100.0 and empty.event_count == 0
+
+
+def _cancel_call(event_id: str = "ann-cancel") -> NormalizedEvent:
+    return ev(
+        "callcenter",
+        "call",
+        110.0,
+        [ANN],
+        payload={"disposition": {"code": "cancel", "cancel_intent": True}},
+        event_id=event_id,
+    )
+
+
+def test_a_churn_offer_already_made_stays_made_through_rebuild_adoption_and_merge() -> None:
+    """The call stays in its anchor's partial after the offer cleared the whole's flag;
+    folding the partials back (a split, an adoption, a merge) must not reopen it. Found by
+    exactly-once chaos on Apache Kafka: the flag came back after a rebuild, and only a
+    visit fresh enough to find the offer a duplicate closed it again."""
+    state = new_state("p1", 100.0)
+    file(state, _cancel_call())
+    assert state.churn is not None and state.parts[ident_key(ANN)].churn is not None
+    state.fired, state.churn = [action_id(CHURN_SAVE, "ann-cancel")], None  # the offer
+
+    assert rebuild("p1", state.parts, ANN_KEYS, like=state).churn is None
+    kept, [adoption] = split_state(state, {"p1": [], "p2": ANN_KEYS}, [])
+    assert kept is not None and kept.churn is None
+    assert adopt(None, adoption)[0].churn is None
+
+    other = new_state("p9", 100.0)  # a profile that also saw the call, merged in
+    file(other, _cancel_call())
+    for survivor, absorbed in ((copy(state), other), (copy(other), state)):
+        absorb(survivor, absorbed)
+        assert survivor.churn is None
+
+    file(state, _cancel_call())  # a redelivered call
+    assert state.churn is None
+    file(state, _cancel_call("ann-cancel-2"))  # a new call is a new intent
+    assert state.churn is not None and state.churn["event_id"] == "ann-cancel-2"
 
 
 def test_a_merge_decided_after_the_split_brings_moved_identifiers_back() -> None:
