@@ -185,8 +185,12 @@ class Killer:
         """The restore times worker ``i`` logged in its current life."""
         return [float(m) for m in _RESTORED_IN.findall(self._since_start(i))]
 
-    def wait_restoring(self, i: int, timeout: float = 60.0) -> None:
-        """Until worker ``i``'s log says a restore has started since its last start."""
+    def wait_restoring(self, i: int, timeout: float = 180.0) -> None:
+        """Until worker ``i``'s log says a restore has started since its last start.
+
+        As long as :meth:`wait_ready` allows: while brokers are being killed too, the
+        restarted worker may first wait 20 s for its ACL check and then for the group's
+        coordinator to move (measured: more than 60 s on a 3-node Apache Kafka)."""
         proc = self.procs[i]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
