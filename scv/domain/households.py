@@ -247,6 +247,29 @@ def _absorb(store: GraphStore, home: Household, other: Household, change: Househ
     change.gone.append(other.household_id)
 
 
+def move_member(store: GraphStore, old: str, new: str) -> HouseholdChange:
+    """A person's member key ``old`` became a shared value (their family email, found to
+    be the household's): they stay a member under ``new``, their profile's own key. If
+    ``new`` is already a member somewhere, ``old`` just goes (one household per person)."""
+    change = HouseholdChange()
+    hid = of_member(store, old)
+    if hid is None or old == new:
+        return change
+    store.del_owner(MEMBER_PREFIX + old)
+    home = load(store, hid)
+    if home is None:
+        return change
+    members = [m for m in home.members if m != old]
+    if of_member(store, new) is None and new not in members:
+        members.append(new)
+        store.set_owner(MEMBER_PREFIX + new, hid)
+        change.joined[new] = hid
+    home.members = members
+    save(store, home)
+    _changed(change, home)
+    return change
+
+
 def forget_member(store: GraphStore, keys: Iterable[str]) -> tuple[HouseholdChange, list[str]]:
     """Take erased identifier ``keys`` out of their households. A household left with
     nobody goes altogether (its shared values and address were only its members' data).

@@ -37,6 +37,7 @@ from scv.domain.model import (
     MergeEvent,
     NormalizedEvent,
     Resolution,
+    Split,
     ident_key,
     parse_ident,
 )
@@ -751,6 +752,7 @@ def _find_generic(
         return
     split.households = households
     res.splits.append(split)
+    _keep_members(node, split, shared, store, rules, res)
     res.generic += [k for k in shared if k not in households]
     res.households += households
     for key in households:  # the people it tied are its household's first members
@@ -767,6 +769,26 @@ def _find_generic(
         if part is not None:
             home = rehome and owner == res.profile_id
             _find_generic(part, {key: None}, event, store, rules, res, rehome=home)
+
+
+def _keep_members(
+    node: ProfileNode,
+    split: Split,
+    shared: list[str],
+    store: GraphStore,
+    rules: Rules,
+    res: Resolution,
+) -> None:
+    """A value found shared may have been the key ``node``'s person was a household member
+    under (their household's family email): the member stays, under a key of the part that
+    kept the profile (else the first part)."""
+    for key in shared:
+        if households_mod.of_member(store, key) is None:
+            continue
+        owner = node.profile_id if node.profile_id in split.parts else next(iter(split.parts), None)
+        new = _member_key(store, owner, rules)
+        if new is not None:
+            _record(res, households_mod.move_member(store, key, new))
 
 
 def _neighbours(node: ProfileNode, key: str) -> list[str]:

@@ -12,7 +12,6 @@ Pure module: no Faust, no Kafka.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from rapidfuzz.distance import OSA
 
@@ -142,11 +141,18 @@ def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:
             parent[find(a)] = find(b)
     inside = set(node.keys())
     touched = {find(n) for n in neighbours if n in inside}
+    # A value with links into one group only is a pendant on it: without it the group is
+    # still one, so whoever that group holds is held by something else (a family email the
+    # group was joined by), not by this value. Only its own neighbours are its evidence.
+    tied = (
+        {k for k in inside if k != key and find(k) in touched}
+        if len(touched) > 1
+        else neighbours & inside
+    )
     counts: dict[str, int] = {}  # per type: values in the groups tied, and refused ones
-    for k in inside:
-        if k != key and find(k) in touched:
-            kind = k.partition(":")[0]
-            counts[kind] = counts.get(kind, 0) + 1
+    for k in tied:
+        kind = k.partition(":")[0]
+        counts[kind] = counts.get(kind, 0) + 1
     for k in neighbours - inside:
         kind = k.partition(":")[0]
         counts[kind] = counts.get(kind, 0) + 1
@@ -154,9 +160,8 @@ def people_tied_by(node: ProfileNode, key: str, rules: Rules) -> int:
         (-(-n // rules.rule(kind).max_per_profile) for kind, n in counts.items()), default=0
     )
     strength = rules.rule(key.partition(":")[0]).priority
-    return max(
-        least, stated_with(neighbours, strength, rules), _named(node, key, inside, touched, find)
-    )
+    named = _named(node, key, tied if len(touched) > 1 else ())  # a pendant: its own names
+    return max(least, stated_with(neighbours, strength, rules), named)
 
 
 def stated_with(neighbours: Iterable[str], strength: int, rules: Rules) -> int:
@@ -172,16 +177,14 @@ def stated_with(neighbours: Iterable[str], strength: int, rules: Rules) -> int:
     return max((-(-n // STRONG_PER_PERSON) for n in counts.values()), default=0)
 
 
-def _named(node: ProfileNode, key: str, inside: set[str], touched: set[str], find: Any) -> int:
-    """People by first name: the names stated on the value's own events and in the groups
-    it ties."""
+def _named(node: ProfileNode, key: str, tied: Iterable[str]) -> int:
+    """People by first name: the names stated on the value's own events and on the
+    identifiers it ties."""
     if not node.names:
         return 0
-    # Names: the key's own events and the groups it ties, by first name stated.
     stated = list(node.names.get(key, ()))
-    for k in inside:
-        if k != key and find(k) in touched:
-            stated += node.names.get(k, ())
+    for k in tied:
+        stated += node.names.get(k, ())
     return name_count(stated)
 
 

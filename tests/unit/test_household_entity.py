@@ -15,6 +15,7 @@ from scv.domain.resolver import resolve
 RULES = Rules.default()
 LANDLINE = ("phone", "+49304418273")
 FAMILY = ("email", "familie.brandt@web.de")
+JAN = ("phone", "+493518112565")
 
 
 def ev(eid: str, ts: float, *idents: Identifier, **traits: object) -> NormalizedEvent:
@@ -67,6 +68,31 @@ def test_one_surname_at_one_address_is_a_household_and_a_neighbour_is_not() -> N
     assert one is not None and two is not None and one["household_id"] == two["household_id"]
     assert one["address"] == address and one["identifiers"] == {}
     assert three is None or three["household_id"] != one["household_id"]
+
+
+def test_a_guest_order_on_the_family_email_keeps_its_phone_and_its_household() -> None:
+    """From the realistic profile (seed 7): Jan orders with the family email, his own
+    phone and the family's address (he joins its household under the email, his profile's
+    strongest key); then a daughter orders as a guest with the family email and her own
+    mobile, to the same address. The email is the household's. Her mobile hangs on the
+    email alone: it ties nobody (Jan's name on the email's other events is not evidence
+    about the mobile) and stays hers. The household keeps Jan, now under his phone, and
+    has her as a member under her mobile."""
+    store = DictStore()
+    address = {"street": "Hauptstraße 67", "postcode": "01121", "city": "Dresden"}
+    mobile = ("phone", "+491636207509")
+    named = {"last_name": "Ludwig", "address": address}
+    jan = resolve(ev("j", 1.0, FAMILY, JAN, first_name="Jan", **named), store, RULES)
+    lena = resolve(ev("g", 2.0, FAMILY, mobile, first_name="Lena", **named), store, RULES)
+    assert store.owners["email:familie.brandt@web.de"] == HOUSEHOLD
+    kid = store.owners["phone:+491636207509"]
+    assert kid not in (GENERIC, HOUSEHOLD) and kid == lena.profile_id
+    assert store.owners["phone:+493518112565"] == jan.profile_id != kid
+    assert households.of_member(store, "email:familie.brandt@web.de") is None
+    views = [households.view_for(store, store.nodes[p].keys()) for p in (jan.profile_id, kid)]
+    assert [v and v["member_as"] for v in views] == ["phone:+493518112565", "phone:+491636207509"]
+    assert views[0] is not None and views[1] is not None
+    assert views[0]["household_id"] == views[1]["household_id"]
 
 
 def test_a_value_tying_more_people_than_a_household_holds_becomes_generic() -> None:
