@@ -134,6 +134,7 @@ def score(events: list[DemoEvent], settings: Settings) -> dict[str, Any]:
         "placeholders_on_profiles": len(
             placeholder_keys(events, settings.default_region) & owner.keys()
         ),
+        "if_anonymous_unattached": anonymous_bound(events, truth, assigned, profiles, settings),
         "_profiles": profiles,
         "_households": homes,
         "_assigned": assigned,
@@ -162,6 +163,46 @@ def household_figures(
     if not scores["true_pairs"]:  # traffic without households (the default demo): no figure
         return {"household_precision": None, "household_recall": None, "household_f1": None}
     return {k: v for k, v in scores.items() if k.startswith("household_")}
+
+
+#: Identifier types that name a device, not a person: an event with no others is anonymous.
+DEVICE_TYPES = ("anonymous_id", "device_id")
+
+
+def anonymous_bound(
+    events: list[DemoEvent],
+    truth: dict[str, str],
+    assigned: dict[str, str],
+    profiles: dict[bytes, Any],
+    settings: Settings,
+) -> dict[str, dict[str, float]]:
+    """What refusing to guess who was on a device would buy: pairwise precision and recall
+    of this run with the events that name only a device (a browser cookie, an app install)
+    left unattached, all of them (``all``) or those that landed on a household member's
+    profile (``household_members``). A family tablet that only one member logs in on is,
+    in the events, a personal device; these figures measure what telling them apart by
+    refusing would cost, since nothing in the events can."""
+    from scv.connectors.demo import identifiers_of
+
+    anonymous = set()
+    for ev in events:
+        if ev.event_id in truth and not ev.malformed:
+            kinds = {
+                key.partition(":")[0] for _, key in identifiers_of(ev, settings.default_region)
+            }
+            if kinds and kinds <= set(DEVICE_TYPES):
+                anonymous.add(ev.event_id)
+
+    def at_home(pid: str) -> bool:
+        view = profiles.get(pid.encode())
+        return isinstance(view, dict) and view.get("household_id") is not None
+
+    def scores(drop: Any) -> dict[str, float]:
+        kept = {e: p for e, p in assigned.items() if not (e in anonymous and drop(p))}
+        got = pairwise_scores(truth, kept)
+        return {k: round(got[f"pairwise_{k}"], 6) for k in ("precision", "recall")}
+
+    return {"all": scores(lambda _: True), "household_members": scores(at_home)}
 
 
 def homes_truth(events: list[DemoEvent]) -> dict[str, str | None]:

@@ -30,9 +30,19 @@ def test_people_are_not_fused_and_recall_is_at_the_ceiling(realistic: dict[str, 
     assert realistic["pairwise_recall"] >= ceiling - 0.01
 
 
+def test_refusing_to_guess_on_devices_is_no_way_to_precision(realistic: dict[str, Any]) -> None:
+    """What stands between this run's precision and 0.995 is a family tablet only one
+    member logs in on (docs/identity-graph.md, "Measured"). Leaving every device-only event
+    unattached (all a resolver could do about it) would lose most of the recall."""
+    bound = realistic["if_anonymous_unattached"]
+    ceiling = realistic["linkability"]["max_pairwise_recall_personal"]
+    assert bound["all"]["recall"] < ceiling / 2
+    assert bound["household_members"]["recall"] < ceiling - 0.1
+
+
 def test_households_found_are_households(realistic: dict[str, Any]) -> None:
     assert realistic["household_precision"] >= 0.98
-    assert realistic["household_recall"] >= 0.535  # ceiling of what the traffic shows: 0.776
+    assert realistic["household_recall"] >= 0.545  # ceiling of what the traffic shows: 0.776
 
 
 def test_the_default_demo_is_unchanged() -> None:
