@@ -85,6 +85,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_activation(args: argparse.Namespace) -> int:
+    """The activation layer's Faust worker (``faust -A scv.activation.app worker`` does the
+    same); a bad programme file stops it with one line naming the file and line."""
+    settings = get_settings()
+    try:
+        from scv.activation.programmes import load_programmes
+
+        load_programmes(settings.programmes_path)
+    except ValueError as exc:
+        print(f"scv activation: {exc}", file=sys.stderr)
+        return 2
+    from scv.activation.app import app
+
+    # Faust reads its command line from sys.argv; its own web server stays off (scv's
+    # probes and metrics are served by the app itself, no page that dumps tables).
+    sys.argv = ["scv activation", "worker", "--loglevel", settings.log_level, "--without-web"]
+    app.main()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from scv.demo import run_demo, run_demo_offline
 
@@ -546,6 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
+        "activation",
+        help="run the activation layer (lifecycle programmes, a Faust worker) against "
+        "SCV_BOOTSTRAP_SERVERS",
+    )
+    p.set_defaults(func=cmd_activation)
+
+    p = sub.add_parser(
         "demo", help="run broker, worker(s) and demo traffic to completion; print a summary"
     )
     p.add_argument("--events", type=int, default=20000)
@@ -904,7 +931,7 @@ def settings_error(exc: ValidationError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "worker":
+    if args.command not in ("worker", "activation"):
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )

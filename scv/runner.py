@@ -152,6 +152,17 @@ class WorkerProcess(Subprocess):
             return str(resp.read().decode())
 
 
+class ActivationProcess(WorkerProcess):
+    """One ``scv activation`` subprocess (the activation layer's Faust worker)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, "activation"]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.activation_web_port}"
+
+
 def _end_offsets(
     consumer: Consumer, topics: Iterable[str], timeout: float = 10.0
 ) -> list[TopicPartition]:

@@ -266,6 +266,16 @@ class Settings(BaseSettings):
         "later than this after the call clears the flag, suppressed as expired. 0 = no limit.",
     )
 
+    # --- Activation layer (scv activation) -------------------------------------------------
+    programmes_path: Path | None = Field(
+        None,
+        description="YAML file of the activation layer's programmes; the built-in ones "
+        "(scv/activation/programmes.default.yaml) if unset. Checked at start-up.",
+    )
+    activation_web_port: int = Field(
+        6067, description="HTTP port of `scv activation` (/livez, /readyz, /metrics)."
+    )
+
     # --- Local broker --------------------------------------------------------------------
     broker: Literal["tansu", "kafka"] = Field(
         "tansu",

@@ -57,7 +57,11 @@ def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def routes(settings: Settings, worker: Worker) -> web.Application:
+def probes(settings: Settings, is_ready: Callable[[], bool]) -> web.Application:
+    """``/livez``, ``/readyz`` (``is_ready``: partitions held, state restored) and
+    ``/metrics``, behind the token check: what every scv process serves, the core's worker
+    and the activation worker alike."""
+
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -71,12 +75,20 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
         return _json({"live": True})
 
     async def readyz(request: web.Request) -> web.Response:
-        """Ready once the worker holds its partitions, their state restored."""
-        ready = worker.ready.is_set()
+        ready = is_ready()
         return _json({"ready": ready}, status=200 if ready else 503)
 
     async def metrics_page(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+def routes(settings: Settings, worker: Worker) -> web.Application:
+    app = probes(settings, worker.ready.is_set)
 
     async def explain_page(request: web.Request) -> web.Response:
         """Why each identifier belongs to the profile (JSON; ``?format=text`` for prose).
@@ -106,9 +118,6 @@ def routes(settings: Settings, worker: Worker) -> web.Application:
             return web.Response(text=render_text(expl) + "\n")
         return _json(expl)
 
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/profiles/{profile_id}/explain", explain_page)
     from scv.streams.api import add_profile_api  # it imports authorized() from here
 
@@ -157,13 +166,17 @@ class WebServer:
 
 
 def start_web(settings: Settings, worker: Worker) -> WebServer:
+    warn_if_open(settings)
+    return WebServer(settings, routes(settings, worker)).start()
+
+
+def warn_if_open(settings: Settings) -> None:
     if settings.api_token is None and not _loopback(settings.web_host):
         log.warning(
             "SCV_API_TOKEN is unset and the HTTP port listens on %s: /metrics and "
             "/profiles/{id}/explain answer anyone who can reach it",
             settings.web_host,
         )
-    return WebServer(settings, routes(settings, worker)).start()
 
 
 def _loopback(host: str) -> bool:

@@ -1,0 +1,154 @@
+"""The activation layer's Faust application: two agents between ``profiles.v1`` and ``actions.v1``.
+
+``decide`` reads every profile change (keyed by profile id), keeps a small memory per profile
+in a RocksDB table with a changelog (the facts it saw last, recent sends for the caps) and
+sends what the programmes earn (:func:`scv.activation.decide.decide`) to an internal topic
+keyed by **action id**. ``gate`` reads that topic, so every decision about one subject (one
+customer's welcome, one order's cross-sell) reaches the same partition whichever profile it
+came from, and sends an action id to ``actions.v1`` only the first time (a table of sent
+ids): a merge that makes a fact change again on the surviving profile, or a redelivery after
+a crash, repeats an id and is dropped there.
+
+Both agents run with concurrency 1 (faust-streaming issue #606: above 1 a commit can pass a
+message still in flight). Faust's own web pages are off (they can dump tables); the worker
+serves ``/livez``, ``/readyz`` and ``/metrics`` on ``SCV_ACTIVATION_WEB_PORT`` with scv's
+token check. Kafka connection and security come from the same ``SCV_*`` settings as the
+core's workers (:func:`scv.kafka.faust_broker_kwargs`).
+
+Run it as ``scv activation`` or ``faust -A scv.activation.app worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import Counter
+
+from scv.activation.decide import DUPLICATE, Memory, decide
+from scv.activation.programmes import load_programmes
+from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
+from scv.settings import Settings
+from scv.streams.web import WebServer, probes, warn_if_open
+from scv.topics import Topics
+
+log = logging.getLogger(__name__)
+
+#: The internal topic between the agents, keyed by action id (created by the worker).
+DECISIONS = "activation.decisions.v1"
+
+ACTIONS = Counter("scv_activation_actions_total", "Programme actions sent.", ["programme"])
+SKIPPED = Counter(
+    "scv_activation_skipped_total",
+    "Programme triggers that sent nothing, by reason.",
+    ["programme", "reason"],
+)
+CHANGES = Counter("scv_activation_profile_changes_total", "Profile snapshots judged.")
+
+
+class Activation:
+    """The Faust app and its topics, tables and agents for ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rules = load_programmes(settings.programmes_path)
+        topics = Topics(settings)
+        set_fetch_max_wait(settings.fetch_max_wait_ms)
+        partitions = settings.stage_partitions
+        self.app = faust.App(
+            f"{settings.app_id}-activation",
+            autodiscover=False,
+            store=settings.store,
+            datadir=str(settings.data_dir / "activation"),
+            topic_partitions=partitions,
+            web_enabled=False,
+            topic_allow_declare=True,
+            # bytes in and out everywhere: orjson does the JSON, as in the core
+            key_serializer="raw",
+            value_serializer="raw",
+            **faust_broker_kwargs(settings),
+        )
+
+        def topic(name: str, internal: bool = False) -> Any:
+            return self.app.topic(
+                name, key_type=bytes, value_type=bytes, partitions=partitions, internal=internal
+            )
+
+        def table(name: str) -> Any:
+            return self.app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
+
+        self.profiles = topic(topics.profiles)
+        self.actions = topic(topics.actions)
+        self.decisions = topic(settings.topic(DECISIONS), internal=True)
+        self.memory = table("activation-memory")
+        self.sent = table("activation-sent")
+        #: the newest event time seen (``max_lag_s`` is measured against it); kept in memory:
+        #: after a restart it starts again from the first change read
+        self.stream_ts = 0.0
+        self.app.agent(self.profiles, name="decide", concurrency=1)(self._decide)
+        self.app.agent(self.decisions, name="gate", concurrency=1)(self._gate)
+        self.web: WebServer | None = None
+        self.app.task(self._serve)
+
+    async def _serve(self) -> None:
+        """scv's probes and metrics on ``SCV_ACTIVATION_WEB_PORT`` (a thread of its own)."""
+        settings = self.settings.model_copy(update={"web_port": self.settings.activation_web_port})
+        warn_if_open(settings)
+        self.web = WebServer(settings, probes(settings, self.is_ready)).start()
+
+    async def _decide(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self.on_profile(event.key, event.value)
+
+    async def on_profile(self, key: bytes | None, value: bytes | None) -> None:
+        """One ``profiles.v1`` record: a snapshot to judge, or a tombstone (the profile was
+        merged away or erased: its memory goes too)."""
+        if key is None:
+            return
+        if value is None:
+            self.memory.pop(key, None)
+            return
+        snapshot = orjson.loads(value)
+        CHANGES.inc()
+        stored = self.memory.get(key)
+        memory = Memory.from_dict(orjson.loads(stored) if stored else None)
+        self.stream_ts = max(self.stream_ts, float(snapshot.get("updated_ts") or 0.0))
+        decision = decide(memory, snapshot, self.rules, self.stream_ts, time.time())
+        self.memory[key] = orjson.dumps(memory.to_dict())
+        for skipped in decision.skipped:
+            SKIPPED.labels(skipped.programme, skipped.reason).inc()
+        for action in decision.actions:
+            await self.decisions.send(
+                key=action.action_id.encode(), value=orjson.dumps(action.to_dict())
+            )
+
+    async def _gate(self, stream: Any) -> None:
+        async for key, value in stream.items():
+            await self.on_decision(key, value)
+
+    async def on_decision(self, key: bytes, value: bytes) -> None:
+        """Send an action the first time its id comes by."""
+        action = orjson.loads(value)
+        if key in self.sent:
+            SKIPPED.labels(action["type"], DUPLICATE).inc()
+            return
+        self.sent[key] = orjson.dumps(action["created_at"])
+        ACTIONS.labels(action["type"]).inc()
+        await self.actions.send(key=action["profile_id"].encode(), value=value)
+
+    def is_ready(self) -> bool:
+        """Group joined, tables recovered, no rebalance in progress."""
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
+        return bool(recovery.completed.is_set() and not self.app.rebalancing)
+
+
+def build(settings: Settings | None = None) -> Activation:
+    return Activation(settings or Settings())
+
+
+activation = build()
+#: what ``faust -A scv.activation.app worker`` looks for
+app = activation.app
