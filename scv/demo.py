@@ -25,7 +25,14 @@ from scv.brokers import free_port, local_broker
 from scv.connectors.demo import DemoEvent, generate, linkability
 from scv.connectors.truth import pairwise_scores
 from scv.kafka import source_producer_config
-from scv.runner import DrainTimeout, WorkerProcess, latest_by_key, read_topic, wait_drained
+from scv.runner import (
+    ActivationProcess,
+    DrainTimeout,
+    WorkerProcess,
+    latest_by_key,
+    read_topic,
+    wait_drained,
+)
 from scv.settings import Settings
 from scv.topics import Topics, create_topics
 
@@ -150,12 +157,14 @@ def local_pipeline(
     settings: dict[str, Any] | None = None,
     work_dir: Path | None = None,
     per_worker: Sequence[dict[str, Any]] = (),
+    activation: bool = False,
 ) -> Iterator[tuple[Settings, list[WorkerProcess], Path]]:
     """Broker (unless ``bootstrap``), fresh topics and ``workers`` ready ``scv worker``
     processes; yields (settings, workers, work dir) and stops them all on exit.
 
     ``settings`` overrides worker settings; each worker gets its own state dir and web port,
-    and worker ``i`` the overrides ``per_worker[i]`` (e.g. the stages it runs). A drain that
+    and worker ``i`` the overrides ``per_worker[i]`` (e.g. the stages it runs). With
+    ``activation`` an ``scv activation`` worker runs too, last in the list. A drain that
     gives up inside (:class:`~scv.runner.DrainTimeout`) names the workers' log files.
     """
     started = time.time()
@@ -184,6 +193,12 @@ def local_pipeline(
             )
             procs.append(WorkerProcess(s, work / f"worker{i}.log").start())
             stack.callback(procs[-1].stop)
+        if activation:
+            s = base.model_copy(
+                update={"data_dir": work / "activation", "activation_web_port": free_port()}
+            )
+            procs.append(ActivationProcess(s, work / "activation.log").start())
+            stack.callback(procs[-1].stop)
         for proc in procs:
             proc.wait_ready(120)
         try:
@@ -203,18 +218,26 @@ def run_pipeline(
     settings: dict[str, Any] | None = None,
     work_dir: Path | None = None,
     timeout: float = 600.0,
+    activation: bool = False,
 ) -> dict[str, Any]:
     """Run ``events`` through a :func:`local_pipeline` to completion and return the summary
     scored against the events' ``person_id``.
 
     With a ``cart_window_s``, open carts are waited out so that their actions are counted
     (None: the default window, not waited for). Each worker's matcher figures, read from its
-    ``/metrics`` before it stops, are under ``matcher``.
+    ``/metrics`` before it stops, are under ``matcher``. With ``activation`` the activation
+    layer runs too and is drained as well; its programmes' actions are counted with the
+    core's under ``actions`` (by type) and ``duplicate_actions``.
     """
     started = time.time()
     overrides = {**({"cart_window_s": cart_window_s} if cart_window_s else {}), **(settings or {})}
     with local_pipeline(
-        name, workers=workers, bootstrap=bootstrap, settings=overrides, work_dir=work_dir
+        name,
+        workers=workers,
+        bootstrap=bootstrap,
+        settings=overrides,
+        work_dir=work_dir,
+        activation=activation,
     ) as (base, procs, _):
         ready_at = time.time()
         truth: dict[str, str] = {}
@@ -236,9 +259,15 @@ def run_pipeline(
             # Carts still open fire after their window: wait it out, then drain the ticks.
             time.sleep(max(0.0, cart_window_s + 2 * base.cart_check_interval_s))
             wait_drained(base, inputs, timeout)
+        if activation:
+            drain_activation(base, timeout)
         summary = summarize(base, truth, count, homes)
         if base.matching:
-            summary["matcher"] = [matcher_figures(proc.metrics()) for proc in procs]
+            summary["matcher"] = [
+                matcher_figures(proc.metrics())
+                for proc in procs
+                if not isinstance(proc, ActivationProcess)
+            ]
     return summary | {
         "malformed_in": malformed,
         "seconds": round(time.time() - started, 2),
@@ -246,6 +275,16 @@ def run_pipeline(
         "events_per_second": round(count / max(drained_at - ready_at, 1e-9), 1),
         "workers": workers,
     }
+
+
+def drain_activation(settings: Settings, timeout: float) -> None:
+    """Until the activation layer's group has committed everything on ``profiles.v1`` and
+    on its own decisions topic (both its agents are done)."""
+    from scv.activation.app import DECISIONS
+
+    group = settings.model_copy(update={"app_id": f"{settings.app_id}-activation"})
+    topics = [Topics(settings).profiles, settings.topic(DECISIONS)]
+    wait_drained(group, topics, timeout, settle=3.0)
 
 
 def matcher_figures(metrics_text: str) -> dict[str, Any]:
@@ -325,6 +364,7 @@ def run_demo(
         settings=settings,
         work_dir=work_dir,
         timeout=timeout,
+        activation=True,
     )
     again = generate(events, seed, households=households, profile=profile)
     return _with_ceiling(

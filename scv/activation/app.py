@@ -58,11 +58,13 @@ class Activation:
         topics = Topics(settings)
         set_fetch_max_wait(settings.fetch_max_wait_ms)
         partitions = settings.stage_partitions
+        datadir = settings.data_dir / "activation"
+        datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
         self.app = faust.App(
             f"{settings.app_id}-activation",
             autodiscover=False,
             store=settings.store,
-            datadir=str(settings.data_dir / "activation"),
+            datadir=str(datadir),
             topic_partitions=partitions,
             web_enabled=False,
             topic_allow_declare=True,
