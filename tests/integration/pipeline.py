@@ -41,6 +41,30 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def web_event(etype: str, cookie: str, **fields: Any) -> dict[str, Any]:
+    """A ``raw.web.v1`` event of type ``etype`` on browser ``cookie``, in a session of its own."""
+    return {
+        "event_id": uid("web"),
+        "timestamp": now_iso(),
+        "type": etype,
+        "anonymous_id": cookie,
+        "session_id": uid("sess"),
+        **fields,
+    }
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url``: (status, body), an error status included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), bytes(err.read())
+
+
 class Pipeline:
     def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
         self.settings = settings
@@ -110,14 +134,7 @@ class Pipeline:
 
     def get(self, path: str) -> tuple[int, bytes]:
         """GET on the worker's HTTP port: (status, body)."""
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(self.worker.url + path, timeout=5) as resp:
-                return int(resp.status), bytes(resp.read())
-        except urllib.error.HTTPError as err:
-            return int(err.code), bytes(err.read())
+        return http_get(self.worker.url + path)
 
     def close(self) -> None:
         """Flush and drop the producer while the broker is still up (else librdkafka logs

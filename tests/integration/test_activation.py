@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline import Pipeline, now_iso, uid
+from pipeline import Pipeline, http_get, now_iso, uid
+from pipeline import web_event as web
 
 from scv.brokers import free_port
 from scv.domain.model import action_id
@@ -34,17 +35,6 @@ def activation(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> 
         yield worker
     finally:
         worker.stop()
-
-
-def web(etype: str, cookie: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": uid("web"),
-        "timestamp": now_iso(),
-        "type": etype,
-        "anonymous_id": cookie,
-        "session_id": uid("sess"),
-        **fields,
-    }
 
 
 def order(email: str, total: float) -> dict[str, Any]:
@@ -131,11 +121,4 @@ def test_the_activation_worker_serves_probes_and_metrics_but_no_tables(
 
 
 def activation_get(worker: ActivationProcess, path: str) -> tuple[int, bytes]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(worker.url + path, timeout=5) as resp:
-            return int(resp.status), bytes(resp.read())
-    except urllib.error.HTTPError as err:
-        return int(err.code), bytes(err.read())
+    return http_get(worker.url + path)

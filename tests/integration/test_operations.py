@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
-from pipeline import Pipeline, now_iso, uid
+from pipeline import Pipeline, uid
+from pipeline import web_event as web
 from prometheus_client.parser import text_string_to_metric_families
 
 from scv.brokers import Broker
@@ -60,17 +61,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of ``name`` over every series whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, lb), v in samples.items() if n == name and want <= set(lb))
-
-
-def web(etype: str, cookie: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": uid("web"),
-        "timestamp": now_iso(),
-        "type": etype,
-        "anonymous_id": cookie,
-        "session_id": uid("s"),
-        **fields,
-    }
 
 
 def scv(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from conftest import CART_WINDOW_S
 from pipeline import Pipeline, now_iso, uid
+from pipeline import web_event as web
 from prometheus_client.parser import text_string_to_metric_families
 
 from scv.schemas import validator
@@ -38,17 +39,6 @@ def phone() -> tuple[str, str]:
     n = next(_phones)
     SENT_PII.extend([f"+447700900{n}", f"7700900{n}", f"07700 900{n}"])
     return f"07700 900{n}", f"+447700900{n}"
-
-
-def web(etype: str, anonymous_id: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": uid("web"),
-        "timestamp": now_iso(),
-        "type": etype,
-        "anonymous_id": anonymous_id,
-        "session_id": uid("sess"),
-        **fields,
-    }
 
 
 def order(**fields: Any) -> dict[str, Any]:
