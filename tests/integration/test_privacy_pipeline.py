@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pipeline import Pipeline, now_iso, uid
+from pipeline import Pipeline, now_iso, uid, web_event
 
 from scv.brokers import free_port
 from scv.runner import WorkerProcess, read_topic
@@ -20,14 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def web(cookie: str, etype: str = "page_view", **fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": uid("web"),
-        "timestamp": now_iso(),
-        "type": etype,
-        "anonymous_id": cookie,
-        "session_id": uid("sess"),
-        **fields,
-    }
+    return web_event(etype, cookie, **fields)
 
 
 def cart(cookie: str, cart_id: str, **fields: Any) -> dict[str, Any]:
