@@ -42,6 +42,8 @@ MERGES = "profiles.merges.v1"
 #: Households (compacted, keyed by household id): members, shared values, address.
 HOUSEHOLDS = "households.v1"
 ACTIONS = "actions.v1"
+#: Live audiences (the activation layer): a profile entering or leaving, keyed by profile id.
+AUDIENCES = "audiences.v1"
 REVIEW = "identity.review.v1"
 #: Audit trail (erasures, input dropped by the suppression list, hand-over storms): no
 #: personal data.
@@ -136,6 +138,10 @@ class Topics:
         return self._settings.topic(ACTIONS)
 
     @property
+    def audiences(self) -> str:
+        return self._settings.topic(AUDIENCES)
+
+    @property
     def audit(self) -> str:
         return self._settings.topic(AUDIT)
 
@@ -189,6 +195,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.merges, stage_n, partitions_setting=stage_env),
         TopicSpec(names.households, stage_n, compacted=True, partitions_setting=stage_env),
         TopicSpec(names.actions, stage_n, partitions_setting=stage_env),
+        TopicSpec(names.audiences, stage_n, partitions_setting=stage_env),
         TopicSpec(names.review, stage_n, partitions_setting=stage_env),
         # One partition: the audit trail reads in the order things were done.
         TopicSpec(names.audit, 1),

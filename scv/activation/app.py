@@ -28,7 +28,7 @@ import faust
 import orjson
 from prometheus_client import Counter
 
-from scv.activation.decide import DUPLICATE, Memory, decide
+from scv.activation.decide import DUPLICATE, Memory, decide, forget
 from scv.activation.programmes import load_programmes
 from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
 from scv.settings import Settings
@@ -47,6 +47,11 @@ SKIPPED = Counter(
     ["programme", "reason"],
 )
 CHANGES = Counter("scv_activation_profile_changes_total", "Profile snapshots judged.")
+AUDIENCE_MOVES = Counter(
+    "scv_activation_audience_changes_total",
+    "Profiles entering or leaving a live audience.",
+    ["audience", "change"],
+)
 
 
 class Activation:
@@ -84,6 +89,7 @@ class Activation:
 
         self.profiles = topic(topics.profiles)
         self.actions = topic(topics.actions)
+        self.audiences = topic(topics.audiences)
         self.decisions = topic(settings.topic(DECISIONS), internal=True)
         self.memory = table("activation-memory")
         self.sent = table("activation-sent")
@@ -110,22 +116,42 @@ class Activation:
         merged away or erased: its memory goes too)."""
         if key is None:
             return
+        stored = self.memory.get(key)
+        memory = Memory.from_dict(orjson.loads(stored) if stored else None)
         if value is None:
+            last_ts = float((memory.facts or {}).get("updated_ts") or 0.0)
+            for name in forget(memory, self.rules):
+                await self._audience(key, name, False, last_ts, "profile_gone")
             self.memory.pop(key, None)
             return
         snapshot = orjson.loads(value)
         CHANGES.inc()
-        stored = self.memory.get(key)
-        memory = Memory.from_dict(orjson.loads(stored) if stored else None)
         self.stream_ts = max(self.stream_ts, float(snapshot.get("updated_ts") or 0.0))
         decision = decide(memory, snapshot, self.rules, self.stream_ts, time.time())
         self.memory[key] = orjson.dumps(memory.to_dict())
+        event_ts = float(snapshot.get("updated_ts") or 0.0)
+        for name, entered in decision.audiences:
+            await self._audience(key, name, entered, event_ts, "facts")
         for skipped in decision.skipped:
             SKIPPED.labels(skipped.programme, skipped.reason).inc()
         for action in decision.actions:
             await self.decisions.send(
                 key=action.action_id.encode(), value=orjson.dumps(action.to_dict())
             )
+
+    async def _audience(
+        self, key: bytes, name: str, entered: bool, event_ts: float, reason: str
+    ) -> None:
+        AUDIENCE_MOVES.labels(name, "entered" if entered else "left").inc()
+        record = {
+            "profile_id": key.decode(),
+            "audience": name,
+            "change": "entered" if entered else "left",
+            "reason": reason,
+            "event_ts": event_ts,
+            "created_at": time.time(),
+        }
+        await self.audiences.send(key=key, value=orjson.dumps(record))
 
     async def _gate(self, stream: Any) -> None:
         async for key, value in stream.items():

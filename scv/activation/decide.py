@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from scv.activation.facts import Snapshot, facts_of
-from scv.activation.programmes import Programme, Programmes
+from scv.activation.programmes import AUDIENCE_FACT, Programme, Programmes
 from scv.domain.model import Action, action_id
 
 STALE = "stale"
@@ -85,6 +85,8 @@ class Skipped:
 class Decision:
     actions: list[Action]
     skipped: list[Skipped]
+    #: (audience, True on entry / False on leaving), in the order the audiences are declared
+    audiences: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def decide(
@@ -100,11 +102,15 @@ def decide(
     wall clock, only for the action's ``created_at``.
     """
     new = facts_of(snapshot)
+    for audience in rules.audiences:
+        new[AUDIENCE_FACT.format(name=audience.name)] = all(
+            c.holds(new) for c in audience.conditions
+        )
     old = memory.facts if memory.facts is not None else facts_of(EMPTY)
     memory.facts = new
     event_ts = float(snapshot.get("updated_ts") or 0.0)
     fired = [p for p in rules.programmes if _triggered(p, old, new)]
-    decision = Decision([], [])
+    decision = Decision([], [], _moves(rules, old, new))
     ready: list[tuple[Programme, str]] = []
     for p in fired:
         reason = _blocked(p, new, event_ts, stream_ts)
@@ -129,6 +135,22 @@ def decide(
         decision.actions.append(_action(p, channel, new, snapshot, rules, event_ts, now))
     _forget_old_sends(memory, rules, event_ts)
     return decision
+
+
+def _moves(rules: Programmes, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, bool]]:
+    moves = []
+    for audience in rules.audiences:
+        fact = AUDIENCE_FACT.format(name=audience.name)
+        if bool(old.get(fact)) != bool(new.get(fact)):
+            moves.append((audience.name, bool(new.get(fact))))
+    return moves
+
+
+def forget(memory: Memory, rules: Programmes) -> list[str]:
+    """The audiences a profile leaves when it goes (merged into another, or erased): every
+    one it was in. Its survivor's next snapshot enters whatever the merged person is in."""
+    facts = memory.facts or {}
+    return [a.name for a in rules.audiences if facts.get(AUDIENCE_FACT.format(name=a.name))]
 
 
 def _reaches(channel: str, facts: dict[str, Any]) -> bool:

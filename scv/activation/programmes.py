@@ -119,11 +119,21 @@ class Programme:
 
 
 @dataclass(frozen=True, slots=True)
+class Audience:
+    """A named segment: the people whose facts meet every condition. Programmes can read
+    membership as the fact ``audience.<name>`` (``became`` fires on entry)."""
+
+    name: str
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Programmes:
     programmes: tuple[Programme, ...]
     #: across every marketing programme, per person
     global_cap: Cap | None = None
     quiet_hours: QuietHours | None = None
+    audiences: tuple[Audience, ...] = ()
     source: str = field(default="<built-in>", compare=False)
 
     def names(self) -> list[str]:
@@ -210,7 +220,9 @@ def _line_of(lines: dict[tuple[Any, ...], int], at: tuple[Any, ...]) -> int | No
         at = at[:-1]
 
 
-_TOP = {"programmes", "global_cap", "quiet_hours"}
+_TOP = {"programmes", "global_cap", "quiet_hours", "audiences"}
+#: The fact an audience's membership is read as.
+AUDIENCE_FACT = "audience.{name}"
 _PROGRAMME = {
     "name",
     "trigger",
@@ -226,23 +238,49 @@ _PROGRAMME = {
 
 def _parse(data: Any, source: str) -> Programmes:
     top = _mapping(data, (), _TOP)
+    audiences = _audiences(top.get("audiences"), ("audiences",))
+    known = _base_facts() | {AUDIENCE_FACT.format(name=a.name) for a in audiences}
     raw = top.get("programmes")
     if not isinstance(raw, list) or not raw:
         raise _fail(("programmes",), "expected a non-empty list of programmes")
-    programmes = tuple(_programme(item, ("programmes", i)) for i, item in enumerate(raw))
-    seen: set[str] = set()
-    for i, p in enumerate(programmes):
-        if p.name in seen:
-            raise _fail(("programmes", i, "name"), f"{p.name!r} is declared twice")
-        seen.add(p.name)
+    programmes = tuple(_programme(item, ("programmes", i), known) for i, item in enumerate(raw))
+    _unique([p.name for p in programmes], "programmes")
     return Programmes(
         programmes,
         _cap(top["global_cap"], ("global_cap",)) if top.get("global_cap") is not None else None,
         _quiet(top["quiet_hours"], ("quiet_hours",))
         if top.get("quiet_hours") is not None
         else None,
+        audiences,
         source,
     )
+
+
+def _unique(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise _fail((where, i, "name"), f"{name!r} is declared twice")
+        seen.add(name)
+
+
+def _audiences(raw: Any, at: tuple[Any, ...]) -> tuple[Audience, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _fail(at, f"expected a list of audiences, got {_tname(raw)}")
+    out = []
+    for i, item in enumerate(raw):
+        a = _mapping(item, (*at, i), {"name", "conditions"})
+        name = a.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _fail((*at, i, "name"), f"expected a lower-case name, got {name!r}")
+        conditions = _conditions(a.get("conditions"), (*at, i, "conditions"), _base_facts())
+        if not conditions:
+            raise _fail((*at, i, "conditions"), "an audience needs at least one condition")
+        out.append(Audience(name, conditions))
+    _unique([a.name for a in out], "audiences")
+    return tuple(out)
 
 
 def _mapping(raw: Any, at: tuple[Any, ...], allowed: set[str]) -> dict[str, Any]:
@@ -254,7 +292,7 @@ def _mapping(raw: Any, at: tuple[Any, ...], allowed: set[str]) -> dict[str, Any]
     return raw
 
 
-def _programme(raw: Any, at: tuple[Any, ...]) -> Programme:
+def _programme(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> Programme:
     p = _mapping(raw, at, _PROGRAMME)
     for key in ("name", "trigger", "channels"):
         if key not in p:
@@ -278,10 +316,10 @@ def _programme(raw: Any, at: tuple[Any, ...]) -> Programme:
         raise _fail((*at, "max_lag_s"), f"expected a number of seconds > 0, got {lag!r}")
     return Programme(
         name=name,
-        trigger=_trigger(p["trigger"], (*at, "trigger")),
+        trigger=_trigger(p["trigger"], (*at, "trigger"), known),
         channels=tuple(channels),
-        conditions=_conditions(p.get("conditions"), (*at, "conditions")),
-        exclusions=_conditions(p.get("exclusions"), (*at, "exclusions")),
+        conditions=_conditions(p.get("conditions"), (*at, "conditions"), known),
+        exclusions=_conditions(p.get("exclusions"), (*at, "exclusions"), known),
         purpose=purpose,
         cap=_cap(p["cap"], (*at, "cap")) if p.get("cap") is not None else None,
         priority=priority,
@@ -289,7 +327,7 @@ def _programme(raw: Any, at: tuple[Any, ...]) -> Programme:
     )
 
 
-def _trigger(raw: Any, at: tuple[Any, ...]) -> Trigger:
+def _trigger(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> Trigger:
     t = _mapping(raw, at, {"kind", "fact", "subject"})
     kind = t.get("kind")
     if kind not in TRIGGERS:
@@ -297,12 +335,12 @@ def _trigger(raw: Any, at: tuple[Any, ...]) -> Trigger:
     for key in ("fact", "subject"):
         if not isinstance(t.get(key), str) or not t[key]:
             raise _fail((*at, key), "expected a fact name (docs/activation.md, Facts)")
-    _known_fact(t["fact"], (*at, "fact"))
-    _known_fact(t["subject"], (*at, "subject"))
+    _known_fact(t["fact"], (*at, "fact"), known)
+    _known_fact(t["subject"], (*at, "subject"), known)
     return Trigger(kind, t["fact"], t["subject"])
 
 
-def _conditions(raw: Any, at: tuple[Any, ...]) -> tuple[Condition, ...]:
+def _conditions(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> tuple[Condition, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -313,7 +351,7 @@ def _conditions(raw: Any, at: tuple[Any, ...]) -> tuple[Condition, ...]:
         fact, op = c.get("fact"), c.get("op", "==")
         if not isinstance(fact, str):
             raise _fail((*at, i, "fact"), "expected a fact name")
-        _known_fact(fact, (*at, i, "fact"))
+        _known_fact(fact, (*at, i, "fact"), known)
         if op not in OPS:
             raise _fail((*at, i, "op"), f"expected one of {' '.join(OPS)}, got {op!r}")
         value = c.get("value")
@@ -354,11 +392,15 @@ def _quiet(raw: Any, at: tuple[Any, ...]) -> QuietHours:
     return QuietHours(times[0], times[1], str(zone))
 
 
-def _known_fact(name: str, at: tuple[Any, ...]) -> None:
+def _base_facts() -> frozenset[str]:
     from scv.activation.facts import FACTS
 
-    if name not in FACTS:
-        raise _fail(at, f"unknown fact {name!r} (known: {', '.join(sorted(FACTS))})")
+    return frozenset(FACTS)
+
+
+def _known_fact(name: str, at: tuple[Any, ...], known: frozenset[str]) -> None:
+    if name not in known:
+        raise _fail(at, f"unknown fact {name!r} (known: {', '.join(sorted(known))})")
 
 
 def _number(value: Any) -> bool:

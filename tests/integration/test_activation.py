@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pipeline import Pipeline, http_get, now_iso, uid
 from pipeline import web_event as web
 
 from scv.brokers import free_port
 from scv.domain.model import action_id
-from scv.runner import ActivationProcess
+from scv.runner import ActivationProcess, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +102,47 @@ def test_a_purchase_worth_following_up_gets_one_cross_sell_and_a_small_one_none(
     )
     assert [a["channel"] for a in sent] == ["email"]
     assert not of_type(pipeline, "cross_sell", small["order_id"])  # spent 9.50: below 20
+
+
+def members(pipeline: Pipeline, audience: str) -> set[str]:
+    """The audience as a tool syncing from audiences.v1 holds it: each profile's last
+    change (the topic is keyed by profile id, so per profile it is in order)."""
+    last: dict[str, str] = {}
+    for record in read_topic(pipeline.settings, pipeline.topics.audiences):
+        change = orjson.loads(record.value or b"{}")
+        if change["audience"] == audience:
+            last[change["profile_id"]] = change["change"]
+    return {pid for pid, change in last.items() if change == "entered"}
+
+
+def test_an_audience_follows_the_person_through_a_merge(
+    pipeline: Pipeline, activation: ActivationProcess
+) -> None:
+    """A phone order of 640 puts a profile in ``high_value``; the person's next order names
+    the phone and their email, so their two profiles merge. Synced from audiences.v1, the
+    audience then holds the survivor alone: the merged-away id left it."""
+    address, cookie, typed = f"{uid('cy')}@acme-corp.co.uk", uid("ck"), "07700 900417"
+    pipeline.send("web", web("signup", cookie, email=address, consent=CONSENT))
+    pipeline.wait_for(lambda: pipeline.profile_with("email", address))
+    big = order(address, 640.0)
+    del big["email"]
+    pipeline.send("transactions", big | {"phone": typed})
+    spender = pipeline.wait_for(lambda: pipeline.profile_with("phone", "+447700900417"))
+    assert address not in spender["identifiers"].get("email", [])  # two profiles so far
+    pipeline.wait_for(lambda: spender["profile_id"] in members(pipeline, "high_value") or None)
+
+    pipeline.send("transactions", order(address, 12.0) | {"phone": typed})
+
+    def merged() -> dict[str, Any] | None:
+        p = pipeline.profile_with("email", address)
+        return p if p and p["orders"]["count"] == 2 else None
+
+    survivor = pipeline.wait_for(merged)
+    ids = {survivor["profile_id"], *survivor["merged_from"]}
+    assert spender["profile_id"] in ids
+    pipeline.wait_for(
+        lambda: members(pipeline, "high_value") & ids == {survivor["profile_id"]} or None
+    )
 
 
 def test_no_consent_no_message(pipeline: Pipeline, activation: ActivationProcess) -> None:

@@ -144,3 +144,24 @@ def test_memory_round_trips() -> None:
     run(memory, registered())
     assert d.Memory.from_dict(memory.to_dict()) == memory
     assert d.Memory.from_dict(None) == d.Memory()
+
+
+def test_audiences_are_entered_and_left_as_facts_change() -> None:
+    memory = d.Memory()
+    assert run(memory, registered()).audiences == [("registered_no_order", True)]
+    big = registered(updated_ts=NOON + 60)
+    big["orders"] = {"count": 1, "total": 620.0, "last_order_id": "O-1", "last_ts": NOON}
+    decision = run(memory, big)
+    assert decision.audiences == [("high_value", True), ("registered_no_order", False)]
+    # entering an audience is a trigger too (here outranked by nothing else that fired:
+    # the cross-sell has a lower priority than the high-value thank-you)
+    assert [a.type for a in decision.actions] == ["high_value_thanks"]
+    assert run(memory, big | {"updated_ts": NOON + 120}).audiences == []
+    assert d.forget(memory, RULES) == ["high_value"]  # what a tombstone takes it out of
+
+
+def test_the_call_centre_segment_needs_a_number_to_call() -> None:
+    flagged = {"flagged_ts": NOON, "event_id": "ev-call"}
+    assert run(d.Memory(), snap(churn_risk=flagged)).audiences == []
+    with_phone = snap(churn_risk=flagged, identifiers={"phone": ["+447700900123"]})
+    assert run(d.Memory(), with_phone).audiences == [("callcentre_retention", True)]

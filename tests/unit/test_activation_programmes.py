@@ -13,7 +13,12 @@ from scv.activation.programmes import DEFAULT_PATH, Condition, load_programmes
 
 def test_the_built_in_programmes_load() -> None:
     rules = load_programmes()
-    assert rules.names() == ["welcome", "cross_sell"]
+    assert rules.names() == ["welcome", "cross_sell", "high_value_thanks"]
+    assert [a.name for a in rules.audiences] == [
+        "high_value",
+        "registered_no_order",
+        "callcentre_retention",
+    ]
     assert rules.quiet_hours is not None and rules.quiet_hours.start == time(21, 0)
     assert load_programmes(DEFAULT_PATH) == rules
 
@@ -48,6 +53,16 @@ programmes:
             "unknown time zone",
         ),
         ("programmes: []\n", 1, "expected a non-empty list"),
+        (
+            "audiences:\n  - name: big\n    conditions: []\n" + GOOD,
+            3,
+            "audiences[0].conditions: an audience needs at least one condition",
+        ),
+        (
+            GOOD.replace("fact: registered", "fact: audience.big"),
+            3,
+            "unknown fact 'audience.big'",  # an audience must be declared to be read
+        ),
         ("programmes: [\n", 2, "invalid YAML"),
     ],
 )

@@ -184,8 +184,9 @@ def test_topic_names_use_prefix() -> None:
 
 def test_topic_specs_layout() -> None:
     specs = {s.name: s for s in topic_specs(make(raw_partitions=3, stage_partitions=5))}
-    assert len(specs) == 26
+    assert len(specs) == 27
     assert specs["households.v1"].compacted  # a household's latest snapshot
+    assert specs["audiences.v1"].partitions == 5 and not specs["audiences.v1"].compacted
     assert specs["scv-workers"].partitions == 1  # the profile API's worker directory
     assert specs["scv-profiles-changelog"].partitions == 5
     assert specs["scv-profiles-changelog"].compacted

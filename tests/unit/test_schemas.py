@@ -18,6 +18,7 @@ from scv.schemas import all_schema_names, load_schema, schema_dir, schema_path, 
 
 EXPECTED = [
     "actions.v1",
+    "audiences.v1",
     "audit.v1",
     "households.v1",
     "identity.commands.v1",
