@@ -124,6 +124,7 @@ def summarize(
         seen.add(action["action_id"])
         by_type[action["type"]] += 1
     dlq = {name: len(read_topic(settings, topics.dlq(name))) for name in topics.dead_lettered}
+    audiences = audience_figures(read_topic(settings, topics.audiences))
     assignment = final_assignment(settings, live)
     scores: dict[str, float | None] = dict(pairwise_scores(truth, assignment))
     households = latest_by_key(read_topic(settings, topics.households))
@@ -142,10 +143,27 @@ def summarize(
         "households_found": len(households),
         "actions": dict(sorted(by_type.items())),
         "duplicate_actions": duplicates,
+        **({"audiences": audiences} if audiences else {}),
         "dlq": sum(dlq.values()),
         "dlq_by_topic": dlq,
         **{k: round(v, 6) if isinstance(v, float) else v for k, v in scores.items()},
     }
+
+
+def audience_figures(records: Iterable[Any]) -> dict[str, dict[str, int]]:
+    """Per audience on ``audiences.v1``: entries, leavings, and members at the end (each
+    profile's last change, as a syncing tool would hold it)."""
+    figures: dict[str, dict[str, int]] = {}
+    last: dict[tuple[str, str], str] = {}
+    for record in records:
+        change = orjson.loads(record.value or b"{}")
+        name = change["audience"]
+        counts = figures.setdefault(name, {"entered": 0, "left": 0, "members": 0})
+        counts[change["change"]] += 1
+        last[(name, change["profile_id"])] = change["change"]
+    for (name, _), change in last.items():
+        figures[name]["members"] += change == "entered"
+    return dict(sorted(figures.items()))
 
 
 @contextlib.contextmanager

@@ -519,3 +519,23 @@ def test_realistic_population_every_member_has_a_personal_email_most_an_id_and_m
         assert len({tuple(sorted(p.address.items())) for p in m}) == 1
     same_name = sum(len({p.last for p in m}) == 1 for m in homes.values())
     assert same_name >= 0.5 * len(homes)
+
+
+def test_audience_figures_hold_each_profile_s_last_change() -> None:
+    from scv.demo import audience_figures
+    from scv.runner import Record
+
+    def change(pid: str, audience: str, what: str) -> Record:
+        value = orjson.dumps({"profile_id": pid, "audience": audience, "change": what})
+        return Record("audiences.v1", 0, 0, pid.encode(), value, {}, 0)
+
+    records = [
+        change("p1", "high_value", "entered"),
+        change("p2", "high_value", "entered"),
+        change("p1", "high_value", "left"),  # merged away
+        change("p2", "vip", "entered"),
+    ]
+    assert audience_figures(records) == {
+        "high_value": {"entered": 2, "left": 1, "members": 1},
+        "vip": {"entered": 1, "left": 0, "members": 1},
+    }
