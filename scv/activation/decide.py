@@ -10,7 +10,8 @@ order, the first reason that applies is why it does not send (counted, and kept 
 
 1. ``stale``: the change happened ``max_lag_s`` before the newest event time this worker has
    seen (a replay or a backlog: no welcome for an account opened last spring);
-2. ``condition``: a condition does not hold; ``excluded``: an exclusion holds;
+2. ``condition``: a condition does not hold; ``excluded``: an exclusion holds (the
+   programme's, or for a marketing programme the file's: a critical support ticket open);
 3. ``objected``: the person objected (GDPR Art. 21);
 4. ``no_consent``: the programme's consent purpose is not granted (missing means no);
 5. ``no_channel``: none of its channels reaches the person;
@@ -113,7 +114,7 @@ def decide(
     decision = Decision([], [], _moves(rules, old, new))
     ready: list[tuple[Programme, str]] = []
     for p in fired:
-        reason = _blocked(p, new, event_ts, stream_ts)
+        reason = _blocked(p, rules, new, event_ts, stream_ts)
         if reason is not None:
             decision.skipped.append(Skipped(p.name, *reason))
             continue
@@ -169,7 +170,7 @@ def _triggered(p: Programme, old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _blocked(
-    p: Programme, facts: dict[str, Any], event_ts: float, stream_ts: float
+    p: Programme, rules: Programmes, facts: dict[str, Any], event_ts: float, stream_ts: float
 ) -> tuple[str, str] | None:
     if p.max_lag_s is not None and stream_ts - event_ts > p.max_lag_s:
         return STALE, f"{stream_ts - event_ts:.0f}s behind"
@@ -179,6 +180,10 @@ def _blocked(
     for c in p.exclusions:
         if c.holds(facts):
             return EXCLUDED, c.describe()
+    if p.purpose is not None:
+        for c in rules.exclusions:
+            if c.holds(facts):
+                return EXCLUDED, c.describe()
     if p.purpose is not None and facts.get("objected"):
         return OBJECTED, ""
     if p.purpose == "marketing" and not facts.get("marketing_consent"):

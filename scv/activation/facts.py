@@ -64,6 +64,11 @@ FACTS: dict[str, tuple[str, Callable[[Snapshot], Any]]] = {
         lambda s: s.get("churn_risk") is not None,
     ),
     "household_id": ("the household they belong to", lambda s: s.get("household_id")),
+    "open_tickets": ("support tickets open now", lambda s: len(s.get("open_tickets") or [])),
+    "critical_ticket_open": (
+        "a critical support ticket is open",
+        lambda s: any(t.get("priority") == "critical" for t in s.get("open_tickets") or ()),
+    ),
     "first_name": ("first name", lambda s: (s.get("traits") or {}).get("first_name")),
     "updated_ts": ("the event time of their latest event", lambda s: s.get("updated_ts")),
 }

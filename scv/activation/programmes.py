@@ -134,6 +134,8 @@ class Programmes:
     global_cap: Cap | None = None
     quiet_hours: QuietHours | None = None
     audiences: tuple[Audience, ...] = ()
+    #: exclusions of every marketing programme (a critical support ticket open)
+    exclusions: tuple[Condition, ...] = ()
     source: str = field(default="<built-in>", compare=False)
 
     def names(self) -> list[str]:
@@ -220,7 +222,7 @@ def _line_of(lines: dict[tuple[Any, ...], int], at: tuple[Any, ...]) -> int | No
         at = at[:-1]
 
 
-_TOP = {"programmes", "global_cap", "quiet_hours", "audiences"}
+_TOP = {"programmes", "global_cap", "quiet_hours", "audiences", "exclusions"}
 #: The fact an audience's membership is read as.
 AUDIENCE_FACT = "audience.{name}"
 _PROGRAMME = {
@@ -252,6 +254,7 @@ def _parse(data: Any, source: str) -> Programmes:
         if top.get("quiet_hours") is not None
         else None,
         audiences,
+        _conditions(top.get("exclusions"), ("exclusions",), known),
         source,
     )
 

@@ -569,6 +569,8 @@ def _transactions_payload(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _callcenter_payload(doc: dict[str, Any]) -> dict[str, Any]:
     payload = _pick(doc, "agent_id", "duration_s")
+    if isinstance(doc.get("ticket"), dict):
+        payload["ticket"] = dict(doc["ticket"])
     if isinstance(doc.get("disposition"), dict):
         disposition = dict(doc["disposition"])
         if disposition.get("code") == "cancel_request":

@@ -145,6 +145,11 @@ class ProfileState:
     actions: list[list[Any]] = field(default_factory=list)
     #: The household the person belongs to (``households.v1``), as the resolver last said.
     household_id: str | None = None
+    #: Support tickets by id: ``{"status": "open"|"solved", "priority", "opened_ts", "ts",
+    #: "event_id"}``, the latest update by event time (open ones, and the newest
+    #: :data:`SOLVED_TICKETS_CAP` solved). A critical open one excludes the person from
+    #: marketing until it is solved.
+    tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self, copy: bool = True) -> dict[str, Any]:
         """JSON-safe copy (no aliasing: mutating the state later does not change it).
@@ -183,6 +188,7 @@ class ProfileState:
                 "activity": self.activity,
                 "actions": self.actions,
                 **({"household_id": self.household_id} if self.household_id else {}),
+                **({"tickets": self.tickets} if self.tickets else {}),
             }
         return {
             "v": 1,
@@ -210,6 +216,7 @@ class ProfileState:
             "activity": [list(e) for e in self.activity],
             "actions": [list(e) for e in self.actions],
             **({"household_id": self.household_id} if self.household_id else {}),
+            **({"tickets": _copy(self.tickets)} if self.tickets else {}),
         }
 
     @classmethod
@@ -248,6 +255,7 @@ class ProfileState:
             activity=_entries(d.get("activity"), copy),
             actions=_entries(d.get("actions"), copy),
             household_id=d.get("household_id"),
+            tickets=keep(d.get("tickets") or {}),
         )
 
 
@@ -286,6 +294,7 @@ def new_state(profile_id: str, ts: float) -> ProfileState:
         [],  # activity
         [],  # actions
         None,  # household_id
+        {},  # tickets
     )
 
 
@@ -377,6 +386,9 @@ def apply_event(
         elif etype == "return":
             state.orders["returns"] = int(state.orders.get("returns") or 0) + 1
     elif source == "callcenter":
+        if etype == "ticket":
+            _apply_ticket(state, event.payload.get("ticket"), ts, event.event_id)
+            return
         disposition = event.payload.get("disposition")
         if isinstance(disposition, dict) and disposition.get("cancel_intent") is True:
             churn = state.churn
@@ -384,6 +396,51 @@ def apply_event(
             if churn is None or (ts, event.event_id) < (churn["flagged_ts"], churn["event_id"]):
                 state.churn = {"flagged_ts": ts, "event_id": event.event_id}
                 settle_churn(state)
+
+
+#: Solved tickets kept per profile (the newest): enough to recognise a late update.
+SOLVED_TICKETS_CAP = 20
+#: Ticket priorities, lowest first; ``critical`` excludes the person from marketing.
+TICKET_PRIORITIES = ("low", "normal", "high", "critical")
+
+
+def _apply_ticket(state: ProfileState, ticket: Any, ts: float, event_id: str) -> None:
+    """A support ticket opened, updated or solved. The latest update by event time wins
+    (sources are consumed in parallel: a ``solved`` may be processed before the ``opened``
+    it follows), so the same updates in any order give the same tickets."""
+    if not isinstance(ticket, dict) or not isinstance(ticket.get("ticket_id"), str):
+        return
+    status = "solved" if ticket.get("status") == "solved" else "open"
+    update = {
+        "status": status,
+        "priority": ticket.get("priority") or "normal",
+        "opened_ts": ts,
+        "ts": ts,
+        "event_id": event_id,
+    }
+    _merge_ticket(state.tickets, ticket["ticket_id"], update)
+
+
+def _merge_ticket(tickets: dict[str, dict[str, Any]], tid: str, update: dict[str, Any]) -> None:
+    mine = tickets.get(tid)
+    if mine is None:
+        tickets[tid] = dict(update)
+    else:
+        opened = min(float(mine["opened_ts"]), float(update["opened_ts"]))
+        if (update["ts"], update["event_id"]) > (mine["ts"], mine["event_id"]):
+            mine.update(update)
+        mine["opened_ts"] = opened
+    solved = [t for t, v in tickets.items() if v["status"] == "solved"]
+    if len(solved) > SOLVED_TICKETS_CAP:
+        solved.sort(key=lambda t: (tickets[t]["ts"], t))
+        for t in solved[: len(solved) - SOLVED_TICKETS_CAP]:
+            del tickets[t]
+
+
+def critical_ticket_open(state: ProfileState) -> bool:
+    return any(
+        t["status"] == "open" and t["priority"] == "critical" for t in state.tickets.values()
+    )
 
 
 def settle_churn(state: ProfileState) -> None:
@@ -740,6 +797,9 @@ def absorb(survivor: ProfileState, absorbed: ProfileState) -> None:
     _absorb_orders(s, a)
     _absorb_carts(s, a)
 
+    for tid, ticket in a.tickets.items():
+        _merge_ticket(s.tickets, tid, ticket)
+
     if a.churn is not None and (
         s.churn is None
         or (a.churn["flagged_ts"], a.churn["event_id"])
@@ -1009,8 +1069,28 @@ def snapshot(state: ProfileState, copy: bool = True) -> dict[str, Any]:
         "merged_from": list(state.merged_from) if copy else state.merged_from,
         "event_count": state.event_count,
         "household_id": state.household_id,
+        "open_tickets": _open_tickets(state),
         **({"objection": keep(state.objection)} if state.objection is not None else {}),
     }
+
+
+def _open_tickets(state: ProfileState) -> list[dict[str, Any]]:
+    """The open support tickets, oldest first (what the snapshot and the page show)."""
+    if not state.tickets:
+        return []
+    return sorted(
+        (
+            {
+                "ticket_id": tid,
+                "priority": t["priority"],
+                "opened_ts": t["opened_ts"],
+                "updated_ts": t["ts"],
+            }
+            for tid, t in state.tickets.items()
+            if t["status"] == "open"
+        ),
+        key=lambda t: (t["opened_ts"], t["ticket_id"]),
+    )
 
 
 def next_due(state: ProfileState) -> float | None:

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from scv.domain.model import ABANDONED_CART, CHURN_SAVE, Action, NormalizedEvent, action_id
-from scv.domain.profile import ABANDONED, FIRED_CAP, OPEN, VISIT_TYPES, ProfileState, objected
+from scv.domain.profile import (
+    ABANDONED,
+    FIRED_CAP,
+    OPEN,
+    VISIT_TYPES,
+    ProfileState,
+    critical_ticket_open,
+    objected,
+)
 
 #: Why an action was not emitted; the stage counts these in metrics.
 DUPLICATE = "duplicate"  # already fired (replay, redelivery, or fired before a merge)
 NO_CONSENT = "no_consent"  # consent purpose missing or denied
 OBJECTED = "objected"  # the person objected (GDPR Art. 21): nothing fires, consent or not
+CRITICAL_TICKET = "critical_ticket"  # a critical support ticket is open: no marketing until solved
 COOLDOWN = "cooldown"  # another action of this type too recently
 NO_CHANNEL = "no_channel"  # abandoned cart on a profile with neither email nor phone
 EXPIRED = "expired"  # churn flag older than churn_max_age_s
@@ -92,6 +101,8 @@ def _gate(
         reason = STALE
     elif objected(state):
         reason = OBJECTED
+    elif critical_ticket_open(state):
+        reason = CRITICAL_TICKET
     elif not has_consent(state, cfg.require_consent_purpose):
         reason = NO_CONSENT
     elif kind in state.last_action_ts and now - state.last_action_ts[kind] < cfg.cooldown_s:

@@ -145,6 +145,37 @@ def test_an_audience_follows_the_person_through_a_merge(
     )
 
 
+def test_a_critical_ticket_holds_back_marketing_until_it_is_solved(
+    pipeline: Pipeline, activation: ActivationProcess
+) -> None:
+    address, ticket = f"{uid('dee')}@acme-corp.co.uk", uid("T")
+
+    def ticket_event(status: str) -> dict[str, Any]:
+        body = {"ticket_id": ticket, "status": status, "priority": "critical"}
+        return {"event_id": uid("cc"), "timestamp": now_iso(), "type": "ticket",
+                "email": address, "ticket": body}  # fmt: skip
+
+    pipeline.send("web", web("signup", uid("ck"), email=address, consent=CONSENT))
+    pipeline.send("callcenter", ticket_event("opened"))
+
+    def tickets() -> list[Any] | None:
+        profile = pipeline.profile_with("email", address)
+        return None if profile is None else profile["open_tickets"]
+
+    pipeline.wait_for(tickets)
+    held = order(address, 80.0)
+    pipeline.send("transactions", held)
+    excluded = b'scv_activation_skipped_total{programme="cross_sell",reason="excluded"}'
+    pipeline.wait_for(lambda: excluded in activation_get(activation, "/metrics")[1] or None)
+
+    pipeline.send("callcenter", ticket_event("solved"))
+    pipeline.wait_for(lambda: tickets() == [] or None)
+    after = order(address, 35.0)
+    pipeline.send("transactions", after)
+    pipeline.wait_for(lambda: of_type(pipeline, "cross_sell", after["order_id"]) or None)
+    assert not of_type(pipeline, "cross_sell", held["order_id"])
+
+
 def test_no_consent_no_message(pipeline: Pipeline, activation: ActivationProcess) -> None:
     cid = uid("C")
     pipeline.send("web", web("signup", uid("ck"), customer_id=cid, email=f"{cid}@acme-corp.co.uk"))

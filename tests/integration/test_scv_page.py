@@ -2,9 +2,10 @@
 
 A person's events go through the pipeline on four channels; the test opens the page the
 worker serves, signs in with the API token, searches the email and checks what an agent
-sees: identifiers with their links, a timeline across channels, consent, the abandoned-cart
-action. Then it searches a profile whose values are HTML and script, which must show as
-text. ``SCV_PAGE_SCREENSHOT=docs/scv-page.png`` also writes the screenshot the docs show.
+sees: identifiers with their links, a timeline across channels, consent, an open support
+ticket, the abandoned-cart action. Then it searches a profile whose values are HTML and
+script, which must show as text. ``SCV_PAGE_SCREENSHOT=docs/scv-page.png`` also writes the
+screenshot the docs show.
 
 Chromium and its driver are Debian's (``make test`` installs them); a missing browser fails
 the test with instructions, it is never skipped.
@@ -108,6 +109,10 @@ def grace(pipeline: Pipeline) -> dict[str, str]:
                           "total": 29.99, "currency": "GBP"})  # fmt: skip
     send("callcenter", {"event_id": uid("cc"), "timestamp": now_iso(-600), "type": "call",
                         "phone": p["phone"], "agent_id": "agent-7"})  # fmt: skip
+    p["ticket"] = uid("T")  # high, not critical: a critical one would hold back her cart
+    send("callcenter", {"event_id": uid("cc"), "timestamp": now_iso(-590), "type": "ticket",
+                        "phone": p["phone"], "ticket": {"ticket_id": p["ticket"],
+                        "status": "opened", "priority": "high"}})  # fmt: skip
     send("email", {"event_id": uid("em"), "timestamp": now_iso(-300), "type": "click",
                    "email": p["email"], "campaign_id": "spring"})  # fmt: skip
     send("web", web("product_view", -60, product={"sku": "T-2", "name": "Toaster"}))
@@ -145,7 +150,12 @@ def test_an_agent_finds_the_profile_by_email_and_sees_the_whole_customer(
     def complete() -> dict[str, Any] | None:
         status, body = api(pipeline, lookup)
         profile = body.get("profile") if status == 200 else None
-        done = profile and len(profile["channels"]) == 4 and profile["actions"]["recent"]
+        done = (
+            profile
+            and len(profile["channels"]) == 4
+            and profile["actions"]["recent"]
+            and profile["open_tickets"]
+        )
         return body if done else None
 
     view = pipeline.wait_for(complete, timeout=60)
@@ -183,6 +193,8 @@ def test_an_agent_finds_the_profile_by_email_and_sees_the_whole_customer(
     consent = browser.find_element(By.CSS_SELECTOR, "#consent tr.consent[data-purpose=marketing]")
     assert consent.get_attribute("data-granted") == "true" and "granted" in consent.text
     assert "abandoned cart" in browser.find_element(By.ID, "actions").text
+    summary = browser.find_element(By.ID, "summary").text
+    assert "OPEN TICKETS" in summary.upper() and f"{p['ticket']} · high" in summary
 
     shot = tmp_path / "scv-page.png"
     height = browser.execute_script("return document.documentElement.scrollHeight")

@@ -313,6 +313,7 @@ def test_snapshot_is_a_copy_and_json_safe() -> None:
         "merged_from",
         "event_count",
         "household_id",
+        "open_tickets",
     }
     assert snap["open_carts"][0]["cart_id"] == "k1"
     apply(s, ev("web", "login", 3, traits={"address": {"city": "York"}}))

@@ -195,6 +195,17 @@
     if (profile.churn_risk) {
       fact("Churn risk", badge("cancel intent " + when(profile.churn_risk.flagged_ts), "bad"));
     }
+    const tickets = profile.open_tickets || [];
+    if (tickets.length) {
+      // What the agent must know before selling anything: a critical ticket also keeps the
+      // person out of every marketing action until it is solved.
+      const list = el("span", "chips tickets");
+      for (const t of tickets) {
+        const level = t.priority === "critical" ? "bad" : t.priority === "high" ? "warn" : "";
+        list.append(badge(`${t.ticket_id} · ${t.priority} · since ${when(t.opened_ts)}`, level));
+      }
+      fact("Open tickets", list);
+    }
     const home = view.household;
     if (home) {
       // The people this person lives with: shared values link them into a household,
