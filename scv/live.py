@@ -1,8 +1,9 @@
 """``scv run`` / ``make run``: the pipeline running continuously with a live summary.
 
 Starts the embedded broker (unless ``SCV_BOOTSTRAP_SERVERS`` points at a reachable one and
-``--external`` is given), provisions topics, starts workers, feeds demo traffic at a steady
-rate and prints what activation services would see: profiles, merges, actions, DLQ.
+``--external`` is given), provisions topics, starts workers and an activation worker (``scv activation``), feeds demo
+traffic at a steady rate and prints what activation services would see: profiles, merges,
+actions (the core's and the programmes'), DLQ.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from scv.brokers import EmbeddedBroker, free_port
 from scv.connectors.demo import generate
 from scv.kafka import client_config, source_producer_config
-from scv.runner import WorkerProcess
+from scv.runner import ActivationProcess, WorkerProcess
 from scv.settings import Settings, get_settings
 from scv.topics import Topics, create_topics
 
@@ -107,9 +108,15 @@ def run_live(
             )
             procs.append(WorkerProcess(s, work / f"worker{i}.log").start())
             stack.callback(procs[-1].stop)
+        s = settings.model_copy(
+            update={"data_dir": work / "activation", "activation_web_port": free_port()}
+        )
+        procs.append(ActivationProcess(s, work / "activation.log").start())
+        stack.callback(procs[-1].stop)
         for proc in procs:
             proc.wait_ready(120)
-            print(f"worker   ready at {proc.url} (log {proc.log_path})")
+            kind = "activation" if isinstance(proc, ActivationProcess) else "worker  "
+            print(f"{kind} ready at {proc.url} (log {proc.log_path})")
         print(
             f"source   demo traffic at {rate:.0f} events/s; "
             f"cart window {cart_window_s:.0f}s; Ctrl-C stops\n"
