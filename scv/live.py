@@ -1,9 +1,9 @@
 """``scv run`` / ``make run``: the pipeline running continuously with a live summary.
 
 Starts the embedded broker (unless ``SCV_BOOTSTRAP_SERVERS`` points at a reachable one and
-``--external`` is given), provisions topics, starts workers and an activation worker (``scv activation``), feeds demo
-traffic at a steady rate and prints what activation services would see: profiles, merges,
-actions (the core's and the programmes'), DLQ.
+``--external`` is given), provisions topics, starts workers and an activation worker
+(``scv activation``), feeds demo traffic at a steady rate and prints what activation
+services would see: profiles, merges, actions (the core's and the programmes'), DLQ.
 """
 
 from __future__ import annotations

@@ -20,16 +20,19 @@ Run it as ``scv activation`` or ``faust -A scv.activation.app worker``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
 import orjson
+from aiohttp import web
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
 from scv.activation.decide import DUPLICATE, Memory, decide, forget
-from scv.activation.programmes import load_programmes
+from scv.activation.programmes import AUDIENCE_FACT, load_programmes
 from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
 from scv.settings import Settings
 from scv.streams.web import WebServer, probes, warn_if_open
@@ -99,13 +102,56 @@ class Activation:
         self.app.agent(self.profiles, name="decide", concurrency=1)(self._decide)
         self.app.agent(self.decisions, name="gate", concurrency=1)(self._gate)
         self.web: WebServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # Faust's, once the worker runs
         self.app.task(self._serve)
 
     async def _serve(self) -> None:
-        """scv's probes and metrics on ``SCV_ACTIVATION_WEB_PORT`` (a thread of its own)."""
+        """scv's probes and metrics on ``SCV_ACTIVATION_WEB_PORT`` (a thread of its own),
+        and one profile's programme trail."""
+        self.loop = asyncio.get_running_loop()
         settings = self.settings.model_copy(update={"web_port": self.settings.activation_web_port})
         warn_if_open(settings)
-        self.web = WebServer(settings, probes(settings, self.is_ready)).start()
+        pages = probes(settings, self.is_ready)
+        pages.router.add_get("/profiles/{profile_id}/programmes", self._programmes_page)
+        self.web = WebServer(settings, pages).start()
+
+    async def _programmes_page(self, request: web.Request) -> web.Response:
+        """Why this profile got, or did not get, each message: its facts, audiences and
+        latest decisions (behind the API token: facts are personal data). Runs on the web
+        thread; the table is read on Faust's loop."""
+        key = request.match_info["profile_id"].encode()
+        assert self.loop is not None  # set before the web server starts
+        future = asyncio.run_coroutine_threadsafe(self.trace(key), self.loop)
+        status, body = await asyncio.wrap_future(future)
+        return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+    async def trace(self, key: bytes) -> tuple[int, dict[str, Any]]:
+        topic = self.profiles.get_topic_name()
+        partitions = self.settings.stage_partitions
+        partition = DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+        held = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+        if partition not in held:
+            return 421, {"error": f"partition {partition} is held by another activation worker"}
+        stored = self.memory.get(key)
+        if not stored:
+            body = {"error": "not seen by the activation layer (a merged-away or erased id is "
+                    "forgotten: see profiles.merges.v1)"}  # fmt: skip
+            return 404, body
+        memory = Memory.from_dict(orjson.loads(stored))
+        facts = memory.facts or {}
+        audiences = [
+            a.name for a in self.rules.audiences if facts.get(AUDIENCE_FACT.format(name=a.name))
+        ]
+        decisions = [
+            {"event_ts": ts, "programme": name, "outcome": outcome, "detail": detail}
+            for ts, name, outcome, detail in reversed(memory.trail)
+        ]
+        return 200, {
+            "profile_id": key.decode(),
+            "audiences": audiences,
+            "decisions": decisions,
+            "facts": facts,
+        }
 
     async def _decide(self, stream: Any) -> None:
         async for event in stream.events():

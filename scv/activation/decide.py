@@ -62,15 +62,27 @@ class Memory:
     facts: dict[str, Any] | None = None
     #: [event time, programme] of the messages sent within the longest cap window
     sent: list[list[Any]] = field(default_factory=list)
+    #: the latest decisions, oldest first: [event time, programme or ``audience:<name>``,
+    #: outcome (``sent:<channel>``, a reason, ``entered``/``left``), detail] (at most
+    #: :data:`TRAIL_CAP`): why a person got, or did not get, a message
+    trail: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"facts": self.facts, "sent": [list(s) for s in self.sent]}
+        return {
+            "facts": self.facts,
+            "sent": [list(s) for s in self.sent],
+            "trail": [list(t) for t in self.trail],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Memory:
         if not d:
             return cls()
-        return cls(d.get("facts"), [list(s) for s in d.get("sent") or ()])
+        return cls(
+            d.get("facts"),
+            [list(s) for s in d.get("sent") or ()],
+            [list(t) for t in d.get("trail") or ()],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +147,24 @@ def decide(
         memory.sent.append([event_ts, p.name])
         decision.actions.append(_action(p, channel, new, snapshot, rules, event_ts, now))
     _forget_old_sends(memory, rules, event_ts)
+    _note(memory, decision, event_ts)
     return decision
+
+
+#: Decisions kept per profile for tracing (``GET /profiles/{id}/programmes``).
+TRAIL_CAP = 20
+
+
+def _note(memory: Memory, decision: Decision, event_ts: float) -> None:
+    trail = memory.trail
+    for action in decision.actions:
+        trail.append([event_ts, action.type, f"sent:{action.channel}", action.action_id])
+    for skipped in decision.skipped:
+        trail.append([event_ts, skipped.programme, skipped.reason, skipped.detail])
+    for name, entered in decision.audiences:
+        trail.append([event_ts, f"audience:{name}", "entered" if entered else "left", ""])
+    if len(trail) > TRAIL_CAP:
+        del trail[: len(trail) - TRAIL_CAP]
 
 
 def _moves(rules: Programmes, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, bool]]:

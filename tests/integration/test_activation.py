@@ -102,6 +102,12 @@ def test_a_purchase_worth_following_up_gets_one_cross_sell_and_a_small_one_none(
     )
     assert [a["channel"] for a in sent] == ["email"]
     assert not of_type(pipeline, "cross_sell", small["order_id"])  # spent 9.50: below 20
+    # the profile's trail says why: one order below the condition, one sent
+    status, body = activation_get(activation, f"/profiles/{sent[0]['profile_id']}/programmes")
+    assert status == 200
+    trail = [(d["programme"], d["outcome"]) for d in orjson.loads(body)["decisions"]]
+    assert ("cross_sell", "condition") in trail and ("cross_sell", "sent:email") in trail
+    assert activation_get(activation, "/profiles/p_nobody/programmes")[0] in (404, 421)
 
 
 def members(pipeline: Pipeline, audience: str) -> set[str]:

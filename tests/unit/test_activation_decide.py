@@ -165,3 +165,15 @@ def test_the_call_centre_segment_needs_a_number_to_call() -> None:
     assert run(d.Memory(), snap(churn_risk=flagged)).audiences == []
     with_phone = snap(churn_risk=flagged, identifiers={"phone": ["+447700900123"]})
     assert run(d.Memory(), with_phone).audiences == [("callcentre_retention", True)]
+
+
+def test_the_trail_keeps_the_latest_decisions_and_why() -> None:
+    memory = d.Memory()
+    run(memory, ordered(1, 9.5, "O-1"))
+    run(memory, ordered(2, 40.0, "O-2", updated_ts=NOON + 60))
+    outcomes = [(name, outcome) for _, name, outcome, _ in memory.trail]
+    assert outcomes == [("cross_sell", d.CONDITION), ("cross_sell", "sent:email")]
+    for i in range(d.TRAIL_CAP):
+        run(memory, ordered(3 + i, 50.0 + i, f"O-{3 + i}", updated_ts=NOON + 120 + i))
+    assert len(memory.trail) == d.TRAIL_CAP
+    assert d.Memory.from_dict(memory.to_dict()) == memory
