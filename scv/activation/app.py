@@ -79,7 +79,12 @@ class Activation:
             # bytes in and out everywhere: orjson does the JSON, as in the core
             key_serializer="raw",
             value_serializer="raw",
-            **faust_broker_kwargs(settings),
+            **(
+                faust_broker_kwargs(settings)
+                # each output is awaited before the state that says it was sent (delivered()):
+                # a linger would be added to every one of them
+                | {"producer_linger": 0.001}
+            ),
         )
 
         def topic(name: str, internal: bool = False) -> Any:
@@ -174,16 +179,19 @@ class Activation:
         CHANGES.inc()
         self.stream_ts = max(self.stream_ts, float(snapshot.get("updated_ts") or 0.0))
         decision = decide(memory, snapshot, self.rules, self.stream_ts, time.time())
-        self.memory[key] = orjson.dumps(memory.to_dict())
         event_ts = float(snapshot.get("updated_ts") or 0.0)
+        # What the change earned is on the broker before the memory says it was seen: a
+        # crash in between replays the change and sends again (the gate drops the repeat);
+        # the other order would lose the message.
         for name, entered in decision.audiences:
             await self._audience(key, name, entered, event_ts, "facts")
         for skipped in decision.skipped:
             SKIPPED.labels(skipped.programme, skipped.reason).inc()
         for action in decision.actions:
-            await self.decisions.send(
-                key=action.action_id.encode(), value=orjson.dumps(action.to_dict())
+            await delivered(
+                self.decisions, action.action_id.encode(), orjson.dumps(action.to_dict())
             )
+        self.memory[key] = orjson.dumps(memory.to_dict())
 
     async def _audience(
         self, key: bytes, name: str, entered: bool, event_ts: float, reason: str
@@ -197,7 +205,7 @@ class Activation:
             "event_ts": event_ts,
             "created_at": time.time(),
         }
-        await self.audiences.send(key=key, value=orjson.dumps(record))
+        await delivered(self.audiences, key, orjson.dumps(record))
 
     async def _gate(self, stream: Any) -> None:
         async for key, value in stream.items():
@@ -209,14 +217,25 @@ class Activation:
         if key in self.sent:
             SKIPPED.labels(action["type"], DUPLICATE).inc()
             return
-        self.sent[key] = orjson.dumps(action["created_at"])
+        await delivered(self.actions, action["profile_id"].encode(), value)
+        self.sent[key] = orjson.dumps(action["created_at"])  # after: a crash repeats, never loses
         ACTIONS.labels(action["type"]).inc()
-        await self.actions.send(key=action["profile_id"].encode(), value=value)
 
     def is_ready(self) -> bool:
         """Group joined, tables recovered, no rebalance in progress."""
         recovery = self.app.tables.recovery  # type: ignore[attr-defined]
         return bool(recovery.completed.is_set() and not self.app.rebalancing)
+
+
+async def delivered(topic: Any, key: bytes, value: bytes) -> None:
+    """Send now and wait for the broker's acknowledgement.
+
+    Faust would otherwise attach the message to the input offset and publish it only at the
+    next commit, while a table write goes out at once: a crash in between would leave the
+    table saying "done" for a message never sent. Acknowledged first, a crash can only
+    repeat it (the gate's table, written after, catches repeats of one action id)."""
+    pending = await topic.send(key=key, value=value, force=True)
+    await pending
 
 
 def build(settings: Settings | None = None) -> Activation:

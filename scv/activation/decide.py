@@ -1,29 +1,33 @@
 """Which programme messages a profile change earns: pure rules, the Faust agent only wires them.
 
 For each new ``profiles.v1`` snapshot of a person the agent keeps a small :class:`Memory`
-(the facts it saw last, the messages sent within the longest cap window) and calls
-:func:`decide`. A programme fires when its trigger reads a change between the old and new
-facts (``became``: a fact turned true; ``increased``: a number grew); a first snapshot is
-compared with an empty profile, so the order that created a profile counts. Then, in this
-order, the first reason that applies is why it does not send (counted, and kept for
-``scv explain``):
+(the facts it saw last, the subjects already messaged, the messages sent within the longest
+cap window) and calls :func:`decide`. A programme is **due** for a subject while its trigger
+fact holds (true, non-empty, non-zero) and this profile has not messaged that subject yet:
+a welcome for customer id C1 while the profile is registered, a cross-sell for order O-7
+while it is the latest order. Then, in this order, the first reason that applies is why it
+does not send now (counted, and kept for ``GET /profiles/{id}/programmes``):
 
 1. ``stale``: the change happened ``max_lag_s`` before the newest event time this worker has
-   seen (a replay or a backlog: no welcome for an account opened last spring);
+   seen (a replay or a backlog: no welcome for an account opened last spring); final: the
+   subject will not be messaged;
 2. ``condition``: a condition does not hold; ``excluded``: an exclusion holds (the
    programme's, or for a marketing programme the file's: a critical support ticket open);
 3. ``objected``: the person objected (GDPR Art. 21);
 4. ``no_consent``: the programme's consent purpose is not granted (missing means no);
 5. ``no_channel``: none of its channels reaches the person;
-6. ``programme_cap`` / ``global_cap``: too many messages within the cap's window;
-7. ``lower_priority``: another programme fired for the same change with a higher priority
-   (one message per person per change).
+6. ``programme_cap`` / ``global_cap``: too many messages within the cap's window; due
+   programmes meet the caps in order of priority (the highest first).
 
-Time is event time throughout (the snapshot's ``updated_ts``), so a replay decides as the
-live run did. The action id derives from the programme and its subject (the customer id
-of a registration, the order id of a purchase), never from the profile id, so a redelivered
-snapshot, or a merge that makes a fact "change" again, yields the id already sent, and the
-gate downstream (:func:`gate`) drops it.
+Reasons 2 to 6 defer: the subject stays due, and a later change (the consent given, the
+cap's window passed, a merge that brings the email) sends it. So the outcome does not hang
+on which change came first, only on what the person's profile comes to hold: the same
+traffic fast or paced, or in another interleaving, earns the same messages.
+
+Time is event time throughout (the snapshot's ``updated_ts``). The action id derives from
+the programme and its subject, never from the profile id, so a redelivered snapshot, or two
+profiles of one person that both messaged a subject before they merged, yield the id already
+sent, and the gate downstream (:func:`gate`) drops it.
 """
 
 from __future__ import annotations
@@ -45,10 +49,9 @@ NO_CONSENT = "no_consent"
 NO_CHANNEL = "no_channel"
 PROGRAMME_CAP = "programme_cap"
 GLOBAL_CAP = "global_cap"
-LOWER_PRIORITY = "lower_priority"
 DUPLICATE = "duplicate"  # the gate's: this action id was already sent
 
-#: Facts of a profile nobody has seen yet: what a first snapshot is compared with.
+#: Facts of a profile nobody has seen yet: what a first snapshot's audiences are compared with.
 EMPTY: Snapshot = {}
 
 #: Where each channel reaches the person: the fact that must be known.
@@ -62,6 +65,9 @@ class Memory:
     facts: dict[str, Any] | None = None
     #: [event time, programme] of the messages sent within the longest cap window
     sent: list[list[Any]] = field(default_factory=list)
+    #: per programme, the subjects this profile has messaged (or found stale), newest last
+    #: (at most :data:`DONE_CAP` each)
+    done: dict[str, list[str]] = field(default_factory=dict)
     #: the latest decisions, oldest first: [event time, programme or ``audience:<name>``,
     #: outcome (``sent:<channel>``, a reason, ``entered``/``left``), detail] (at most
     #: :data:`TRAIL_CAP`): why a person got, or did not get, a message
@@ -71,6 +77,7 @@ class Memory:
         return {
             "facts": self.facts,
             "sent": [list(s) for s in self.sent],
+            "done": {k: list(v) for k, v in self.done.items()},
             "trail": [list(t) for t in self.trail],
         }
 
@@ -81,6 +88,7 @@ class Memory:
         return cls(
             d.get("facts"),
             [list(s) for s in d.get("sent") or ()],
+            {k: list(v) for k, v in (d.get("done") or {}).items()},
             [list(t) for t in d.get("trail") or ()],
         )
 
@@ -122,29 +130,30 @@ def decide(
     old = memory.facts if memory.facts is not None else facts_of(EMPTY)
     memory.facts = new
     event_ts = float(snapshot.get("updated_ts") or 0.0)
-    fired = [p for p in rules.programmes if _triggered(p, old, new)]
+    due = [p for p in rules.programmes if _due(p, new, memory)]
     decision = Decision([], [], _moves(rules, old, new))
     ready: list[tuple[Programme, str]] = []
-    for p in fired:
+    for p in due:
         reason = _blocked(p, rules, new, event_ts, stream_ts)
         if reason is not None:
             decision.skipped.append(Skipped(p.name, *reason))
+            if reason[0] == STALE:
+                _done(memory, p.name, str(new[p.trigger.subject]))
             continue
         channel = next((c for c in p.channels if _reaches(c, new)), None)
         if channel is None:
             decision.skipped.append(Skipped(p.name, NO_CHANNEL))
             continue
         ready.append((p, channel))
+    # Highest priority first: when a cap allows fewer messages than are due, those go.
     ready.sort(key=lambda pc: (-pc[0].priority, pc[0].name))
-    for i, (p, channel) in enumerate(ready):
-        if i > 0:
-            decision.skipped.append(Skipped(p.name, LOWER_PRIORITY, ready[0][0].name))
-            continue
+    for p, channel in ready:
         capped = _capped(p, memory, rules, event_ts)
         if capped is not None:
             decision.skipped.append(Skipped(p.name, capped))
             continue
         memory.sent.append([event_ts, p.name])
+        _done(memory, p.name, str(new[p.trigger.subject]))
         decision.actions.append(_action(p, channel, new, snapshot, rules, event_ts, now))
     _forget_old_sends(memory, rules, event_ts)
     _note(memory, decision, event_ts)
@@ -156,11 +165,15 @@ TRAIL_CAP = 20
 
 
 def _note(memory: Memory, decision: Decision, event_ts: float) -> None:
+    """Into the trail; a deferral that says what the programme's last entry said already
+    (no consent yet, on every change until it comes) is not repeated."""
     trail = memory.trail
     for action in decision.actions:
         trail.append([event_ts, action.type, f"sent:{action.channel}", action.action_id])
     for skipped in decision.skipped:
-        trail.append([event_ts, skipped.programme, skipped.reason, skipped.detail])
+        last = next((e for e in reversed(trail) if e[1] == skipped.programme), None)
+        if last is None or last[2:] != [skipped.reason, skipped.detail]:
+            trail.append([event_ts, skipped.programme, skipped.reason, skipped.detail])
     for name, entered in decision.audiences:
         trail.append([event_ts, f"audience:{name}", "entered" if entered else "left", ""])
     if len(trail) > TRAIL_CAP:
@@ -188,14 +201,23 @@ def _reaches(channel: str, facts: dict[str, Any]) -> bool:
     return needed is None or bool(facts.get(needed))
 
 
-def _triggered(p: Programme, old: dict[str, Any], new: dict[str, Any]) -> bool:
+#: Subjects remembered per programme and profile (a cross-sell per order: the latest orders).
+DONE_CAP = 20
+
+
+def _due(p: Programme, facts: dict[str, Any], memory: Memory) -> bool:
     t = p.trigger
-    if new.get(t.subject) is None:
+    subject = facts.get(t.subject)
+    if subject is None or not facts.get(t.fact):
         return False  # nothing to name the message by: no idempotent id, no message
-    before, after = old.get(t.fact), new.get(t.fact)
-    if t.kind == "became":
-        return bool(after) and not before
-    return isinstance(after, (int, float)) and after > (before or 0)
+    return str(subject) not in memory.done.get(p.name, ())
+
+
+def _done(memory: Memory, programme: str, subject: str) -> None:
+    subjects = memory.done.setdefault(programme, [])
+    subjects.append(subject)
+    if len(subjects) > DONE_CAP:
+        del subjects[: len(subjects) - DONE_CAP]
 
 
 def _blocked(

@@ -2,9 +2,9 @@
 
 A programme file is read once at start-up and checked whole: a mistake stops the worker with
 one line naming the file, the line and what is wrong (``programmes.yaml:14: programmes[1].
-trigger.kind: expected one of became, increased, got 'new'``), never half-way through a
-stream. The shipped defaults are ``programmes.default.yaml`` next to this module;
-docs/activation.md explains every field with the built-in programmes as examples.
+trigger.fact: unknown fact 'rich' (known: ...)``), never half-way through a stream. The
+shipped defaults are ``programmes.default.yaml`` next to this module; docs/activation.md
+explains every field with the built-in programmes as examples.
 
 Pure module: no Kafka, no Faust.
 """
@@ -24,9 +24,9 @@ import yaml
 
 DEFAULT_PATH = Path(__file__).with_name("programmes.default.yaml")
 
-#: How a trigger reads a fact: ``became`` fires when it turns true (a registration),
-#: ``increased`` when a number grows (another order).
-TRIGGERS = ("became", "increased")
+#: How a trigger reads its fact: ``holds``: the programme is due, once per subject, while the
+#: fact is true, non-empty or non-zero (timers will be other kinds).
+TRIGGERS = ("holds",)
 #: Comparisons a condition may make on a fact.
 OPS = ("==", "!=", ">", ">=", "<", "<=", "in", "not_in", "exists", "missing")
 CHANNELS = ("email", "sms", "onsite")
@@ -120,8 +120,8 @@ class Programme:
 
 @dataclass(frozen=True, slots=True)
 class Audience:
-    """A named segment: the people whose facts meet every condition. Programmes can read
-    membership as the fact ``audience.<name>`` (``became`` fires on entry)."""
+    """A named segment: the people whose facts meet every condition. Programmes read
+    membership as the fact ``audience.<name>`` (as a trigger: due once a person is in)."""
 
     name: str
     conditions: tuple[Condition, ...]
@@ -332,7 +332,7 @@ def _programme(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> Programm
 
 def _trigger(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> Trigger:
     t = _mapping(raw, at, {"kind", "fact", "subject"})
-    kind = t.get("kind")
+    kind = t.get("kind", "holds")
     if kind not in TRIGGERS:
         raise _fail((*at, "kind"), f"expected one of {', '.join(TRIGGERS)}, got {kind!r}")
     for key in ("fact", "subject"):

@@ -83,14 +83,18 @@ def test_sms_when_there_is_no_email() -> None:
     assert action.channel == "sms"
 
 
-def test_one_message_per_change_the_higher_priority_wins() -> None:
+def test_the_caps_let_the_higher_priority_through_first() -> None:
     s = registered()
     s["orders"] = {"count": 1, "total": 40.0, "last_order_id": "O-1", "last_ts": NOON}
-    decision = run(d.Memory(), s)
+    assert [a.type for a in run(d.Memory(), s).actions] == ["welcome", "cross_sell"]
+    one_a_day = Programmes(RULES.programmes, global_cap=Cap(1, 86400.0))
+    memory = d.Memory()
+    decision = run(memory, s, one_a_day)
     assert [a.type for a in decision.actions] == ["welcome"]
-    assert [(x.programme, x.reason, x.detail) for x in decision.skipped] == [
-        ("cross_sell", d.LOWER_PRIORITY, "welcome")
-    ]
+    assert [(x.programme, x.reason) for x in decision.skipped] == [("cross_sell", d.GLOBAL_CAP)]
+    # the cross-sell waits for the cap's window: the next day's change sends it
+    [later] = run(memory, s | {"updated_ts": NOON + 86401}, one_a_day).actions
+    assert later.type == "cross_sell"
 
 
 def test_caps_count_in_event_time() -> None:
@@ -153,9 +157,8 @@ def test_audiences_are_entered_and_left_as_facts_change() -> None:
     big["orders"] = {"count": 1, "total": 620.0, "last_order_id": "O-1", "last_ts": NOON}
     decision = run(memory, big)
     assert decision.audiences == [("high_value", True), ("registered_no_order", False)]
-    # entering an audience is a trigger too (here outranked by nothing else that fired:
-    # the cross-sell has a lower priority than the high-value thank-you)
-    assert [a.type for a in decision.actions] == ["high_value_thanks"]
+    # entering an audience is a trigger too (before the cross-sell: a higher priority)
+    assert [a.type for a in decision.actions] == ["high_value_thanks", "cross_sell"]
     assert run(memory, big | {"updated_ts": NOON + 120}).audiences == []
     assert d.forget(memory, RULES) == ["high_value"]  # what a tombstone takes it out of
 
@@ -173,7 +176,42 @@ def test_the_trail_keeps_the_latest_decisions_and_why() -> None:
     run(memory, ordered(2, 40.0, "O-2", updated_ts=NOON + 60))
     outcomes = [(name, outcome) for _, name, outcome, _ in memory.trail]
     assert outcomes == [("cross_sell", d.CONDITION), ("cross_sell", "sent:email")]
+    run(memory, ordered(3, 60.0, "O-3", updated_ts=NOON + 120))
+    run(memory, ordered(4, 80.0, "O-4", updated_ts=NOON + 180))
+    # the same deferral twice in a row is noted once (it comes on every change until it ends)
+    assert [e[2] for e in memory.trail[-1:]] == [d.PROGRAMME_CAP] and len(memory.trail) == 3
+    week = 8 * 86400.0
     for i in range(d.TRAIL_CAP):
-        run(memory, ordered(3 + i, 50.0 + i, f"O-{3 + i}", updated_ts=NOON + 120 + i))
+        run(memory, ordered(5 + i, 90.0 + i, f"O-{5 + i}", updated_ts=NOON + (i + 1) * week))
     assert len(memory.trail) == d.TRAIL_CAP
     assert d.Memory.from_dict(memory.to_dict()) == memory
+
+
+def test_a_deferred_message_goes_out_with_the_change_that_allows_it() -> None:
+    """Registered before the consent came: the welcome waits for it, then goes once."""
+    memory = d.Memory()
+    first = run(memory, registered(consent={}))
+    assert first.actions == [] and [x.reason for x in first.skipped] == [d.NO_CONSENT]
+    [welcome] = run(memory, registered(updated_ts=NOON + 60)).actions
+    assert welcome.action_id == action_id("welcome", "C1")
+    assert run(memory, registered(updated_ts=NOON + 120)).actions == []
+
+
+def test_what_a_person_gets_does_not_hang_on_the_order_of_their_changes() -> None:
+    """Consent then registration, or registration then consent (parallel sources deliver
+    them either way): one welcome both times."""
+    consent_first = [snap(updated_ts=NOON), registered(updated_ts=NOON + 10)]
+    consent_last = [registered(consent={}, updated_ts=NOON), registered(updated_ts=NOON + 10)]
+    for history in (consent_first, consent_last):
+        memory = d.Memory()
+        sent = [a.action_id for s in history for a in run(memory, s).actions]
+        assert sent == [action_id("welcome", "C1")]
+
+
+def test_a_stale_subject_is_never_messaged_later() -> None:
+    old = registered(updated_ts=NOON)
+    memory = d.Memory()
+    decision = d.decide(memory, old, RULES, stream_ts=NOON + 2 * 86400, now=NOON)
+    assert [x.reason for x in decision.skipped] == [d.STALE]
+    fresh = registered(updated_ts=NOON + 2 * 86400)
+    assert run(memory, fresh).actions == []  # the registration's welcome was due last spring

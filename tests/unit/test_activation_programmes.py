@@ -26,7 +26,7 @@ def test_the_built_in_programmes_load() -> None:
 GOOD = """\
 programmes:
   - name: welcome
-    trigger: {kind: became, fact: registered, subject: customer_id}
+    trigger: {fact: registered, subject: customer_id}
     channels: [email]
 """
 
@@ -34,7 +34,11 @@ programmes:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        (GOOD.replace("became", "appears"), 3, "programmes[0].trigger.kind: expected one of"),
+        (
+            GOOD.replace("{fact:", "{kind: appears, fact:"),
+            3,
+            "programmes[0].trigger.kind: expected one of holds",
+        ),
         (GOOD.replace("fact: registered", "fact: rich"), 3, "unknown fact 'rich'"),
         (GOOD.replace("[email]", "[fax]"), 4, "programmes[0].channels: expected a list of"),
         (GOOD + "    priority: high\n", 5, "programmes[0].priority: expected an integer"),

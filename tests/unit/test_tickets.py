@@ -110,7 +110,7 @@ def test_a_critical_ticket_excludes_the_person_from_every_marketing_programme() 
     }
     calm = critical | {"priority": "high"}
     decision = act.decide(act.Memory(), base | {"open_tickets": [calm]}, rules, 1000.0, 0.0)
-    assert [a.type for a in decision.actions] == ["welcome"]
+    assert [a.type for a in decision.actions] == ["welcome", "cross_sell"]
 
 
 def test_the_callcenter_schema_takes_tickets_and_refuses_broken_ones() -> None:
