@@ -224,6 +224,12 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
     return _report(run_latency(args.rate, args.events, seed=args.seed), args.json)
 
 
+def cmd_bench_activation(args: argparse.Namespace) -> int:
+    from scv.bench.activation import run_activation_bench
+
+    return _report(run_activation_bench(args.events, args.seed), args.json)
+
+
 def cmd_bench_memory(args: argparse.Namespace) -> int:
     from scv.bench.memory import run_memory
 
@@ -683,6 +689,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", default=None, help="also write the report to this file")
     p.set_defaults(func=cmd_bench_latency)
+
+    p = bench.add_parser(
+        "activation",
+        help="the demo traffic fast and in real time through core and activation: actions "
+        "per programme and audiences compared",
+    )
+    p.add_argument("--events", type=int, default=5_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", default=None, help="also write the report to this file")
+    p.set_defaults(func=cmd_bench_activation)
 
     p = bench.add_parser("memory", help="worker RSS as the graph grows (100k -> 1M identifiers)")
     p.add_argument("--small", type=int, default=100_000, help="identifiers at the first reading")

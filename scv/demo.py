@@ -44,12 +44,22 @@ REGIONS = {"demo": "GB", "realistic": "DE"}
 
 
 def produce_events(
-    settings: Settings, events: Iterator[DemoEvent], on_event: Callable[[DemoEvent], None]
+    settings: Settings,
+    events: Iterator[DemoEvent],
+    on_event: Callable[[DemoEvent], None],
+    rate: float | None = None,
 ) -> int:
+    """Produce ``events``: as fast as possible, or ``rate`` per second."""
     topics = Topics(settings)
     producer = Producer(source_producer_config(settings))
     count = 0
+    started = time.monotonic()
     for ev in events:
+        if rate is not None and count % 50 == 0:
+            delay = started + count / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            producer.poll(0)
         producer.produce(topics.raw(ev.source), value=ev.value, key=ev.key)
         on_event(ev)
         count += 1
@@ -237,9 +247,11 @@ def run_pipeline(
     work_dir: Path | None = None,
     timeout: float = 600.0,
     activation: bool = False,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """Run ``events`` through a :func:`local_pipeline` to completion and return the summary
-    scored against the events' ``person_id``.
+    scored against the events' ``person_id`` (produced as fast as possible, or ``rate`` per
+    second).
 
     With a ``cart_window_s``, open carts are waited out so that their actions are counted
     (None: the default window, not waited for). Each worker's matcher figures, read from its
@@ -269,7 +281,7 @@ def run_pipeline(
                 truth[ev.event_id] = ev.person_id
                 homes[ev.person_id] = ev.household_id
 
-        count = produce_events(base, iter(events), keep_truth)
+        count = produce_events(base, iter(events), keep_truth, rate)
         inputs = Topics(base).dead_lettered  # every topic a stage consumes
         wait_drained(base, inputs, timeout)
         drained_at = processing_end(base) or time.time()

@@ -215,3 +215,13 @@ def test_a_stale_subject_is_never_messaged_later() -> None:
     assert [x.reason for x in decision.skipped] == [d.STALE]
     fresh = registered(updated_ts=NOON + 2 * 86400)
     assert run(memory, fresh).actions == []  # the registration's welcome was due last spring
+
+
+def test_the_fast_and_paced_comparison() -> None:
+    from scv.bench.activation import compare
+
+    fast = {"actions": {"welcome": 200, "cross_sell": 100}, "audience_members": {"vip": 10}}
+    paced = {"actions": {"welcome": 196, "churn_save": 2}, "audience_members": {"vip": 10}}
+    got = compare(fast, paced)
+    assert got["actions_apart"] == {"churn_save": 1.0, "cross_sell": 1.0, "welcome": 0.02}
+    assert got["audiences_apart"] == {"vip": 0.0} and got["max_apart"] == 1.0
