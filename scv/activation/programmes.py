@@ -267,13 +267,18 @@ def _unique(names: list[str], where: str) -> None:
         seen.add(name)
 
 
-def _audiences(raw: Any, at: tuple[Any, ...]) -> tuple[Audience, ...]:
+def _items(raw: Any, at: tuple[Any, ...], what: str) -> list[Any]:
+    """An optional list: empty when absent."""
     if raw is None:
-        return ()
+        return []
     if not isinstance(raw, list):
-        raise _fail(at, f"expected a list of audiences, got {_tname(raw)}")
+        raise _fail(at, f"expected a list of {what}, got {_tname(raw)}")
+    return raw
+
+
+def _audiences(raw: Any, at: tuple[Any, ...]) -> tuple[Audience, ...]:
     out = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(_items(raw, at, "audiences")):
         a = _mapping(item, (*at, i), {"name", "conditions"})
         name = a.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -344,12 +349,8 @@ def _trigger(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> Trigger:
 
 
 def _conditions(raw: Any, at: tuple[Any, ...], known: frozenset[str]) -> tuple[Condition, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise _fail(at, f"expected a list of conditions, got {_tname(raw)}")
     out = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(_items(raw, at, "conditions")):
         c = _mapping(item, (*at, i), {"fact", "op", "value"})
         fact, op = c.get("fact"), c.get("op", "==")
         if not isinstance(fact, str):
