@@ -1,19 +1,22 @@
 """The activation layer's Faust application: two agents between ``profiles.v1`` and ``actions.v1``.
 
 ``decide`` reads every profile change (keyed by profile id), keeps a small memory per profile
-in a RocksDB table with a changelog (the facts it saw last, recent sends for the caps) and
-sends what the programmes earn (:func:`scv.activation.decide.decide`) to an internal topic
-keyed by **action id**. ``gate`` reads that topic, so every decision about one subject (one
+in a RocksDB table with a changelog (facts, subjects messaged, recent sends for the caps, the
+latest decisions), publishes audience changes on ``audiences.v1`` and sends what the
+programmes earn (:func:`scv.activation.decide.decide`) to an internal topic keyed by
+**action id**. ``gate`` reads that topic, so every decision about one subject (one
 customer's welcome, one order's cross-sell) reaches the same partition whichever profile it
 came from, and sends an action id to ``actions.v1`` only the first time (a table of sent
-ids): a merge that makes a fact change again on the surviving profile, or a redelivery after
-a crash, repeats an id and is dropped there.
+ids): two profiles of one person that both messaged a subject before they merged, or a
+decision repeated after a crash, repeat an id and are dropped there. Every output is
+acknowledged by the broker before the state that records it is written (:func:`delivered`).
 
 Both agents run with concurrency 1 (faust-streaming issue #606: above 1 a commit can pass a
 message still in flight). Faust's own web pages are off (they can dump tables); the worker
-serves ``/livez``, ``/readyz`` and ``/metrics`` on ``SCV_ACTIVATION_WEB_PORT`` with scv's
-token check. Kafka connection and security come from the same ``SCV_*`` settings as the
-core's workers (:func:`scv.kafka.faust_broker_kwargs`).
+serves ``/livez``, ``/readyz``, ``/metrics`` and ``/profiles/{id}/programmes`` (one profile's
+decisions) on ``SCV_ACTIVATION_WEB_PORT`` with scv's token check. Kafka connection and
+security come from the same ``SCV_*`` settings as the core's workers
+(:func:`scv.kafka.faust_broker_kwargs`).
 
 Run it as ``scv activation`` or ``faust -A scv.activation.app worker``.
 """
