@@ -31,12 +31,11 @@ from typing import Any
 import faust
 import orjson
 from aiohttp import web
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
 from scv.activation.decide import DUPLICATE, Memory, decide, forget
 from scv.activation.programmes import AUDIENCE_FACT, load_programmes
-from scv.kafka import faust_broker_kwargs, set_fetch_max_wait
+from scv.kafka import faust_broker_kwargs, partition_for, set_fetch_max_wait
 from scv.settings import Settings
 from scv.streams.web import WebServer, probes, warn_if_open
 from scv.topics import Topics
@@ -135,8 +134,7 @@ class Activation:
 
     async def trace(self, key: bytes) -> tuple[int, dict[str, Any]]:
         topic = self.profiles.get_topic_name()
-        partitions = self.settings.stage_partitions
-        partition = DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+        partition = partition_for(key, self.settings.stage_partitions)
         held = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
         if partition not in held:
             return 421, {"error": f"partition {partition} is held by another activation worker"}
